@@ -1,0 +1,456 @@
+//! billsync's configuration: one TOML file, layered defaults → file → environment.
+//!
+//! Secrets never sit in the file: a secret is a reference (`{ env = "NAME" }` or
+//! `{ file = "/run/secrets/name" }`) resolved once at load. Every problem is reported with
+//! the file, the key and the reason, so a bad deployment fails at start and says what to fix.
+
+mod secret;
+mod validate;
+
+pub use secret::SecretRef;
+pub use validate::ConfigError;
+
+use billsync_events::{DestinationKind, SourceKind};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration of one billsync deployment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub nats: NatsConfig,
+    #[serde(default)]
+    pub postgres: PostgresConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    #[serde(default)]
+    pub errors: ErrorsConfig,
+    #[serde(default)]
+    pub workers: WorkersConfig,
+    #[serde(default)]
+    pub sources: Sources,
+    #[serde(default)]
+    pub destinations: Destinations,
+    #[serde(default)]
+    pub syncs: Vec<SyncConfig>,
+    /// Where the file came from, for messages.
+    #[serde(skip)]
+    pub origin: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsConfig {
+    pub url: String,
+    /// Prefix of every stream, subject, consumer and bucket; lets several deployments (or
+    /// tests) share one NATS account without seeing each other.
+    pub prefix: String,
+    /// How long JetStream remembers a `Nats-Msg-Id` to drop duplicates.
+    pub duplicate_window_secs: u64,
+    /// Stream replicas (1 on a single server; 3 on a JetStream cluster).
+    pub replicas: usize,
+    /// How long events stay in the stream, for replays.
+    pub retention_days: u64,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            prefix: "billsync".into(),
+            duplicate_window_secs: 3600,
+            replicas: 1,
+            retention_days: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresConfig {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            url: "postgres://postgres@127.0.0.1:5432/billsync".into(),
+            max_connections: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    pub log_format: LogFormat,
+    /// An `EnvFilter` directive (`info`, `billsync=debug,info`); `RUST_LOG` wins when set.
+    pub log_level: String,
+    /// OTLP/gRPC endpoint (`http://otel-collector:4317`); no traces are exported when unset.
+    pub otlp_endpoint: Option<String>,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Pretty,
+            log_level: "info".into(),
+            otlp_endpoint: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    pub listen: SocketAddr,
+    /// Webhook bodies above this size are refused with 413.
+    pub max_body_bytes: usize,
+    /// How long a webhook waits for JetStream's ack before answering 503.
+    pub publish_timeout_ms: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            listen: ([0, 0, 0, 0], 8080).into(),
+            max_body_bytes: 512 * 1024,
+            publish_timeout_ms: 5_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ErrorsConfig {
+    pub listen: SocketAddr,
+    /// Bearer token for the admin API and web page.
+    pub admin_token: Option<SecretRef>,
+}
+
+impl Default for ErrorsConfig {
+    fn default() -> Self {
+        Self {
+            listen: ([0, 0, 0, 0], 8090).into(),
+            admin_token: None,
+        }
+    }
+}
+
+/// Settings every destination worker shares.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkersConfig {
+    /// Where each worker serves `/metrics`, `/healthz`, `/readyz`.
+    pub activecampaign_listen: SocketAddr,
+    pub zoho_listen: SocketAddr,
+    pub pipedrive_listen: SocketAddr,
+    /// Attempts of a transient failure (429, 5xx, timeout) before it becomes a failure record.
+    pub max_attempts: u32,
+    /// Messages a worker holds unacknowledged at once, across all records.
+    pub max_in_flight: usize,
+    /// How long JetStream waits for an ack before redelivering to another replica.
+    pub ack_wait_secs: u64,
+    /// Timeout of one CRM request.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        Self {
+            activecampaign_listen: ([0, 0, 0, 0], 8091).into(),
+            zoho_listen: ([0, 0, 0, 0], 8092).into(),
+            pipedrive_listen: ([0, 0, 0, 0], 8093).into(),
+            max_attempts: 8,
+            max_in_flight: 512,
+            ack_wait_secs: 60,
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sources {
+    #[serde(default)]
+    pub stripe: Vec<StripeConnection>,
+    #[serde(default)]
+    pub chargebee: Vec<ChargebeeConnection>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncType {
+    /// "Sync new records only".
+    #[default]
+    NewOnly,
+    /// "Sync historical records and capture new records".
+    HistoricalAndNew,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StripeConnection {
+    pub name: String,
+    /// Every signing secret currently valid for this endpoint; two during a rotation.
+    pub webhook_secrets: Vec<SecretRef>,
+    /// Secret key, needed for historical backfills only.
+    #[serde(default)]
+    pub api_key: Option<SecretRef>,
+    #[serde(default = "default_stripe_api_base")]
+    pub api_base: String,
+    #[serde(default = "default_signature_tolerance")]
+    pub signature_tolerance_secs: u64,
+    #[serde(default)]
+    pub sync_type: SyncType,
+}
+
+fn default_stripe_api_base() -> String {
+    "https://api.stripe.com".into()
+}
+
+fn default_signature_tolerance() -> u64 {
+    300
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChargebeeConnection {
+    pub name: String,
+    pub site: String,
+    pub api_key: SecretRef,
+    /// Defaults to `https://{site}.chargebee.com`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval_secs: u64,
+    #[serde(default = "default_true")]
+    pub auto_sync: bool,
+}
+
+fn default_poll_interval() -> u64 {
+    60
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Destinations {
+    #[serde(default)]
+    pub activecampaign: Vec<ActiveCampaignConnection>,
+    #[serde(default)]
+    pub zoho: Vec<ZohoConnection>,
+    #[serde(default)]
+    pub pipedrive: Vec<PipedriveConnection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActiveCampaignConnection {
+    pub name: String,
+    /// The account's API URL, `https://{account}.api-us1.com` (billsync appends `/api/3`).
+    pub base_url: String,
+    pub api_token: SecretRef,
+    /// ActiveCampaign allows 5 requests/s per account, shared by every key.
+    #[serde(default = "default_ac_rate")]
+    pub requests_per_second: u32,
+}
+
+fn default_ac_rate() -> u32 {
+    5
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZohoConnection {
+    pub name: String,
+    pub accounts_url: String,
+    pub api_domain: String,
+    pub client_id: SecretRef,
+    pub client_secret: SecretRef,
+    pub refresh_token: SecretRef,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipedriveConnection {
+    pub name: String,
+    pub base_url: String,
+    pub api_token: SecretRef,
+}
+
+/// One flow: a source connection feeding a destination connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    pub source: String,
+    pub destination: String,
+    /// Which resources feed this sync (`customer`, `subscription`, `invoice`, `charge`,
+    /// `checkout_session`); all when empty.
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// Destination-specific options (lists, delete behaviour, ...), read by the worker.
+    #[serde(default)]
+    pub options: BTreeMap<String, toml::Value>,
+    /// Field mapping overrides and extra fields: destination field → source expression.
+    #[serde(default)]
+    pub mapping: BTreeMap<String, toml::Value>,
+}
+
+/// A connection as the rest of billsync sees it: its kind and name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionKind {
+    Source(SourceKind),
+    Destination(DestinationKind),
+}
+
+impl Config {
+    /// Reads, layers and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(path, "", format!("cannot read the file: {e}")))?;
+        Config::from_toml(&text, path)
+    }
+
+    /// Parses `text` as if read from `origin`, applies environment overrides and validates.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let key = e.span().map(|s| key_at(text, s.start)).unwrap_or_default();
+            ConfigError::new(origin, &key, e.message().to_string())
+        })?;
+        config.origin = origin.to_path_buf();
+        config.apply_env(|name| std::env::var(name).ok());
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Environment overrides, the last layer: deployments change these without a new file.
+    fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
+        if let Some(url) = var("BILLSYNC_NATS_URL") {
+            self.nats.url = url;
+        }
+        if let Some(prefix) = var("BILLSYNC_NATS_PREFIX") {
+            self.nats.prefix = prefix;
+        }
+        if let Some(url) = var("BILLSYNC_POSTGRES_URL").or_else(|| var("DATABASE_URL")) {
+            self.postgres.url = url;
+        }
+        if let Some(format) = var("BILLSYNC_LOG_FORMAT") {
+            match format.as_str() {
+                "json" => self.telemetry.log_format = LogFormat::Json,
+                "pretty" => self.telemetry.log_format = LogFormat::Pretty,
+                _ => {}
+            }
+        }
+        if let Some(endpoint) =
+            var("BILLSYNC_OTLP_ENDPOINT").or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        {
+            self.telemetry.otlp_endpoint = Some(endpoint);
+        }
+    }
+
+    pub fn syncs_to<'a>(&'a self, destination: &'a str) -> impl Iterator<Item = &'a SyncConfig> {
+        self.syncs
+            .iter()
+            .filter(move |s| s.destination == destination)
+    }
+
+    pub fn connection_kind(&self, name: &str) -> Option<ConnectionKind> {
+        if self.sources.stripe.iter().any(|c| c.name == name) {
+            return Some(ConnectionKind::Source(SourceKind::Stripe));
+        }
+        if self.sources.chargebee.iter().any(|c| c.name == name) {
+            return Some(ConnectionKind::Source(SourceKind::Chargebee));
+        }
+        if self
+            .destinations
+            .activecampaign
+            .iter()
+            .any(|c| c.name == name)
+        {
+            return Some(ConnectionKind::Destination(DestinationKind::Activecampaign));
+        }
+        if self.destinations.zoho.iter().any(|c| c.name == name) {
+            return Some(ConnectionKind::Destination(DestinationKind::Zoho));
+        }
+        if self.destinations.pipedrive.iter().any(|c| c.name == name) {
+            return Some(ConnectionKind::Destination(DestinationKind::Pipedrive));
+        }
+        None
+    }
+
+    /// Every secret value in the configuration, so that logs and records can be scrubbed.
+    pub fn secret_values(&self) -> Vec<String> {
+        let mut refs: Vec<&SecretRef> = Vec::new();
+        refs.extend(self.errors.admin_token.iter());
+        for c in &self.sources.stripe {
+            refs.extend(c.webhook_secrets.iter());
+            refs.extend(c.api_key.iter());
+        }
+        refs.extend(self.sources.chargebee.iter().map(|c| &c.api_key));
+        refs.extend(
+            self.destinations
+                .activecampaign
+                .iter()
+                .map(|c| &c.api_token),
+        );
+        for c in &self.destinations.zoho {
+            refs.extend([&c.client_id, &c.client_secret, &c.refresh_token]);
+        }
+        refs.extend(self.destinations.pipedrive.iter().map(|c| &c.api_token));
+        refs.iter()
+            .filter_map(|r| r.value())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// The dotted key whose value starts at byte `offset`, best effort, for parse errors.
+fn key_at(text: &str, offset: usize) -> String {
+    let mut table = String::new();
+    let mut key = String::new();
+    for line in text[..offset.min(text.len())].lines() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
+            table = header.trim().to_string();
+            key.clear();
+        } else if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            table = header.trim().to_string();
+            key.clear();
+        } else if let Some((k, _)) = line.split_once('=') {
+            key = k.trim().to_string();
+        }
+    }
+    let line_of_error = text[..offset.min(text.len())]
+        .rsplit('\n')
+        .next()
+        .unwrap_or("");
+    if !line_of_error.contains('=') && !line_of_error.trim().is_empty() {
+        key.clear();
+    }
+    match (table.is_empty(), key.is_empty()) {
+        (true, _) => key,
+        (false, true) => table,
+        (false, false) => format!("{table}.{key}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

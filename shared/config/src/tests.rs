@@ -1,0 +1,110 @@
+use super::*;
+
+const GOOD: &str = r#"
+[nats]
+prefix = "demo"
+
+[[sources.stripe]]
+name = "stripe-test"
+webhook_secrets = [{ env = "T_WHSEC" }]
+
+[[destinations.activecampaign]]
+name = "ac-main"
+base_url = "http://127.0.0.1:9000"
+api_token = { env = "T_AC_TOKEN" }
+
+[[syncs]]
+source = "stripe-test"
+destination = "ac-main"
+resources = ["customer"]
+"#;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "T_WHSEC" => Some("whsec_abc".into()),
+        "T_AC_TOKEN" => Some("ac-token".into()),
+        _ => None,
+    }
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    let origin = Path::new("billsync.toml");
+    let mut config: Config =
+        toml::from_str(text).map_err(|e| ConfigError::new(origin, "", e.message().to_string()))?;
+    config.origin = origin.to_path_buf();
+    config.validate_with(&env)?;
+    Ok(config)
+}
+
+#[test]
+fn a_good_file_resolves_its_secrets() {
+    let config = parse(GOOD).expect("valid");
+    assert_eq!(config.nats.prefix, "demo");
+    assert_eq!(
+        config.sources.stripe[0].webhook_secrets[0].expose(),
+        "whsec_abc"
+    );
+    assert_eq!(config.secret_values().len(), 2);
+    assert!(
+        !format!("{config:?}").contains("whsec_abc"),
+        "Debug must not print secrets"
+    );
+}
+
+#[test]
+fn a_missing_secret_names_key_and_variable() {
+    let text = GOOD.replace("T_AC_TOKEN", "T_MISSING");
+    let error = parse(&text).expect_err("must fail").to_string();
+    assert_eq!(
+        error,
+        "billsync.toml: destinations.activecampaign[0].api_token: environment variable \
+         T_MISSING is not set (it holds this secret)"
+    );
+}
+
+#[test]
+fn a_sync_to_an_unknown_destination_lists_the_known_ones() {
+    let text = GOOD.replace("destination = \"ac-main\"", "destination = \"ac-mian\"");
+    let error = parse(&text).expect_err("must fail").to_string();
+    assert!(
+        error.starts_with("billsync.toml: syncs[0].destination: \"ac-mian\""),
+        "{error}"
+    );
+    assert!(error.contains("defined: ac-main"), "{error}");
+}
+
+#[test]
+fn bad_names_and_resources_are_refused() {
+    let error = parse(&GOOD.replace("name = \"stripe-test\"", "name = \"Stripe Test\""))
+        .expect_err("must fail")
+        .to_string();
+    assert!(error.contains("sources.stripe[0].name"), "{error}");
+    let error = parse(&GOOD.replace("[\"customer\"]", "[\"customers\"]"))
+        .expect_err("must fail")
+        .to_string();
+    assert!(
+        error.contains("syncs[0].resources[0]: unknown resource \"customers\""),
+        "{error}"
+    );
+}
+
+#[test]
+fn parse_errors_carry_file_and_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("billsync.toml");
+    std::fs::write(&path, "[ingest]\nmax_body_bytes = \"big\"\n").expect("write");
+    let error = Config::load(&path).expect_err("must fail").to_string();
+    assert!(
+        error.starts_with(&format!("{}: ingest.max_body_bytes: ", path.display())),
+        "{error}"
+    );
+}
+
+#[test]
+fn unknown_keys_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("billsync.toml");
+    std::fs::write(&path, "[ingest]\nlisten_port = 80\n").expect("write");
+    let error = Config::load(&path).expect_err("must fail").to_string();
+    assert!(error.contains("unknown field `listen_port`"), "{error}");
+}

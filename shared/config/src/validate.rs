@@ -1,0 +1,262 @@
+//! Validation of a parsed configuration: every error names the file, the key and the reason.
+
+use crate::{Config, SecretRef};
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A configuration problem, printed as `file: key: reason`.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub key: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(file: &Path, key: &str, reason: impl Into<String>) -> Self {
+        Self {
+            file: file.to_path_buf(),
+            key: key.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.reason)
+        } else {
+            write!(f, "{}: {}: {}", self.file.display(), self.key, self.reason)
+        }
+    }
+}
+
+const RESOURCES: &[&str] = &[
+    "customer",
+    "subscription",
+    "invoice",
+    "charge",
+    "checkout_session",
+];
+
+impl Config {
+    pub(crate) fn validate(&mut self) -> Result<(), ConfigError> {
+        self.validate_with(&|name| std::env::var(name).ok())
+    }
+
+    pub(crate) fn validate_with(
+        &mut self,
+        var: &impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        let origin = self.origin.clone();
+        let err = |key: String, reason: String| ConfigError::new(&origin, &key, reason);
+
+        if !is_token(&self.nats.prefix) {
+            return Err(err(
+                "nats.prefix".into(),
+                format!(
+                    "{:?} must be lowercase letters, digits, '-' or '_'",
+                    self.nats.prefix
+                ),
+            ));
+        }
+        if self.nats.replicas == 0 || self.nats.replicas > 5 {
+            return Err(err(
+                "nats.replicas".into(),
+                "must be between 1 and 5".into(),
+            ));
+        }
+
+        let mut names = HashSet::new();
+        let mut check_name = |key: String, name: &str| -> Result<(), ConfigError> {
+            if !is_token(name) {
+                return Err(err(
+                    key,
+                    format!(
+                        "{name:?} is not a valid connection name: use 1-64 lowercase letters, \
+                         digits, '-' or '_' (it becomes part of NATS subjects)"
+                    ),
+                ));
+            }
+            if !names.insert(name.to_string()) {
+                return Err(err(key, format!("connection name {name:?} is used twice")));
+            }
+            Ok(())
+        };
+
+        for (i, c) in self.sources.stripe.iter_mut().enumerate() {
+            let at = format!("sources.stripe[{i}]");
+            check_name(format!("{at}.name"), &c.name)?;
+            if c.webhook_secrets.is_empty() {
+                return Err(err(
+                    format!("{at}.webhook_secrets"),
+                    "give at least one signing secret (whsec_...) of the webhook endpoint".into(),
+                ));
+            }
+            for (j, s) in c.webhook_secrets.iter_mut().enumerate() {
+                resolve(s, var, &format!("{at}.webhook_secrets[{j}]"), &err)?;
+            }
+            if let Some(key) = c.api_key.as_mut() {
+                resolve(key, var, &format!("{at}.api_key"), &err)?;
+            }
+            check_url(&c.api_base, &format!("{at}.api_base"), &err)?;
+        }
+        for (i, c) in self.sources.chargebee.iter_mut().enumerate() {
+            let at = format!("sources.chargebee[{i}]");
+            check_name(format!("{at}.name"), &c.name)?;
+            resolve(&mut c.api_key, var, &format!("{at}.api_key"), &err)?;
+            if let Some(url) = &c.base_url {
+                check_url(url, &format!("{at}.base_url"), &err)?;
+            }
+            if c.poll_interval_secs == 0 {
+                return Err(err(
+                    format!("{at}.poll_interval_secs"),
+                    "must be at least 1".into(),
+                ));
+            }
+        }
+        for (i, c) in self.destinations.activecampaign.iter_mut().enumerate() {
+            let at = format!("destinations.activecampaign[{i}]");
+            check_name(format!("{at}.name"), &c.name)?;
+            check_url(&c.base_url, &format!("{at}.base_url"), &err)?;
+            resolve(&mut c.api_token, var, &format!("{at}.api_token"), &err)?;
+            if c.requests_per_second == 0 {
+                return Err(err(
+                    format!("{at}.requests_per_second"),
+                    "must be at least 1".into(),
+                ));
+            }
+        }
+        for (i, c) in self.destinations.zoho.iter_mut().enumerate() {
+            let at = format!("destinations.zoho[{i}]");
+            check_name(format!("{at}.name"), &c.name)?;
+            check_url(&c.accounts_url, &format!("{at}.accounts_url"), &err)?;
+            check_url(&c.api_domain, &format!("{at}.api_domain"), &err)?;
+            resolve(&mut c.client_id, var, &format!("{at}.client_id"), &err)?;
+            resolve(
+                &mut c.client_secret,
+                var,
+                &format!("{at}.client_secret"),
+                &err,
+            )?;
+            resolve(
+                &mut c.refresh_token,
+                var,
+                &format!("{at}.refresh_token"),
+                &err,
+            )?;
+        }
+        for (i, c) in self.destinations.pipedrive.iter_mut().enumerate() {
+            let at = format!("destinations.pipedrive[{i}]");
+            check_name(format!("{at}.name"), &c.name)?;
+            check_url(&c.base_url, &format!("{at}.base_url"), &err)?;
+            resolve(&mut c.api_token, var, &format!("{at}.api_token"), &err)?;
+        }
+        if let Some(token) = self.errors.admin_token.as_mut() {
+            resolve(token, var, "errors.admin_token", &err)?;
+        }
+
+        let mut pairs = HashSet::new();
+        for (i, sync) in self.syncs.iter().enumerate() {
+            let at = format!("syncs[{i}]");
+            match self.connection_kind(&sync.source) {
+                Some(crate::ConnectionKind::Source(_)) => {}
+                _ => {
+                    return Err(err(
+                        format!("{at}.source"),
+                        format!(
+                            "{:?} is not a source connection (defined: {})",
+                            sync.source,
+                            self.source_names().join(", ")
+                        ),
+                    ))
+                }
+            }
+            match self.connection_kind(&sync.destination) {
+                Some(crate::ConnectionKind::Destination(_)) => {}
+                _ => {
+                    return Err(err(
+                        format!("{at}.destination"),
+                        format!(
+                            "{:?} is not a destination connection (defined: {})",
+                            sync.destination,
+                            self.destination_names().join(", ")
+                        ),
+                    ))
+                }
+            }
+            for (j, r) in sync.resources.iter().enumerate() {
+                if !RESOURCES.contains(&r.as_str()) {
+                    return Err(err(
+                        format!("{at}.resources[{j}]"),
+                        format!(
+                            "unknown resource {r:?}; expected one of {}",
+                            RESOURCES.join(", ")
+                        ),
+                    ));
+                }
+            }
+            if !pairs.insert((sync.source.clone(), sync.destination.clone())) {
+                return Err(err(
+                    at,
+                    format!(
+                        "a sync from {:?} to {:?} is declared twice",
+                        sync.source, sync.destination
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn source_names(&self) -> Vec<String> {
+        let stripe = self.sources.stripe.iter().map(|c| c.name.clone());
+        let chargebee = self.sources.chargebee.iter().map(|c| c.name.clone());
+        stripe.chain(chargebee).collect()
+    }
+
+    fn destination_names(&self) -> Vec<String> {
+        let d = &self.destinations;
+        let ac = d.activecampaign.iter().map(|c| c.name.clone());
+        let zoho = d.zoho.iter().map(|c| c.name.clone());
+        let pd = d.pipedrive.iter().map(|c| c.name.clone());
+        ac.chain(zoho).chain(pd).collect()
+    }
+}
+
+fn resolve(
+    secret: &mut SecretRef,
+    var: &impl Fn(&str) -> Option<String>,
+    key: &str,
+    err: &impl Fn(String, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    secret
+        .resolve(var)
+        .map_err(|reason| err(key.to_string(), reason))
+}
+
+fn check_url(
+    url: &str,
+    key: &str,
+    err: &impl Fn(String, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(err(
+            key.to_string(),
+            format!("{url:?} is not an http(s) URL"),
+        ))
+    }
+}
+
+/// Names that may appear as one NATS subject token and in stream/bucket names.
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
