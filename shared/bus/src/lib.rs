@@ -1,1 +1,17 @@
-//! placeholder
+//! billsync's use of NATS JetStream: names, stream and bucket setup, publishing, acking.
+//!
+//! Every stream, subject, consumer, bucket and header name is spelled in [`topology`] and
+//! nowhere else. Publishing always carries `Nats-Msg-Id` (so JetStream drops duplicates) and
+//! the W3C trace context (so one trace spans webhook → stream → CRM write), and waits for
+//! the stream's ack: nothing upstream is told "done" before the event is durable.
+
+pub mod delivery;
+pub mod publish;
+pub mod setup;
+pub mod topology;
+pub mod trace;
+
+pub use delivery::Delivery;
+pub use publish::{PublishError, Published, Publisher};
+pub use setup::{connect, BusError, StreamSettings};
+pub use topology::Topology;

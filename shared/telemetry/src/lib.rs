@@ -1,1 +1,62 @@
-//! placeholder
+//! What every billsync service shares at run time: logs, traces, metrics, health, shutdown.
+
+mod ops;
+mod tracing_setup;
+
+pub use ops::{ops_router, serve_ops, Readiness};
+pub use tracing_setup::{init, TelemetryGuard};
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use tokio_util::sync::CancellationToken;
+
+/// The process-wide Prometheus recorder; installed on first use so that `billsync up`, which
+/// runs every service in one process, serves one consistent set of metrics.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed by an embedding program; ours then
+            // only renders what it records, which is still correct for its own endpoint.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// A token cancelled on SIGTERM or SIGINT: services stop taking work, finish what is in
+/// flight, and return.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("Shutdown signal received; finishing in-flight work.");
+        trigger.cancel();
+    });
+    token
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

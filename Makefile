@@ -1,0 +1,53 @@
+# billsync developer commands. `make help` lists them.
+#
+# Scripts in deploy/ install and start what the commands need (NATS with JetStream,
+# PostgreSQL, Chromium) on Debian/Ubuntu; they do nothing when it is already there.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+CARGO ?= cargo
+
+.DEFAULT_GOAL := help
+
+.PHONY: help run test lint fmt build k8s clean-run services shellcheck
+
+help: ## List the targets
+	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_-]+:.*## / { printf "  make %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+run: ## Run the local demo: NATS, Postgres, sandbox, billsync up, demo webhooks (Ctrl-C stops)
+	deploy/run-demo.sh
+
+services: ## Install/start NATS (JetStream) and PostgreSQL if they are not running
+	deploy/ensure-nats.sh
+	deploy/ensure-postgres.sh
+
+test: services ## Run every test (ensures NATS, Postgres, Chromium first)
+	deploy/ensure-chromium.sh
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		echo "$(CARGO) nextest run --workspace"; \
+		$(CARGO) nextest run --workspace; \
+	else \
+		echo "$(CARGO) test --workspace --all-targets  (install cargo-nextest for faster runs)"; \
+		$(CARGO) test --workspace --all-targets; \
+	fi
+
+lint: ## Check formatting and run clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format all Rust code
+	$(CARGO) fmt --all
+
+build: ## Build the workspace (debug)
+	$(CARGO) build --workspace --all-targets
+
+k8s: ## Render the Kubernetes manifests (kubectl kustomize k8s)
+	@command -v kubectl >/dev/null 2>&1 || { echo "kubectl not found: see https://kubernetes.io/docs/tasks/tools/" >&2; exit 1; }
+	kubectl kustomize k8s
+
+shellcheck: ## Check the shell scripts (needs shellcheck)
+	shellcheck -x deploy/*.sh .ci/run
+
+clean-run: ## Stop a demo left behind and delete .run/ (its logs)
+	deploy/stop-demo.sh
+	rm -rf .run

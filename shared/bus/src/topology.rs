@@ -1,0 +1,176 @@
+//! The one place that names streams, subjects, consumers, KV buckets and headers.
+//!
+//! Every name starts with the deployment's prefix (`billsync` by default) so that several
+//! deployments, or parallel tests, can share one NATS account without seeing each other.
+
+use billsync_events::{BillingEventV1, DestinationKind};
+
+/// Header carrying the source event id; JetStream drops a second message with the same id
+/// inside the stream's duplicate window.
+pub const HEADER_MSG_ID: &str = "Nats-Msg-Id";
+/// W3C trace context headers.
+pub const HEADER_TRACEPARENT: &str = "traceparent";
+pub const HEADER_TRACESTATE: &str = "tracestate";
+/// Set on replayed events: the destination must apply them even if it already has.
+pub const HEADER_REPLAY: &str = "Billsync-Replay";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    prefix: String,
+}
+
+impl Topology {
+    /// `prefix` must be a valid subject token (the configuration checks it).
+    pub fn new(prefix: &str) -> Self {
+        Self { prefix: prefix.to_string() }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn stream_prefix(&self) -> String {
+        self.prefix.to_ascii_uppercase().replace('-', "_")
+    }
+
+    /// Every billing event from every source.
+    pub fn events_stream(&self) -> String {
+        format!("{}_EVENTS", self.stream_prefix())
+    }
+
+    pub fn events_subjects(&self) -> String {
+        format!("{}.billing.>", self.prefix)
+    }
+
+    /// `{prefix}.billing.{source}.{connection}.{object}.{event_type}`; the event type keeps
+    /// its dots, so `…customer.subscription.>` selects all subscription events of a customer.
+    pub fn event_subject(&self, event: &BillingEventV1) -> String {
+        format!(
+            "{}.billing.{}.{}.{}.{}",
+            self.prefix,
+            event.source,
+            event.connection,
+            event.object,
+            subject_tokens(&event.event_type)
+        )
+    }
+
+    /// Outcomes (synced, failed, skipped) reported by the workers, read by the errors service.
+    pub fn outcomes_stream(&self) -> String {
+        format!("{}_OUTCOMES", self.stream_prefix())
+    }
+
+    pub fn outcomes_subjects(&self) -> String {
+        format!("{}.outcomes.>", self.prefix)
+    }
+
+    /// `{prefix}.outcomes.{destination_connection}.{status}`.
+    pub fn outcome_subject(&self, destination_connection: &str, status: &str) -> String {
+        format!("{}.outcomes.{destination_connection}.{status}", self.prefix)
+    }
+
+    /// Events sent back to one destination only (retries of failures, `billsync replay`).
+    pub fn replay_stream(&self) -> String {
+        format!("{}_REPLAY", self.stream_prefix())
+    }
+
+    pub fn replay_subjects(&self) -> String {
+        format!("{}.replay.>", self.prefix)
+    }
+
+    pub fn replay_subject(&self, destination_connection: &str) -> String {
+        format!("{}.replay.{destination_connection}", self.prefix)
+    }
+
+    /// The durable consumer of the events stream for one destination connection.
+    pub fn worker_consumer(&self, destination_connection: &str) -> String {
+        format!("worker-{destination_connection}")
+    }
+
+    /// The durable consumer of the replay stream for one destination connection.
+    pub fn replay_consumer(&self, destination_connection: &str) -> String {
+        format!("replay-{destination_connection}")
+    }
+
+    /// The errors service's durable consumer of the outcomes stream.
+    pub fn errors_consumer(&self) -> String {
+        "errors".to_string()
+    }
+
+    /// Source-id → CRM-id links, per destination connection.
+    pub fn links_bucket(&self) -> String {
+        format!("{}_links", self.prefix)
+    }
+
+    /// The last version of each record applied at each destination.
+    pub fn versions_bucket(&self) -> String {
+        format!("{}_versions", self.prefix)
+    }
+
+    /// Poll cursors of the polled sources.
+    pub fn cursors_bucket(&self) -> String {
+        format!("{}_cursors", self.prefix)
+    }
+
+    /// Leases that keep one poller per connection across replicas.
+    pub fn leases_bucket(&self) -> String {
+        format!("{}_leases", self.prefix)
+    }
+
+    /// Records an operator chose to ignore until they change.
+    pub fn ignores_bucket(&self) -> String {
+        format!("{}_ignores", self.prefix)
+    }
+
+    /// A KV key for `(destination connection, record)`: KV keys allow `[-/_=.a-zA-Z0-9]`.
+    pub fn record_kv_key(destination: DestinationKind, connection: &str, record: &str) -> String {
+        let record: String = record
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || "-_=/".contains(c) { c } else { '_' })
+            .collect();
+        format!("{destination}.{connection}.{record}")
+    }
+}
+
+/// Turns a vendor's event type into subject tokens: dots stay separators, anything a
+/// subject token cannot hold becomes `_`.
+fn subject_tokens(event_type: &str) -> String {
+    let cleaned: Vec<String> = event_type
+        .split('.')
+        .map(|token| {
+            let token: String = token
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+                .collect();
+            if token.is_empty() {
+                "_".to_string()
+            } else {
+                token
+            }
+        })
+        .collect();
+    cleaned.join(".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_keep_the_event_type_hierarchy() {
+        assert_eq!(subject_tokens("customer.subscription.created"), "customer.subscription.created");
+        assert_eq!(subject_tokens("weird type.>*"), "weird_type.__");
+        assert_eq!(subject_tokens(".."), "_._._");
+    }
+
+    #[test]
+    fn names_carry_the_prefix() {
+        let t = Topology::new("t-42");
+        assert_eq!(t.events_stream(), "T_42_EVENTS");
+        assert_eq!(t.outcome_subject("ac-main", "failed"), "t-42.outcomes.ac-main.failed");
+        assert_eq!(
+            Topology::record_kv_key(DestinationKind::Activecampaign, "ac", "customer/cus 1"),
+            "activecampaign.ac.customer/cus_1"
+        );
+    }
+}

@@ -1,0 +1,55 @@
+//! The contract between the worker runtime and one CRM.
+
+use billsync_events::{BillingEventV1, DestinationKind, FailureClass};
+use serde_json::Value;
+use std::future::Future;
+use std::time::Duration;
+
+/// What a destination did with an event it accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivered {
+    /// The CRM now reflects the event; the id of the record written.
+    Written { crm_id: Option<String> },
+    /// Nothing to write for this destination (a resource it does not sync, say).
+    NotApplicable { reason: String },
+}
+
+/// Why a delivery did not happen, decided by the client's one `classify` function.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DeliveryError {
+    /// Worth trying again: timeouts, 429, 5xx. `retry_after` is the CRM's own hint.
+    #[error("{message}")]
+    Retryable { message: String, retry_after: Option<Duration>, http_status: Option<u16> },
+    /// Trying again unchanged will fail the same way.
+    #[error("{message}")]
+    Permanent { class: FailureClass, message: String, http_status: Option<u16>, detail: Value },
+}
+
+impl DeliveryError {
+    pub fn permanent(class: FailureClass, message: impl Into<String>) -> Self {
+        DeliveryError::Permanent {
+            class,
+            message: message.into(),
+            http_status: None,
+            detail: Value::Null,
+        }
+    }
+}
+
+/// One destination connection (a CRM account).
+pub trait Destination: Send + Sync + 'static {
+    fn kind(&self) -> DestinationKind;
+
+    /// The destination connection's name in the configuration.
+    fn connection(&self) -> &str;
+
+    /// Writes the event's effect into the CRM. Must be idempotent: the runtime may deliver
+    /// an event again after a crash, and upserts keyed by external ids make that harmless.
+    fn deliver(
+        &self,
+        event: &BillingEventV1,
+    ) -> impl Future<Output = Result<Delivered, DeliveryError>> + Send;
+
+    /// Checks that the CRM answers and the credentials work, for readiness.
+    fn healthcheck(&self) -> impl Future<Output = Result<(), String>> + Send;
+}

@@ -1,0 +1,111 @@
+//! One queue per ordering key: events of one customer run in order, customers in parallel.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+
+/// Runs `work` for each job, sequentially per key and concurrently across keys.
+///
+/// A lane's task removes itself from the map under the same lock the dispatcher sends
+/// under, and only once its queue is empty, so no job is ever sent into a closing lane.
+pub struct Lanes<J, W> {
+    lanes: Arc<Mutex<HashMap<String, mpsc::UnboundedSender<J>>>>,
+    tracker: TaskTracker,
+    work: Arc<W>,
+}
+
+impl<J, W, F> Lanes<J, W>
+where
+    J: Send + 'static,
+    W: Fn(J) -> F + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    pub fn new(work: W) -> Self {
+        Self {
+            lanes: Arc::new(Mutex::new(HashMap::new())),
+            tracker: TaskTracker::new(),
+            work: Arc::new(work),
+        }
+    }
+
+    pub fn dispatch(&self, key: String, job: J) {
+        let mut lanes = self.lanes.lock().expect("lanes lock poisoned");
+        let job = match lanes.get(&key) {
+            Some(sender) => match sender.send(job) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(job)) => job,
+            },
+            None => job,
+        };
+        let (sender, mut receiver) = mpsc::unbounded_channel();
+        // A fresh channel with a live receiver cannot refuse.
+        let _ = sender.send(job);
+        lanes.insert(key.clone(), sender);
+        let registry = Arc::clone(&self.lanes);
+        let work = Arc::clone(&self.work);
+        self.tracker.spawn(async move {
+            loop {
+                let next = {
+                    let mut lanes = registry.lock().expect("lanes lock poisoned");
+                    match receiver.try_recv() {
+                        Ok(job) => job,
+                        Err(_) => {
+                            lanes.remove(&key);
+                            return;
+                        }
+                    }
+                };
+                work(next).await;
+            }
+        });
+    }
+
+    /// Number of keys with queued or running work.
+    pub fn active(&self) -> usize {
+        self.lanes.lock().expect("lanes lock poisoned").len()
+    }
+
+    /// Waits until every queued job has run.
+    pub async fn drain(&self) {
+        self.tracker.close();
+        self.tracker.wait().await;
+        self.tracker.reopen();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn one_key_runs_in_order_while_keys_run_concurrently() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&log);
+        let lanes = Lanes::new(move |(key, job): (String, u64)| {
+            let log = Arc::clone(&sink);
+            async move {
+                // Later jobs sleep less: only per-key sequencing keeps them in order.
+                tokio::time::sleep(Duration::from_millis(50 - job)).await;
+                log.lock().expect("log").push((key, job));
+            }
+        });
+        for i in 0..50u64 {
+            let key = format!("k{}", i % 5);
+            lanes.dispatch(key.clone(), (key, i));
+        }
+        lanes.drain().await;
+        let log = log.lock().expect("log");
+        assert_eq!(log.len(), 50);
+        for k in 0..5 {
+            let key = format!("k{k}");
+            let seen: Vec<u64> = log.iter().filter(|(kk, _)| *kk == key).map(|(_, j)| *j).collect();
+            let mut sorted = seen.clone();
+            sorted.sort();
+            assert_eq!(seen, sorted, "jobs of {key} ran out of order");
+        }
+        assert_eq!(lanes.active(), 0);
+    }
+}
