@@ -1,1 +1,78 @@
-//! placeholder
+//! The ingest service: receives Stripe webhooks and publishes them to JetStream.
+//!
+//! A webhook is answered 2xx only after JetStream has stored the event, so Stripe keeps
+//! retrying anything that is not durable; bad input gets a clear 4xx and publishes nothing.
+
+mod error;
+pub mod stripe;
+
+pub use error::IngestError;
+
+use anyhow::Context;
+use async_nats::jetstream;
+use axum::routing::post;
+use axum::Router;
+use billsync_bus::{Publisher, StreamSettings, Topology};
+use billsync_config::Config;
+use billsync_telemetry::{ops_router, Readiness};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Shared state of the HTTP handlers.
+pub struct IngestState {
+    pub publisher: Publisher,
+    pub stripe: HashMap<String, stripe::StripeEndpoint>,
+    pub max_body_bytes: usize,
+}
+
+/// Declares the streams and builds the router; used by [`run`] and by tests.
+pub async fn app(config: &Config, client: async_nats::Client) -> anyhow::Result<Router> {
+    let topology = Topology::new(&config.nats.prefix);
+    let js = jetstream::new(client.clone());
+    topology
+        .ensure_events_stream(&js, &StreamSettings::from(&config.nats))
+        .await
+        .context("declaring the events stream")?;
+    let publisher = Publisher::new(
+        js,
+        topology,
+        Duration::from_millis(config.ingest.publish_timeout_ms),
+    );
+    let stripe = config
+        .sources
+        .stripe
+        .iter()
+        .map(|c| (c.name.clone(), stripe::StripeEndpoint::from_config(c)))
+        .collect();
+    let state = Arc::new(IngestState {
+        publisher,
+        stripe,
+        max_body_bytes: config.ingest.max_body_bytes,
+    });
+    let router = Router::new()
+        .route("/webhooks/stripe/{connection}", post(stripe::webhook::receive))
+        .with_state(state)
+        .merge(ops_router(Readiness::new().nats(client)));
+    Ok(router)
+}
+
+/// Serves webhooks on `listener` until `shutdown`, then lets in-flight requests finish.
+pub async fn run(
+    config: Arc<Config>,
+    client: async_nats::Client,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let router = app(&config, client).await?;
+    let addr = listener.local_addr().context("reading the listen address")?;
+    tracing::info!(%addr, stripe_connections = config.sources.stripe.len(), "Ingest listening.");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("Ingest stopped.");
+    Ok(())
+}
