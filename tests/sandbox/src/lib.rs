@@ -1,1 +1,144 @@
-//! placeholder
+//! Stateful emulators of the vendor APIs billsync talks to, served on loopback for tests and
+//! the local demo.
+//!
+//! One HTTP server carries every vendor under its own path prefix (`/activecampaign/...`),
+//! plus `/__sandbox/...` routes to read state and inject faults, and a human index at `/`.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use billsync_sandbox::{AcAccount, SandboxConfig};
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let sandbox = billsync_sandbox::start(listener, SandboxConfig::default()).await?;
+//! sandbox.activecampaign.add_account(AcAccount::new("acme", "token"));
+//! let base = sandbox.activecampaign_base_url("acme"); // + "/api/3/contact/sync"
+//! # let _ = base;
+//! sandbox.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod activecampaign;
+mod index;
+pub mod stripe;
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use anyhow::Context as _;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use activecampaign::{
+    AcAccount, AcContact, AcContactList, AcContactTag, AcFaults, AcField, AcFieldValue, AcList,
+    AcSnapshot, AcTag, ActiveCampaign,
+};
+
+/// What the sandbox starts with; more accounts can be added while it runs.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxConfig {
+    pub activecampaign_accounts: Vec<AcAccount>,
+}
+
+/// A sandbox serving on `addr`. Dropping it stops the server too; `shutdown` also waits for
+/// in-flight requests to finish.
+#[derive(Debug)]
+pub struct RunningSandbox {
+    pub addr: SocketAddr,
+    pub activecampaign: ActiveCampaign,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+/// Serves the sandbox on `listener` until [`RunningSandbox::shutdown`] or drop.
+pub async fn start(
+    listener: tokio::net::TcpListener,
+    config: SandboxConfig,
+) -> anyhow::Result<RunningSandbox> {
+    let addr = listener
+        .local_addr()
+        .context("reading the sandbox listener's address")?;
+    let url = base_url(addr);
+    let activecampaign = ActiveCampaign::new(format!("{url}/activecampaign"));
+    for account in config.activecampaign_accounts {
+        activecampaign.add_account(account);
+    }
+
+    let app = Router::new()
+        .nest(
+            "/activecampaign/{account}/api/3",
+            activecampaign::routes::api(activecampaign.clone()),
+        )
+        .merge(activecampaign::routes::control(activecampaign.clone()))
+        .route("/", get(index::page).with_state(activecampaign.clone()))
+        .fallback(not_found);
+
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "Sandbox server stopped with an error");
+        }
+    });
+    tracing::info!(%url, "Sandbox listening");
+    Ok(RunningSandbox {
+        addr,
+        activecampaign,
+        shutdown: Some(stop),
+        server: Some(server),
+    })
+}
+
+/// `http://IP:PORT`, with loopback standing in for an unspecified bind address.
+fn base_url(addr: SocketAddr) -> String {
+    let mut shown = addr;
+    if addr.ip().is_unspecified() {
+        shown.set_ip(Ipv4Addr::LOCALHOST.into());
+    }
+    format!("http://{shown}")
+}
+
+async fn not_found() -> impl IntoResponse {
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({"message": "Not Found"})),
+    )
+}
+
+impl RunningSandbox {
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        base_url(self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT/activecampaign/{account}`; clients append `/api/3/...`, as they
+    /// would to `https://{account}.api-us1.com`.
+    pub fn activecampaign_base_url(&self, account: &str) -> String {
+        format!("{}/activecampaign/{account}", self.url())
+    }
+
+    /// Stops accepting connections and waits for in-flight requests to finish.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.shutdown.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            if let Err(error) = server.await {
+                tracing::error!(%error, "Sandbox server task failed");
+            }
+        }
+    }
+}
+
+impl Drop for RunningSandbox {
+    fn drop(&mut self) {
+        if let Some(stop) = self.shutdown.take() {
+            let _ = stop.send(());
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The sandbox's own surface: `/__sandbox` read-back and fault controls, the index page,
+//! shutdown.
+
+use billsync_sandbox::{AcFaults, AcSnapshot};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::spawn_sandbox;
+
+#[tokio::test]
+async fn snapshot_and_faults_over_http() {
+    let sandbox = spawn_sandbox().await;
+    let http = reqwest::Client::new();
+    http.post(format!(
+        "{}/api/3/contact/sync",
+        sandbox.activecampaign_base_url("acme")
+    ))
+    .header("Api-Token", "acme-token")
+    .json(&json!({"contact": {"email": "hedy@example.com", "firstName": "Hedy"}}))
+    .send()
+    .await
+    .unwrap();
+
+    let snapshot: AcSnapshot = http
+        .get(format!("{}/__sandbox/activecampaign/acme", sandbox.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(snapshot, sandbox.activecampaign.snapshot("acme"));
+    assert_eq!(snapshot.contacts[0].first_name, "Hedy");
+
+    let response = http
+        .put(format!(
+            "{}/__sandbox/activecampaign/acme/faults",
+            sandbox.url()
+        ))
+        .json(&json!({"fail_next": 1, "latency_ms": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        sandbox.activecampaign.faults("acme"),
+        AcFaults {
+            fail_next: 1,
+            latency_ms: 5,
+            ..AcFaults::default()
+        }
+    );
+
+    let missing = http
+        .get(format!("{}/__sandbox/activecampaign/nobody", sandbox.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn index_lists_accounts_and_contacts() {
+    let sandbox = spawn_sandbox().await;
+    let http = reqwest::Client::new();
+    http.post(format!("{}/api/3/contact/sync", sandbox.activecampaign_base_url("acme")))
+        .header("Api-Token", "acme-token")
+        .json(&json!({"contact": {"email": "ada@example.com", "firstName": "Ada", "lastName": "<Lovelace>"}}))
+        .send()
+        .await
+        .unwrap();
+    let page = http
+        .get(sandbox.url())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("acme"), "{page}");
+    assert!(page.contains("1 contacts"), "{page}");
+    assert!(page.contains("ada@example.com"), "{page}");
+    assert!(page.contains("&lt;Lovelace&gt;"), "{page}");
+}
+
+#[tokio::test]
+async fn shutdown_stops_serving() {
+    let sandbox = spawn_sandbox().await;
+    let url = sandbox.url();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    assert_eq!(
+        sandbox.activecampaign_base_url("acme"),
+        format!("{url}/activecampaign/acme")
+    );
+    reqwest::get(&url).await.unwrap();
+    sandbox.shutdown().await;
+    let after = reqwest::Client::new().get(&url).send().await;
+    assert!(after.is_err(), "still serving after shutdown: {after:?}");
+}
