@@ -14,7 +14,9 @@ pub enum IngestError {
     MalformedSignature(&'static str),
     #[error("no v1 signature matches any signing secret of this endpoint; check the endpoint's whsec_ secret")]
     SignatureMismatch,
-    #[error("signature timestamp is {age_secs} s from now, beyond the {tolerance_secs} s tolerance")]
+    #[error(
+        "signature timestamp is {age_secs} s from now, beyond the {tolerance_secs} s tolerance"
+    )]
     StaleTimestamp { age_secs: i64, tolerance_secs: u64 },
     #[error("body is larger than {limit} bytes")]
     TooLarge { limit: usize },
@@ -40,7 +42,9 @@ impl IngestError {
     pub fn label(&self) -> &'static str {
         match self {
             IngestError::UnknownConnection(_) => "unknown_connection",
-            IngestError::MissingSignature | IngestError::MalformedSignature(_) => "bad_signature_header",
+            IngestError::MissingSignature | IngestError::MalformedSignature(_) => {
+                "bad_signature_header"
+            }
             IngestError::SignatureMismatch => "bad_signature",
             IngestError::StaleTimestamp { .. } => "stale_timestamp",
             IngestError::TooLarge { .. } => "too_large",

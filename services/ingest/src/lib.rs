@@ -53,7 +53,10 @@ pub async fn app(config: &Config, client: async_nats::Client) -> anyhow::Result<
         max_body_bytes: config.ingest.max_body_bytes,
     });
     let router = Router::new()
-        .route("/webhooks/stripe/{connection}", post(stripe::webhook::receive))
+        .route(
+            "/webhooks/stripe/{connection}",
+            post(stripe::webhook::receive),
+        )
         .with_state(state)
         .merge(ops_router(Readiness::new().nats(client)));
     Ok(router)
@@ -67,7 +70,9 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let router = app(&config, client).await?;
-    let addr = listener.local_addr().context("reading the listen address")?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listen address")?;
     tracing::info!(%addr, stripe_connections = config.sources.stripe.len(), "Ingest listening.");
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.cancelled_owned())

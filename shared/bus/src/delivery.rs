@@ -22,12 +22,16 @@ pub struct DeliveryInfo {
 
 impl Delivery {
     pub fn new(message: jetstream::Message) -> Self {
-        Self { message: Some(message) }
+        Self {
+            message: Some(message),
+        }
     }
 
     fn message(&self) -> &jetstream::Message {
         // Settled deliveries are consumed by value, so the message is always here.
-        self.message.as_ref().expect("an unsettled delivery holds its message")
+        self.message
+            .as_ref()
+            .expect("an unsettled delivery holds its message")
     }
 
     pub fn payload(&self) -> &Bytes {
@@ -53,19 +57,28 @@ impl Delivery {
     /// Acknowledges and waits for the server to confirm, so a lost ack cannot cause a
     /// redelivery of work that is already done.
     pub async fn ack(mut self) -> Result<(), async_nats::Error> {
-        let message = self.message.take().expect("an unsettled delivery holds its message");
+        let message = self
+            .message
+            .take()
+            .expect("an unsettled delivery holds its message");
         message.double_ack().await
     }
 
     /// Hands the message back for redelivery after `delay`.
     pub async fn nak(mut self, delay: Option<Duration>) -> Result<(), async_nats::Error> {
-        let message = self.message.take().expect("an unsettled delivery holds its message");
+        let message = self
+            .message
+            .take()
+            .expect("an unsettled delivery holds its message");
         message.ack_with(AckKind::Nak(delay)).await
     }
 
     /// Stops redelivery without success: the message can never be processed.
     pub async fn term(mut self) -> Result<(), async_nats::Error> {
-        let message = self.message.take().expect("an unsettled delivery holds its message");
+        let message = self
+            .message
+            .take()
+            .expect("an unsettled delivery holds its message");
         message.ack_with(AckKind::Term).await
     }
 

@@ -40,7 +40,11 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(js: jetstream::Context, topology: Topology, timeout: Duration) -> Self {
-        Self { js, topology, timeout }
+        Self {
+            js,
+            topology,
+            timeout,
+        }
     }
 
     pub fn topology(&self) -> &Topology {
@@ -57,7 +61,8 @@ impl Publisher {
         let v1 = event.v1();
         let subject = self.topology.event_subject(v1);
         let payload = Bytes::from(serde_json::to_vec(event)?);
-        self.publish(subject, &v1.id, payload, HeaderMap::new()).await
+        self.publish(subject, &v1.id, payload, HeaderMap::new())
+            .await
     }
 
     /// Sends an event back to one destination connection only (retry, replay).
@@ -83,7 +88,9 @@ impl Publisher {
             OutcomeResult::Failed(_) => "failed",
             OutcomeResult::Skipped { .. } => "skipped",
         };
-        let subject = self.topology.outcome_subject(&v1.destination_connection, status);
+        let subject = self
+            .topology
+            .outcome_subject(&v1.destination_connection, status);
         // One outcome per (destination, event, attempt time): a worker that crashes after
         // publishing and before acking republishes the same id and is deduplicated.
         let msg_id = format!(
@@ -93,7 +100,8 @@ impl Publisher {
             v1.at.timestamp_micros()
         );
         let payload = Bytes::from(serde_json::to_vec(outcome)?);
-        self.publish(subject, &msg_id, payload, HeaderMap::new()).await
+        self.publish(subject, &msg_id, payload, HeaderMap::new())
+            .await
     }
 
     /// Publishes raw bytes with dedupe id and trace context, waiting for the stream's ack.
@@ -112,14 +120,24 @@ impl Publisher {
                 .js
                 .send_publish(subject.clone(), publish)
                 .await
-                .map_err(|e| PublishError::Rejected { subject: subject.clone(), source: e.into() })?;
-            ack_future
-                .await
-                .map_err(|e| PublishError::Rejected { subject: subject.clone(), source: e.into() })
+                .map_err(|e| PublishError::Rejected {
+                    subject: subject.clone(),
+                    source: e.into(),
+                })?;
+            ack_future.await.map_err(|e| PublishError::Rejected {
+                subject: subject.clone(),
+                source: e.into(),
+            })
         };
         let ack = tokio::time::timeout(self.timeout, attempt)
             .await
-            .map_err(|_| PublishError::Timeout { subject: subject.clone(), timeout: self.timeout })??;
-        Ok(Published { sequence: ack.sequence, duplicate: ack.duplicate })
+            .map_err(|_| PublishError::Timeout {
+                subject: subject.clone(),
+                timeout: self.timeout,
+            })??;
+        Ok(Published {
+            sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        })
     }
 }

@@ -43,7 +43,10 @@ pub async fn connect(url: &str, client_name: &str) -> Result<async_nats::Client,
         .max_reconnects(None)
         .connect(url)
         .await
-        .map_err(|source| BusError::Connect { url: url.to_string(), source })
+        .map_err(|source| BusError::Connect {
+            url: url.to_string(),
+            source,
+        })
 }
 
 /// Settings of the streams, from `[nats]` in the configuration.
@@ -72,7 +75,8 @@ impl Topology {
         js: &jetstream::Context,
         settings: &StreamSettings,
     ) -> Result<(), BusError> {
-        self.ensure_stream(js, self.events_stream(), self.events_subjects(), settings).await
+        self.ensure_stream(js, self.events_stream(), self.events_subjects(), settings)
+            .await
     }
 
     /// Declares the outcomes stream (owned by the errors service, written by workers).
@@ -81,7 +85,13 @@ impl Topology {
         js: &jetstream::Context,
         settings: &StreamSettings,
     ) -> Result<(), BusError> {
-        self.ensure_stream(js, self.outcomes_stream(), self.outcomes_subjects(), settings).await
+        self.ensure_stream(
+            js,
+            self.outcomes_stream(),
+            self.outcomes_subjects(),
+            settings,
+        )
+        .await
     }
 
     /// Declares the replay stream (written by the errors service and CLI, read by workers).
@@ -90,7 +100,8 @@ impl Topology {
         js: &jetstream::Context,
         settings: &StreamSettings,
     ) -> Result<(), BusError> {
-        self.ensure_stream(js, self.replay_stream(), self.replay_subjects(), settings).await
+        self.ensure_stream(js, self.replay_stream(), self.replay_subjects(), settings)
+            .await
     }
 
     async fn ensure_stream(
@@ -113,7 +124,10 @@ impl Topology {
         js.create_or_update_stream(config)
             .await
             .map(|_| ())
-            .map_err(|e| BusError::Stream { name, source: e.into() })
+            .map_err(|e| BusError::Stream {
+                name,
+                source: e.into(),
+            })
     }
 
     /// Declares a durable pull consumer with explicit acks.
@@ -145,10 +159,17 @@ impl Topology {
             max_deliver: -1,
             ..Default::default()
         };
-        handle.get_or_create_consumer(name, config).await.map_err(|e| err(e.into()))
+        handle
+            .get_or_create_consumer(name, config)
+            .await
+            .map_err(|e| err(e.into()))
     }
 
     /// Opens (creating if needed) a key-value bucket.
+    ///
+    /// The bucket's stream is declared here rather than by `create_key_value`, which first
+    /// asks for account information in a shape nats-server 2.9 does not send. The settings
+    /// are those of a standard KV bucket, so any NATS tool reads it as one.
     pub async fn ensure_bucket(
         &self,
         js: &jetstream::Context,
@@ -156,18 +177,30 @@ impl Topology {
         settings: &StreamSettings,
         max_age: Duration,
     ) -> Result<kv::Store, BusError> {
+        let err = |e: async_nats::Error| BusError::Bucket {
+            name: bucket.clone(),
+            source: e,
+        };
         if let Ok(store) = js.get_key_value(&bucket).await {
             return Ok(store);
         }
-        js.create_key_value(kv::Config {
-            bucket: bucket.clone(),
-            history: 1,
+        let config = stream::Config {
+            name: format!("KV_{bucket}"),
+            description: Some(format!("billsync key-value bucket {bucket}")),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
             max_age,
             storage: stream::StorageType::File,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
             num_replicas: settings.replicas,
+            discard: stream::DiscardPolicy::New,
             ..Default::default()
-        })
-        .await
-        .map_err(|e| BusError::Bucket { name: bucket, source: e.into() })
+        };
+        js.get_or_create_stream(config)
+            .await
+            .map_err(|e| err(e.into()))?;
+        js.get_key_value(&bucket).await.map_err(|e| err(e.into()))
     }
 }

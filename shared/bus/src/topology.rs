@@ -22,7 +22,9 @@ pub struct Topology {
 impl Topology {
     /// `prefix` must be a valid subject token (the configuration checks it).
     pub fn new(prefix: &str) -> Self {
-        Self { prefix: prefix.to_string() }
+        Self {
+            prefix: prefix.to_string(),
+        }
     }
 
     pub fn prefix(&self) -> &str {
@@ -126,7 +128,13 @@ impl Topology {
     pub fn record_kv_key(destination: DestinationKind, connection: &str, record: &str) -> String {
         let record: String = record
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || "-_=/".contains(c) { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_=/".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         format!("{destination}.{connection}.{record}")
     }
@@ -140,7 +148,13 @@ fn subject_tokens(event_type: &str) -> String {
         .map(|token| {
             let token: String = token
                 .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
                 .collect();
             if token.is_empty() {
                 "_".to_string()
@@ -158,7 +172,10 @@ mod tests {
 
     #[test]
     fn subjects_keep_the_event_type_hierarchy() {
-        assert_eq!(subject_tokens("customer.subscription.created"), "customer.subscription.created");
+        assert_eq!(
+            subject_tokens("customer.subscription.created"),
+            "customer.subscription.created"
+        );
         assert_eq!(subject_tokens("weird type.>*"), "weird_type.__");
         assert_eq!(subject_tokens(".."), "_._._");
     }
@@ -167,7 +184,10 @@ mod tests {
     fn names_carry_the_prefix() {
         let t = Topology::new("t-42");
         assert_eq!(t.events_stream(), "T_42_EVENTS");
-        assert_eq!(t.outcome_subject("ac-main", "failed"), "t-42.outcomes.ac-main.failed");
+        assert_eq!(
+            t.outcome_subject("ac-main", "failed"),
+            "t-42.outcomes.ac-main.failed"
+        );
         assert_eq!(
             Topology::record_kv_key(DestinationKind::Activecampaign, "ac", "customer/cus 1"),
             "activecampaign.ac.customer/cus_1"

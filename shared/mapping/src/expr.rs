@@ -12,7 +12,10 @@ pub struct MappingError {
 
 impl MappingError {
     fn new(message: impl Into<String>) -> Self {
-        Self { field: None, message: message.into() }
+        Self {
+            field: None,
+            message: message.into(),
+        }
     }
 
     pub fn for_field(mut self, field: &str) -> Self {
@@ -72,20 +75,29 @@ impl Alternative {
             Term::Constant(constant.to_string())
         } else {
             if head.is_empty() {
-                return Err(MappingError::new("empty expression: give a source path or a 'constant'"));
+                return Err(MappingError::new(
+                    "empty expression: give a source path or a 'constant'",
+                ));
             }
             let segments: Vec<String> = head.split('.').map(str::to_owned).collect();
             if segments.iter().any(|s| {
-                s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                s.is_empty()
+                    || !s
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             }) {
                 return Err(MappingError::new(format!(
                     "{head:?} is not a source path (letters, digits, '_' separated by '.')"
                 )));
             }
-            Term::Path { text: head.to_string(), segments }
+            Term::Path {
+                text: head.to_string(),
+                segments,
+            }
         };
-        let transforms =
-            parts.map(|t| Transform::parse(t.trim())).collect::<Result<Vec<_>, _>>()?;
+        let transforms = parts
+            .map(|t| Transform::parse(t.trim()))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Alternative { term, transforms })
     }
 

@@ -80,7 +80,10 @@ mod tests {
             ("firstName", "name | first_word"),
             ("lastName", "name | after_first_word"),
             ("source", "'stripe'"),
-            ("status", "deleted | map(true=deleted, false=active) ?? 'active'"),
+            (
+                "status",
+                "deleted | map(true=deleted, false=active) ?? 'active'",
+            ),
             ("mrr", "mrr | cents_to_amount"),
             ("created", "created | date"),
         ])
@@ -106,7 +109,8 @@ mod tests {
         let defaults = Mapping::parse([("email", "email"), ("phone", "phone")]).expect("valid");
         let overrides = Mapping::parse([("email", "metadata.work_email")]).expect("valid");
         let merged = defaults.with_overrides(&overrides).without("phone");
-        let out = merged.apply(&json!({"email": "a@x", "phone": "1", "metadata": {"work_email": "b@x"}}));
+        let out =
+            merged.apply(&json!({"email": "a@x", "phone": "1", "metadata": {"work_email": "b@x"}}));
         assert_eq!(out.len(), 1);
         assert_eq!(out["email"], "b@x");
     }

@@ -53,9 +53,13 @@ impl Transform {
     pub fn apply(&self, value: &Value) -> Option<Value> {
         let text = || scalar_text(value);
         Some(match self {
-            Transform::FirstWord => {
-                Value::String(text()?.split_whitespace().next().unwrap_or_default().to_string())
-            }
+            Transform::FirstWord => Value::String(
+                text()?
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
             Transform::AfterFirstWord => {
                 let full = text()?;
                 let mut words = full.split_whitespace();
@@ -63,10 +67,14 @@ impl Transform {
                 Value::String(words.collect::<Vec<_>>().join(" "))
             }
             Transform::Date => Value::String(
-                DateTime::from_timestamp(value.as_i64()?, 0)?.format("%Y-%m-%d").to_string(),
+                DateTime::from_timestamp(value.as_i64()?, 0)?
+                    .format("%Y-%m-%d")
+                    .to_string(),
             ),
             Transform::DateTime => Value::String(
-                DateTime::from_timestamp(value.as_i64()?, 0)?.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                DateTime::from_timestamp(value.as_i64()?, 0)?
+                    .format("%Y-%m-%dT%H:%M:%SZ")
+                    .to_string(),
             ),
             Transform::CentsToAmount => {
                 let cents = value.as_i64()?;

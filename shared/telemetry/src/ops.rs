@@ -41,13 +41,16 @@ impl Readiness {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
-        self.checks.push((name, Arc::new(move || Box::pin(check()))));
+        self.checks
+            .push((name, Arc::new(move || Box::pin(check()))));
         self
     }
 
     async fn evaluate(&self) -> Result<(), String> {
         for (name, check) in &self.checks {
-            check().await.map_err(|reason| format!("{name}: {reason}"))?;
+            check()
+                .await
+                .map_err(|reason| format!("{name}: {reason}"))?;
         }
         Ok(())
     }
@@ -85,5 +88,7 @@ pub async fn serve_ops(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let app: Router = ops_router(readiness);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
 }

@@ -29,7 +29,12 @@ impl Drop for TelemetryGuard {
 pub fn init(service: &str, config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log_level))
-        .with_context(|| format!("telemetry.log_level {:?} is not a valid filter", config.log_level))?;
+        .with_context(|| {
+            format!(
+                "telemetry.log_level {:?} is not a valid filter",
+                config.log_level
+            )
+        })?;
 
     let logs = match config.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -38,7 +43,9 @@ pub fn init(service: &str, config: &TelemetryConfig) -> anyhow::Result<Telemetry
             .with_current_span(true)
             .with_writer(std::io::stderr)
             .boxed(),
-        LogFormat::Pretty => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed(),
     };
 
     let (provider, otel) = match &config.otlp_endpoint {
@@ -50,7 +57,11 @@ pub fn init(service: &str, config: &TelemetryConfig) -> anyhow::Result<Telemetry
                 .with_context(|| format!("telemetry.otlp_endpoint {endpoint:?} is not usable"))?;
             let provider = SdkTracerProvider::builder()
                 .with_batch_exporter(exporter)
-                .with_resource(Resource::builder().with_service_name(service.to_string()).build())
+                .with_resource(
+                    Resource::builder()
+                        .with_service_name(service.to_string())
+                        .build(),
+                )
                 .build();
             let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("billsync"));
             (Some(provider), Some(layer))

@@ -19,10 +19,19 @@ pub enum Delivered {
 pub enum DeliveryError {
     /// Worth trying again: timeouts, 429, 5xx. `retry_after` is the CRM's own hint.
     #[error("{message}")]
-    Retryable { message: String, retry_after: Option<Duration>, http_status: Option<u16> },
+    Retryable {
+        message: String,
+        retry_after: Option<Duration>,
+        http_status: Option<u16>,
+    },
     /// Trying again unchanged will fail the same way.
     #[error("{message}")]
-    Permanent { class: FailureClass, message: String, http_status: Option<u16>, detail: Value },
+    Permanent {
+        class: FailureClass,
+        message: String,
+        http_status: Option<u16>,
+        detail: Value,
+    },
 }
 
 impl DeliveryError {

@@ -101,7 +101,11 @@ mod tests {
         assert_eq!(log.len(), 50);
         for k in 0..5 {
             let key = format!("k{k}");
-            let seen: Vec<u64> = log.iter().filter(|(kk, _)| *kk == key).map(|(_, j)| *j).collect();
+            let seen: Vec<u64> = log
+                .iter()
+                .filter(|(kk, _)| *kk == key)
+                .map(|(_, j)| *j)
+                .collect();
             let mut sorted = seen.clone();
             sorted.sort();
             assert_eq!(seen, sorted, "jobs of {key} ran out of order");

@@ -12,6 +12,6 @@ mod lanes;
 mod retry;
 mod runtime;
 
-pub use destination::{Delivered, Destination, DeliveryError};
+pub use destination::{Delivered, DeliveryError, Destination};
 pub use retry::RetrySchedule;
 pub use runtime::{run_worker, WorkerContext, WorkerError};

@@ -52,8 +52,14 @@ mod tests {
     #[test]
     fn retry_after_is_honoured_within_bounds() {
         let s = RetrySchedule::new(8);
-        assert_eq!(s.delay(1, Some(Duration::from_secs(7))), Duration::from_secs(7));
-        assert_eq!(s.delay(1, Some(Duration::from_secs(86_400))), Duration::from_secs(300));
+        assert_eq!(
+            s.delay(1, Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            s.delay(1, Some(Duration::from_secs(86_400))),
+            Duration::from_secs(300)
+        );
         assert_eq!(s.delay(1, Some(Duration::ZERO)), Duration::from_millis(100));
     }
 }

@@ -1,6 +1,6 @@
 //! The consume → order → deliver → record → ack loop of one destination connection.
 
-use crate::destination::{Delivered, Destination, DeliveryError};
+use crate::destination::{Delivered, DeliveryError, Destination};
 use crate::lanes::Lanes;
 use crate::retry::RetrySchedule;
 use async_nats::jetstream::{self, kv};
@@ -52,8 +52,9 @@ pub async fn run_worker<D: Destination>(
     topology.ensure_events_stream(&js, &settings).await?;
     topology.ensure_outcomes_stream(&js, &settings).await?;
     topology.ensure_replay_stream(&js, &settings).await?;
-    let versions =
-        topology.ensure_bucket(&js, topology.versions_bucket(), &settings, Duration::ZERO).await?;
+    let versions = topology
+        .ensure_bucket(&js, topology.versions_bucket(), &settings, Duration::ZERO)
+        .await?;
 
     let ack_wait = Duration::from_secs(config.workers.ack_wait_secs);
     let max_pending = config.workers.max_in_flight as i64;
@@ -106,7 +107,8 @@ pub async fn run_worker<D: Destination>(
         "Worker started."
     );
     let mut event_messages = open_messages(&events, &topology.worker_consumer(&connection)).await?;
-    let mut replay_messages = open_messages(&replays, &topology.replay_consumer(&connection)).await?;
+    let mut replay_messages =
+        open_messages(&replays, &topology.replay_consumer(&connection)).await?;
     loop {
         let (message, from_replay) = tokio::select! {
             _ = ctx.shutdown.cancelled() => break,
@@ -157,7 +159,10 @@ async fn open_messages(
         .expires(Duration::from_secs(30))
         .messages()
         .await
-        .map_err(|e| WorkerError::Consume { consumer: name.to_string(), source: e.into() })
+        .map_err(|e| WorkerError::Consume {
+            consumer: name.to_string(),
+            source: e.into(),
+        })
 }
 
 /// One message, decoded, waiting in its customer's lane.
@@ -171,9 +176,16 @@ impl Job {
     /// Decodes a message; a message that is not a billing event is a bug upstream and is
     /// terminated so it cannot block its consumer.
     async fn read<D: Destination>(delivery: Delivery, processor: &Processor<D>) -> Option<Job> {
-        let replay = delivery.headers().and_then(|h| h.get(HEADER_REPLAY)).is_some();
+        let replay = delivery
+            .headers()
+            .and_then(|h| h.get(HEADER_REPLAY))
+            .is_some();
         match serde_json::from_slice::<BillingEvent>(delivery.payload()) {
-            Ok(event) => Some(Job { delivery, event, replay }),
+            Ok(event) => Some(Job {
+                delivery,
+                event,
+                replay,
+            }),
             Err(error) => {
                 tracing::error!(
                     %error,
@@ -257,7 +269,8 @@ impl<D: Destination> Processor<D> {
         let Some(sync) = self.syncs.get(&event.connection) else {
             return Settled::Ack("unrouted");
         };
-        if !sync.resources.is_empty() && !sync.resources.iter().any(|r| r == event.object.as_str()) {
+        if !sync.resources.is_empty() && !sync.resources.iter().any(|r| r == event.object.as_str())
+        {
             return Settled::Ack("resource_not_synced");
         }
         let version_key = self.version_key(event);
@@ -265,7 +278,9 @@ impl<D: Destination> Processor<D> {
             match self.applied_version(&version_key).await {
                 Ok(Some(applied)) if event.version.is_superseded_by(&applied) => {
                     tracing::debug!(applied = ?applied, "Event is stale or already applied; skipping.");
-                    return self.report_skip(event, "already applied or superseded by a newer event").await;
+                    return self
+                        .report_skip(event, "already applied or superseded by a newer event")
+                        .await;
                 }
                 Ok(_) => {}
                 Err(error) => {
@@ -280,9 +295,11 @@ impl<D: Destination> Processor<D> {
             attempt += 1;
             match self.destination.deliver(event).await {
                 Ok(delivered) => return self.record_success(event, &version_key, delivered).await,
-                Err(DeliveryError::Retryable { message, retry_after, http_status })
-                    if attempt < self.schedule.max_attempts =>
-                {
+                Err(DeliveryError::Retryable {
+                    message,
+                    retry_after,
+                    http_status,
+                }) if attempt < self.schedule.max_attempts => {
                     let delay = self.schedule.delay(attempt, retry_after);
                     tracing::info!(attempt, ?http_status, delay_ms = delay.as_millis() as u64, reason = %message,
                         "Transient CRM failure; retrying.");
@@ -321,9 +338,15 @@ impl<D: Destination> Processor<D> {
     }
 
     fn version_key(&self, event: &BillingEventV1) -> String {
-        let record =
-            format!("{}/{}/{}/{}", event.source, event.connection, event.object, event.object_id);
-        Topology::record_kv_key(self.destination.kind(), self.destination.connection(), &record)
+        let record = format!(
+            "{}/{}/{}/{}",
+            event.source, event.connection, event.object, event.object_id
+        );
+        Topology::record_kv_key(
+            self.destination.kind(),
+            self.destination.connection(),
+            &record,
+        )
     }
 
     async fn applied_version(&self, key: &str) -> Result<Option<RecordVersion>, async_nats::Error> {
@@ -354,7 +377,9 @@ impl<D: Destination> Processor<D> {
         }
         let (result, label) = match delivered {
             Delivered::Written { crm_id } => (OutcomeResult::Synced { crm_id }, "synced"),
-            Delivered::NotApplicable { reason } => (OutcomeResult::Skipped { reason }, "not_applicable"),
+            Delivered::NotApplicable { reason } => {
+                (OutcomeResult::Skipped { reason }, "not_applicable")
+            }
         };
         match self.publish_outcome(event, result).await {
             Ok(()) => Settled::Ack(label),
@@ -367,7 +392,9 @@ impl<D: Destination> Processor<D> {
         if event.run_id.is_none() {
             return Settled::Ack("stale");
         }
-        let result = OutcomeResult::Skipped { reason: reason.to_string() };
+        let result = OutcomeResult::Skipped {
+            reason: reason.to_string(),
+        };
         match self.publish_outcome(event, result).await {
             Ok(()) => Settled::Ack("stale"),
             Err(delay) => Settled::Retry(delay),
@@ -376,7 +403,12 @@ impl<D: Destination> Processor<D> {
 
     async fn record_failure(&self, job: &Job, attempts: u32, error: DeliveryError) -> Settled {
         let failure = match error {
-            DeliveryError::Permanent { class, message, http_status, detail } => Failure {
+            DeliveryError::Permanent {
+                class,
+                message,
+                http_status,
+                detail,
+            } => Failure {
                 class,
                 message,
                 http_status,
@@ -384,7 +416,11 @@ impl<D: Destination> Processor<D> {
                 attempts,
                 event: job.event.clone(),
             },
-            DeliveryError::Retryable { message, http_status, .. } => Failure {
+            DeliveryError::Retryable {
+                message,
+                http_status,
+                ..
+            } => Failure {
                 class: FailureClass::RetriesExhausted,
                 message: format!("gave up after {attempts} attempts: {message}"),
                 http_status,
@@ -399,7 +435,10 @@ impl<D: Destination> Processor<D> {
             reason = %failure.message,
             "The CRM did not take the event; recording a sync error."
         );
-        match self.publish_outcome(job.event.v1(), OutcomeResult::Failed(failure)).await {
+        match self
+            .publish_outcome(job.event.v1(), OutcomeResult::Failed(failure))
+            .await
+        {
             Ok(()) => Settled::Ack("failed"),
             Err(delay) => Settled::Retry(delay),
         }
@@ -422,9 +461,13 @@ impl<D: Destination> Processor<D> {
             at: chrono::Utc::now(),
             result,
         });
-        self.publisher.publish_outcome(&outcome).await.map(|_| ()).map_err(|error| {
-            tracing::warn!(%error, "Recording the outcome failed; the event will be retried.");
-            Duration::from_secs(2)
-        })
+        self.publisher
+            .publish_outcome(&outcome)
+            .await
+            .map(|_| ())
+            .map_err(|error| {
+                tracing::warn!(%error, "Recording the outcome failed; the event will be retried.");
+                Duration::from_secs(2)
+            })
     }
 }

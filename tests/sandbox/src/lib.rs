@@ -1,8 +1,8 @@
 //! Stateful emulators of the vendor APIs billsync talks to, served on loopback for tests and
 //! the local demo.
 //!
-//! One HTTP server carries every vendor under its own path prefix (`/activecampaign/...`),
-//! plus `/__sandbox/...` routes to read state and inject faults, and a human index at `/`.
+//! One HTTP server carries every vendor under its own path prefix (`/activecampaign/...`,
+//! `/chargebee/...`), plus `/__sandbox/...` routes to read state and inject faults, and a human index at `/`.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -11,13 +11,16 @@
 //! let sandbox = billsync_sandbox::start(listener, SandboxConfig::default()).await?;
 //! sandbox.activecampaign.add_account(AcAccount::new("acme", "token"));
 //! let base = sandbox.activecampaign_base_url("acme"); // + "/api/3/contact/sync"
-//! # let _ = base;
+//! sandbox.chargebee.add_site(billsync_sandbox::CbSite::new("acme-test", "cb_key"));
+//! let site = sandbox.chargebee_base_url("acme-test"); // + "/api/v2/events"
+//! # let _ = (base, site);
 //! sandbox.shutdown().await;
 //! # Ok(())
 //! # }
 //! ```
 
 pub mod activecampaign;
+pub mod chargebee;
 mod index;
 pub mod stripe;
 
@@ -34,8 +37,13 @@ pub use activecampaign::{
     AcAccount, AcContact, AcContactList, AcContactTag, AcFaults, AcField, AcFieldValue, AcList,
     AcSnapshot, AcTag, ActiveCampaign,
 };
+pub use chargebee::{
+    CbChange, CbCustomer, CbCustomerInput, CbEvent, CbFaults, CbInvoice, CbInvoiceInput,
+    CbSandboxError, CbSite, CbSnapshot, CbSubscription, CbSubscriptionInput, Chargebee,
+};
 
-/// What the sandbox starts with; more accounts can be added while it runs.
+/// What the sandbox starts with; more accounts can be added while it runs (Chargebee sites
+/// are added with [`Chargebee::add_site`] on [`RunningSandbox::chargebee`]).
 #[derive(Debug, Clone, Default)]
 pub struct SandboxConfig {
     pub activecampaign_accounts: Vec<AcAccount>,
@@ -47,6 +55,7 @@ pub struct SandboxConfig {
 pub struct RunningSandbox {
     pub addr: SocketAddr,
     pub activecampaign: ActiveCampaign,
+    pub chargebee: Chargebee,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
 }
@@ -64,6 +73,7 @@ pub async fn start(
     for account in config.activecampaign_accounts {
         activecampaign.add_account(account);
     }
+    let chargebee = Chargebee::new(format!("{url}/chargebee"));
 
     let app = Router::new()
         .nest(
@@ -71,6 +81,11 @@ pub async fn start(
             activecampaign::routes::api(activecampaign.clone()),
         )
         .merge(activecampaign::routes::control(activecampaign.clone()))
+        .nest(
+            "/chargebee/{site}/api/v2",
+            chargebee::routes::api(chargebee.clone()),
+        )
+        .merge(chargebee::routes::control(chargebee.clone()))
         .route("/", get(index::page).with_state(activecampaign.clone()))
         .fallback(not_found);
 
@@ -89,6 +104,7 @@ pub async fn start(
     Ok(RunningSandbox {
         addr,
         activecampaign,
+        chargebee,
         shutdown: Some(stop),
         server: Some(server),
     })
@@ -120,6 +136,12 @@ impl RunningSandbox {
     /// would to `https://{account}.api-us1.com`.
     pub fn activecampaign_base_url(&self, account: &str) -> String {
         format!("{}/activecampaign/{account}", self.url())
+    }
+
+    /// `http://127.0.0.1:PORT/chargebee/{site}`; clients append `/api/v2/...`, as they would
+    /// to `https://{site}.chargebee.com`.
+    pub fn chargebee_base_url(&self, site: &str) -> String {
+        self.chargebee.base_url(site)
     }
 
     /// Stops accepting connections and waits for in-flight requests to finish.

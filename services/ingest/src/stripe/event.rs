@@ -68,7 +68,10 @@ pub fn object_kind(event_type: &str) -> ObjectKind {
 /// Turns a verified Stripe event into billsync's envelope.
 pub fn to_billing_event(connection: &str, event: StripeEvent) -> Result<BillingEvent, String> {
     if !event.id.starts_with("evt_") {
-        return Err(format!("event id {:?} does not look like a Stripe event id", event.id));
+        return Err(format!(
+            "event id {:?} does not look like a Stripe event id",
+            event.id
+        ));
     }
     let object = object_kind(&event.event_type);
     let customer_id = customer_of(object, &event.data.object);
@@ -87,7 +90,10 @@ pub fn to_billing_event(connection: &str, event: StripeEvent) -> Result<BillingE
         None => Value::Null,
     };
     Ok(BillingEvent::V1(BillingEventV1 {
-        version: RecordVersion { position: event.created, event_id: event.id.clone() },
+        version: RecordVersion {
+            position: event.created,
+            event_id: event.id.clone(),
+        },
         id: event.id,
         source: SourceKind::Stripe,
         connection: connection.to_string(),
@@ -110,7 +116,10 @@ fn customer_of(object: ObjectKind, data: &Value) -> Option<String> {
     }
     match data.get("customer") {
         Some(Value::String(id)) => Some(id.clone()),
-        Some(Value::Object(expanded)) => expanded.get("id").and_then(Value::as_str).map(str::to_owned),
+        Some(Value::Object(expanded)) => expanded
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         _ => None,
     }
 }
@@ -139,21 +148,33 @@ mod tests {
     fn subscriptions_are_ordered_by_their_customer() {
         let e = to_billing_event(
             "acme",
-            event("customer.subscription.updated", json!({"id": "sub_1", "customer": "cus_9"})),
+            event(
+                "customer.subscription.updated",
+                json!({"id": "sub_1", "customer": "cus_9"}),
+            ),
         )
         .expect("ok");
         let v1 = e.v1();
         assert_eq!(v1.object, ObjectKind::Subscription);
         assert_eq!(v1.object_id, "sub_1");
         assert_eq!(v1.ordering_key(), "stripe/acme/customer/cus_9");
-        assert_eq!(v1.version, RecordVersion { position: 1_700_000_000, event_id: "evt_1".into() });
+        assert_eq!(
+            v1.version,
+            RecordVersion {
+                position: 1_700_000_000,
+                event_id: "evt_1".into()
+            }
+        );
     }
 
     #[test]
     fn expanded_customers_and_upcoming_invoices_are_understood() {
         let e = to_billing_event(
             "acme",
-            event("invoice.upcoming", json!({"object": "invoice", "customer": {"id": "cus_3"}})),
+            event(
+                "invoice.upcoming",
+                json!({"object": "invoice", "customer": {"id": "cus_3"}}),
+            ),
         )
         .expect("ok");
         assert_eq!(e.v1().object_id, "upcoming_cus_3");

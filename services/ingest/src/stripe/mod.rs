@@ -15,7 +15,10 @@ pub struct StripeEndpoint {
 
 impl StripeEndpoint {
     pub fn from_config(connection: &StripeConnection) -> Self {
-        let secrets = connection.webhook_secrets.iter().map(|s| s.expose().as_bytes().to_vec());
+        let secrets = connection
+            .webhook_secrets
+            .iter()
+            .map(|s| s.expose().as_bytes().to_vec());
         Self {
             name: connection.name.clone(),
             verifier: StripeSignatureVerifier::new(

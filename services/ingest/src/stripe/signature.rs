@@ -24,7 +24,10 @@ impl StripeSignatureVerifier {
             .iter()
             .map(|s| HmacSha256::new_from_slice(s).expect("HMAC accepts keys of any length"))
             .collect();
-        Self { keys, tolerance_secs }
+        Self {
+            keys,
+            tolerance_secs,
+        }
     }
 
     /// Checks `header` against `body` at time `now` (unix seconds).
@@ -72,9 +75,9 @@ impl<'a> ParsedHeader<'a> {
             };
             match key {
                 "t" => {
-                    let parsed = value
-                        .parse::<i64>()
-                        .map_err(|_| IngestError::MalformedSignature("t is not a unix timestamp"))?;
+                    let parsed = value.parse::<i64>().map_err(|_| {
+                        IngestError::MalformedSignature("t is not a unix timestamp")
+                    })?;
                     timestamp = Some((parsed, value));
                 }
                 "v1" => {
@@ -95,7 +98,11 @@ impl<'a> ParsedHeader<'a> {
         if v1.is_empty() {
             return Err(IngestError::MalformedSignature("no v1= signature"));
         }
-        Ok(Self { timestamp, timestamp_text, v1 })
+        Ok(Self {
+            timestamp,
+            timestamp_text,
+            v1,
+        })
     }
 }
 
@@ -122,17 +129,20 @@ mod tests {
     fn a_known_vector_verifies() {
         // Computed independently: echo -n '1700000000.{"id":"evt_1","object":"event"}' |
         //   openssl dgst -sha256 -hmac whsec_test_secret
-        let header = format!(
-            "t={NOW},v1=0c8670ed117751cc551a20e35839447075c42800ea3cf3e8a2fbda99cd1e6edd"
-        );
-        verifier(&[SECRET]).verify(&header, BODY, NOW).expect("valid");
+        let header =
+            format!("t={NOW},v1=0c8670ed117751cc551a20e35839447075c42800ea3cf3e8a2fbda99cd1e6edd");
+        verifier(&[SECRET])
+            .verify(&header, BODY, NOW)
+            .expect("valid");
     }
 
     #[test]
     fn any_v1_may_match_and_v0_is_ignored() {
         let good = sign(SECRET, NOW, BODY);
         let header = format!("t={NOW},v0={good},v1={},v1={good}", "ab".repeat(32));
-        verifier(&[SECRET]).verify(&header, BODY, NOW).expect("second v1 matches");
+        verifier(&[SECRET])
+            .verify(&header, BODY, NOW)
+            .expect("second v1 matches");
         let only_v0 = format!("t={NOW},v0={good}");
         assert!(matches!(
             verifier(&[SECRET]).verify(&only_v0, BODY, NOW),
@@ -145,10 +155,14 @@ mod tests {
         let v = verifier(&["whsec_old", "whsec_new"]);
         for secret in ["whsec_old", "whsec_new"] {
             let header = format!("t={NOW},v1={}", sign(secret, NOW, BODY));
-            v.verify(&header, BODY, NOW).expect("both secrets valid during rotation");
+            v.verify(&header, BODY, NOW)
+                .expect("both secrets valid during rotation");
         }
         let header = format!("t={NOW},v1={}", sign("whsec_other", NOW, BODY));
-        assert!(matches!(v.verify(&header, BODY, NOW), Err(IngestError::SignatureMismatch)));
+        assert!(matches!(
+            v.verify(&header, BODY, NOW),
+            Err(IngestError::SignatureMismatch)
+        ));
     }
 
     #[test]
@@ -172,23 +186,33 @@ mod tests {
         let v = verifier(&[SECRET]);
         let old = NOW - 301;
         let header = format!("t={old},v1={}", sign(SECRET, old, BODY));
-        assert!(matches!(v.verify(&header, BODY, NOW), Err(IngestError::StaleTimestamp { .. })));
+        assert!(matches!(
+            v.verify(&header, BODY, NOW),
+            Err(IngestError::StaleTimestamp { .. })
+        ));
         let future = NOW + 301;
         let header = format!("t={future},v1={}", sign(SECRET, future, BODY));
-        assert!(matches!(v.verify(&header, BODY, NOW), Err(IngestError::StaleTimestamp { .. })));
+        assert!(matches!(
+            v.verify(&header, BODY, NOW),
+            Err(IngestError::StaleTimestamp { .. })
+        ));
         let edge = NOW - 300;
         let header = format!("t={edge},v1={}", sign(SECRET, edge, BODY));
-        v.verify(&header, BODY, NOW).expect("exactly at the tolerance is accepted");
+        v.verify(&header, BODY, NOW)
+            .expect("exactly at the tolerance is accepted");
     }
 
     #[test]
     fn garbage_headers_are_rejected() {
         let v = verifier(&[SECRET]);
         for header in ["", "garbage", "t=abc,v1=00", "v1=00"] {
-            assert!(matches!(
-                v.verify(header, BODY, NOW),
-                Err(IngestError::MalformedSignature(_))
-            ), "{header}");
+            assert!(
+                matches!(
+                    v.verify(header, BODY, NOW),
+                    Err(IngestError::MalformedSignature(_))
+                ),
+                "{header}"
+            );
         }
     }
 }

@@ -28,18 +28,23 @@ pub async fn receive(
         Err(error) => error.label(),
     };
     // Unknown connection names come from the URL; keep the label set bounded.
-    let connection_label =
-        if state.stripe.contains_key(&connection) { connection.clone() } else { "unknown".into() };
+    let connection_label = if state.stripe.contains_key(&connection) {
+        connection.clone()
+    } else {
+        "unknown".into()
+    };
     metrics::counter!("billsync_ingest_webhooks_total", "source" => "stripe",
         "connection" => connection_label, "result" => label)
     .increment(1);
     match result {
-        Ok(Outcome::Published { duplicate }) => {
-            Ok((StatusCode::OK, Json(json!({ "received": true, "duplicate": duplicate }))))
-        }
-        Ok(Outcome::Unsubscribed) => {
-            Ok((StatusCode::OK, Json(json!({ "received": true, "ignored": "event type not synced" }))))
-        }
+        Ok(Outcome::Published { duplicate }) => Ok((
+            StatusCode::OK,
+            Json(json!({ "received": true, "duplicate": duplicate })),
+        )),
+        Ok(Outcome::Unsubscribed) => Ok((
+            StatusCode::OK,
+            Json(json!({ "received": true, "ignored": "event type not synced" })),
+        )),
         Err(error) => {
             if error.status().is_server_error() {
                 tracing::warn!(reason = %error, "Webhook not stored; Stripe will retry.");
@@ -71,14 +76,20 @@ async fn handle(
         .ok_or(IngestError::MissingSignature)?
         .to_str()
         .map_err(|_| IngestError::MalformedSignature("not ASCII"))?;
-    let body = axum::body::to_bytes(body, state.max_body_bytes).await.map_err(|error| {
-        if is_length_limit(&error) {
-            IngestError::TooLarge { limit: state.max_body_bytes }
-        } else {
-            IngestError::UnreadableBody(error.to_string())
-        }
-    })?;
-    endpoint.verifier.verify(signature, &body, chrono::Utc::now().timestamp())?;
+    let body = axum::body::to_bytes(body, state.max_body_bytes)
+        .await
+        .map_err(|error| {
+            if is_length_limit(&error) {
+                IngestError::TooLarge {
+                    limit: state.max_body_bytes,
+                }
+            } else {
+                IngestError::UnreadableBody(error.to_string())
+            }
+        })?;
+    endpoint
+        .verifier
+        .verify(signature, &body, chrono::Utc::now().timestamp())?;
 
     let stripe_event: StripeEvent =
         serde_json::from_slice(&body).map_err(|e| IngestError::MalformedEvent(e.to_string()))?;
@@ -90,13 +101,19 @@ async fn handle(
             .increment(1);
         return Ok(Outcome::Unsubscribed);
     }
-    let billing_event =
-        event::to_billing_event(&endpoint.name, stripe_event).map_err(IngestError::MalformedEvent)?;
-    let published = state.publisher.publish_event(&billing_event).await.map_err(|error| {
-        tracing::warn!(%error, "Publishing to JetStream failed.");
-        IngestError::Unavailable
-    })?;
-    Ok(Outcome::Published { duplicate: published.duplicate })
+    let billing_event = event::to_billing_event(&endpoint.name, stripe_event)
+        .map_err(IngestError::MalformedEvent)?;
+    let published = state
+        .publisher
+        .publish_event(&billing_event)
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, "Publishing to JetStream failed.");
+            IngestError::Unavailable
+        })?;
+    Ok(Outcome::Published {
+        duplicate: published.duplicate,
+    })
 }
 
 fn is_length_limit(error: &axum::Error) -> bool {

@@ -1,0 +1,345 @@
+//! A small typed client for ActiveCampaign v3 with one `classify` for every response.
+
+use super::rate_limit::RateLimiter;
+use super::types::*;
+use billsync_events::FailureClass;
+use billsync_worker::DeliveryError;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub struct ActiveCampaignClient {
+    http: reqwest::Client,
+    /// `{base_url}/api/3`.
+    api: String,
+    token: SecretString,
+    limiter: RateLimiter,
+    /// Tag name → id; tags are never deleted by billsync, so the cache never goes stale
+    /// in a way that matters (a deleted tag makes contactTags fail, and the entry is dropped).
+    tags: Mutex<HashMap<String, String>>,
+}
+
+impl ActiveCampaignClient {
+    pub fn new(base_url: &str, token: &str, requests_per_second: u32, timeout: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .user_agent(concat!("billsync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("a client with only a timeout and user agent always builds");
+        Self {
+            http,
+            api: format!("{}/api/3", base_url.trim_end_matches('/')),
+            token: SecretString::from(token.to_string()),
+            limiter: RateLimiter::per_second(requests_per_second),
+            tags: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `POST /contact/sync`: creates or updates the contact with this email (email is unique
+    /// per ActiveCampaign account, so this is an upsert).
+    pub async fn sync_contact(&self, contact: ContactInput<'_>) -> Result<Contact, DeliveryError> {
+        let envelope: ContactEnvelope = self
+            .call(
+                Method::POST,
+                "/contact/sync",
+                Some(&ContactSyncRequest { contact }),
+            )
+            .await?;
+        Ok(envelope.contact)
+    }
+
+    /// The id of the contact tag `name`, creating the tag if the account lacks it.
+    pub async fn ensure_tag(&self, name: &str) -> Result<String, DeliveryError> {
+        if let Some(id) = self.tags.lock().expect("tag cache poisoned").get(name) {
+            return Ok(id.clone());
+        }
+        let id = match self.find_tag(name).await? {
+            Some(id) => id,
+            None => match self.create_tag(name).await {
+                Ok(id) => id,
+                // Another replica created it between our lookup and our create.
+                Err(DeliveryError::Permanent { http_status: Some(422), .. }) => {
+                    self.find_tag(name).await?.ok_or_else(|| {
+                        DeliveryError::permanent(
+                            FailureClass::Rejected,
+                            format!("ActiveCampaign refused to create tag {name:?} and has no tag of that name"),
+                        )
+                    })?
+                }
+                Err(other) => return Err(other),
+            },
+        };
+        self.tags
+            .lock()
+            .expect("tag cache poisoned")
+            .insert(name.to_string(), id.clone());
+        Ok(id)
+    }
+
+    async fn find_tag(&self, name: &str) -> Result<Option<String>, DeliveryError> {
+        let path = format!("/tags?search={}&limit=100", urlencode(name));
+        let list: TagList = self.call(Method::GET, &path, None::<&()>).await?;
+        // `search` matches substrings; only an exact name is the same tag.
+        Ok(list.tags.into_iter().find(|t| t.tag == name).map(|t| t.id))
+    }
+
+    async fn create_tag(&self, name: &str) -> Result<String, DeliveryError> {
+        let request = TagRequest {
+            tag: TagInput {
+                tag: name,
+                tag_type: "contact",
+                description: "Added by billsync",
+            },
+        };
+        let envelope: TagEnvelope = self.call(Method::POST, "/tags", Some(&request)).await?;
+        Ok(envelope.tag.id)
+    }
+
+    /// `POST /contactTags`; ActiveCampaign answers with the existing link when the contact
+    /// already has the tag, so this is idempotent.
+    pub async fn tag_contact(&self, contact_id: &str, tag_id: &str) -> Result<(), DeliveryError> {
+        let request = ContactTagRequest {
+            contact_tag: ContactTagInput {
+                contact: contact_id,
+                tag: tag_id,
+            },
+        };
+        let result: Result<Value, _> = self
+            .call(Method::POST, "/contactTags", Some(&request))
+            .await;
+        if let Err(DeliveryError::Permanent {
+            http_status: Some(404),
+            ..
+        }) = &result
+        {
+            // The tag was deleted in ActiveCampaign: forget it so the next attempt recreates it.
+            self.tags
+                .lock()
+                .expect("tag cache poisoned")
+                .retain(|_, id| id != tag_id);
+            return Err(DeliveryError::Retryable {
+                message: format!("tag {tag_id} no longer exists in ActiveCampaign; recreating it"),
+                retry_after: None,
+                http_status: Some(404),
+            });
+        }
+        result.map(|_| ())
+    }
+
+    /// A cheap authenticated call, for readiness and start-up checks.
+    pub async fn check(&self) -> Result<(), DeliveryError> {
+        let _: Value = self
+            .call(Method::GET, "/fields?limit=1", None::<&()>)
+            .await?;
+        Ok(())
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, DeliveryError> {
+        self.limiter.acquire().await;
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.api))
+            .header("Api-Token", self.token.expose_secret());
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let started = std::time::Instant::now();
+        let response = request.send().await.map_err(transport_error)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.map_err(transport_error)?;
+        let endpoint = path.split('?').next().unwrap_or(path);
+        metrics::counter!("billsync_activecampaign_requests_total",
+            "method" => method.to_string(), "status" => status.as_u16().to_string())
+        .increment(1);
+        metrics::histogram!("billsync_activecampaign_request_seconds")
+            .record(started.elapsed().as_secs_f64());
+        let classified = classify(status, &headers, &bytes);
+        if let Err(DeliveryError::Retryable {
+            retry_after: Some(delay),
+            ..
+        }) = &classified
+        {
+            self.limiter.back_off(*delay);
+        }
+        classified.map_err(|e| with_endpoint(e, &method, endpoint))?;
+        serde_json::from_slice(&bytes).map_err(|error| {
+            DeliveryError::permanent(
+                FailureClass::Rejected,
+                format!("ActiveCampaign's answer to {method} {endpoint} was not the expected JSON: {error}"),
+            )
+        })
+    }
+}
+
+/// Decides what an ActiveCampaign response means: success, worth retrying, or permanent.
+pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<(), DeliveryError> {
+    let detail: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    if status.is_success() {
+        // A 2xx with an `errors` array is still a refusal.
+        return match detail.get("errors").and_then(Value::as_array) {
+            Some(errors) if !errors.is_empty() => Err(DeliveryError::Permanent {
+                class: FailureClass::Rejected,
+                message: format!(
+                    "ActiveCampaign reported errors: {}",
+                    describe(&detail, body)
+                ),
+                http_status: Some(status.as_u16()),
+                detail,
+            }),
+            _ => Ok(()),
+        };
+    }
+    let code = status.as_u16();
+    match status {
+        StatusCode::TOO_MANY_REQUESTS => Err(DeliveryError::Retryable {
+            message: "ActiveCampaign rate limit reached (429)".into(),
+            retry_after: retry_after(headers).or(Some(Duration::from_secs(1))),
+            http_status: Some(code),
+        }),
+        StatusCode::REQUEST_TIMEOUT => Err(DeliveryError::Retryable {
+            message: "ActiveCampaign timed out the request (408)".into(),
+            retry_after: retry_after(headers),
+            http_status: Some(code),
+        }),
+        s if s.is_server_error() => Err(DeliveryError::Retryable {
+            message: format!(
+                "ActiveCampaign answered {code}: {}",
+                describe(&detail, body)
+            ),
+            retry_after: retry_after(headers),
+            http_status: Some(code),
+        }),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(DeliveryError::Permanent {
+            class: FailureClass::Configuration,
+            message: format!(
+                "ActiveCampaign refused the API token ({code}); check the connection's api_token \
+                 and base_url (Settings > Developer in ActiveCampaign)"
+            ),
+            http_status: Some(code),
+            detail,
+        }),
+        _ => Err(DeliveryError::Permanent {
+            class: FailureClass::Rejected,
+            message: format!(
+                "ActiveCampaign refused the record ({code}): {}",
+                describe(&detail, body)
+            ),
+            http_status: Some(code),
+            detail,
+        }),
+    }
+}
+
+fn with_endpoint(error: DeliveryError, method: &Method, endpoint: &str) -> DeliveryError {
+    match error {
+        DeliveryError::Retryable {
+            message,
+            retry_after,
+            http_status,
+        } => DeliveryError::Retryable {
+            message: format!("{method} {endpoint}: {message}"),
+            retry_after,
+            http_status,
+        },
+        DeliveryError::Permanent {
+            class,
+            message,
+            http_status,
+            detail,
+        } => DeliveryError::Permanent {
+            class,
+            message: format!("{method} {endpoint}: {message}"),
+            http_status,
+            detail,
+        },
+    }
+}
+
+/// The human part of an error body: `errors[].title/detail`, or `message`, or the raw text.
+fn describe(detail: &Value, body: &[u8]) -> String {
+    if let Some(errors) = detail.get("errors").and_then(Value::as_array) {
+        let parts: Vec<String> = errors
+            .iter()
+            .map(|e| {
+                let title = e.get("title").and_then(Value::as_str).unwrap_or_default();
+                let more = e.get("detail").and_then(Value::as_str).unwrap_or_default();
+                let pointer = e.pointer("/source/pointer").and_then(Value::as_str);
+                let mut text = [title, more]
+                    .iter()
+                    .filter(|s| !s.is_empty())
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(": ");
+                if let Some(pointer) = pointer {
+                    text.push_str(&format!(" (at {pointer})"));
+                }
+                text
+            })
+            .filter(|t| !t.is_empty())
+            .collect();
+        if !parts.is_empty() {
+            return parts.join("; ");
+        }
+    }
+    if let Some(message) = detail.get("message").and_then(Value::as_str) {
+        return message.to_string();
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        "empty response body".into()
+    } else {
+        text.chars().take(300).collect()
+    }
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+fn transport_error(error: reqwest::Error) -> DeliveryError {
+    let what = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else {
+        "failed"
+    };
+    // reqwest errors name the URL, which carries no secret (the token travels in a header).
+    DeliveryError::Retryable {
+        message: format!("request to ActiveCampaign {what}: {error}"),
+        retry_after: None,
+        http_status: None,
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}

@@ -1,0 +1,159 @@
+//! Stripe → ActiveCampaign, as the ActiveCampaign–Stripe integration behaves (seed 001):
+//! every event creates or updates the customer's contact and tags it
+//! `stripe-integration` and `stripe-integration-EVENT_NAME`; a customer name is split into
+//! first and last name.
+
+use billsync_events::{BillingEventV1, ObjectKind};
+use billsync_mapping::Mapping;
+use serde_json::{json, Value};
+
+pub const TAG_INTEGRATION: &str = "stripe-integration";
+/// Added to contacts synced through subscription events (recurring payments).
+pub const TAG_SUBSCRIPTION_EVENTS: &str = "stripe-integration-Billing_Subscription_Events";
+
+/// ActiveCampaign's standard contact fields a Stripe mapping may target.
+pub const CONTACT_FIELDS: &[&str] = &["email", "firstName", "lastName", "phone"];
+
+/// The seed's default mapping, applied to the customer view of an event.
+pub fn default_contact_mapping() -> Mapping {
+    Mapping::parse([
+        ("email", "email"),
+        ("firstName", "name | first_word"),
+        ("lastName", "name | after_first_word"),
+        ("phone", "phone"),
+    ])
+    .expect("the built-in mapping parses")
+}
+
+/// The tags one event puts on its contact.
+pub fn tags_for(event: &BillingEventV1) -> Vec<String> {
+    let mut tags = vec![
+        TAG_INTEGRATION.to_string(),
+        format!("{TAG_INTEGRATION}-{}", event.event_type),
+    ];
+    if event.object == ObjectKind::Subscription {
+        tags.push(TAG_SUBSCRIPTION_EVENTS.to_string());
+    }
+    tags
+}
+
+/// The customer data an event carries, shaped like a Stripe customer so one mapping serves
+/// every event type ("only Stripe customer data is available for mapping", seed 001).
+/// Subscriptions carry only the customer id; `None` then.
+pub fn customer_view(event: &BillingEventV1) -> Option<Value> {
+    let data = &event.data;
+    let get = |pointer: &str| data.pointer(pointer).cloned().unwrap_or(Value::Null);
+    let first = |pointers: &[&str]| {
+        pointers
+            .iter()
+            .map(|p| get(p))
+            .find(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+            .unwrap_or(Value::Null)
+    };
+    let customer = event
+        .customer_id
+        .clone()
+        .map(Value::String)
+        .unwrap_or(Value::Null);
+    match event.object {
+        ObjectKind::Customer => Some(data.clone()),
+        ObjectKind::Invoice => Some(json!({
+            "id": customer,
+            "email": get("/customer_email"),
+            "name": get("/customer_name"),
+            "phone": get("/customer_phone"),
+        })),
+        ObjectKind::Charge => Some(json!({
+            "id": customer,
+            "email": first(&["/billing_details/email", "/receipt_email"]),
+            "name": get("/billing_details/name"),
+            "phone": get("/billing_details/phone"),
+        })),
+        ObjectKind::CheckoutSession => Some(json!({
+            "id": customer,
+            "email": first(&["/customer_details/email", "/customer_email"]),
+            "name": get("/customer_details/name"),
+            "phone": get("/customer_details/phone"),
+        })),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use billsync_events::{RecordVersion, SourceKind};
+
+    fn event(event_type: &str, object: ObjectKind, data: Value) -> BillingEventV1 {
+        BillingEventV1 {
+            id: "evt_1".into(),
+            source: SourceKind::Stripe,
+            connection: "s".into(),
+            event_type: event_type.into(),
+            object,
+            object_id: "x_1".into(),
+            customer_id: Some("cus_1".into()),
+            occurred_at: chrono::Utc::now(),
+            version: RecordVersion {
+                position: 1,
+                event_id: "evt_1".into(),
+            },
+            run_id: None,
+            data,
+            related: Value::Null,
+        }
+    }
+
+    #[test]
+    fn customer_events_map_email_and_split_name() {
+        let e = event(
+            "customer.created",
+            ObjectKind::Customer,
+            json!({"id": "cus_1", "email": "ada@example.com", "name": "Ada King Lovelace", "phone": null}),
+        );
+        let fields = default_contact_mapping().apply(&customer_view(&e).expect("view"));
+        assert_eq!(fields["email"], "ada@example.com");
+        assert_eq!(fields["firstName"], "Ada");
+        assert_eq!(fields["lastName"], "King Lovelace");
+        assert!(!fields.contains_key("phone"));
+        assert_eq!(
+            tags_for(&e),
+            vec!["stripe-integration", "stripe-integration-customer.created"]
+        );
+    }
+
+    #[test]
+    fn charges_and_invoices_yield_their_customer_data() {
+        let charge = event(
+            "charge.succeeded",
+            ObjectKind::Charge,
+            json!({"billing_details": {"email": null, "name": "Bo Li"}, "receipt_email": "bo@example.com"}),
+        );
+        let view = customer_view(&charge).expect("view");
+        assert_eq!(view["email"], "bo@example.com");
+        assert_eq!(view["id"], "cus_1");
+        let invoice = event(
+            "invoice.paid",
+            ObjectKind::Invoice,
+            json!({"customer_email": "c@example.com"}),
+        );
+        assert_eq!(
+            customer_view(&invoice).expect("view")["email"],
+            "c@example.com"
+        );
+    }
+
+    #[test]
+    fn subscription_events_get_the_billing_subscription_tag() {
+        let e = event(
+            "customer.subscription.created",
+            ObjectKind::Subscription,
+            json!({}),
+        );
+        assert!(customer_view(&e).is_none());
+        assert_eq!(
+            tags_for(&e).last().map(String::as_str),
+            Some(TAG_SUBSCRIPTION_EVENTS)
+        );
+    }
+}

@@ -1,0 +1,286 @@
+//! Reads outcomes from JetStream and stores them in Postgres, acking only what is stored.
+//!
+//! Messages are handled one at a time in stream order. When Postgres is down each message
+//! is handed back with a delay, so failures wait in JetStream rather than being lost.
+
+use crate::scrub::Scrubber;
+use crate::store::{self, FailureRecord, OutcomeRecord, RecordResult, Recorded};
+use async_nats::jetstream::consumer::{pull, PullConsumer};
+use billsync_bus::{trace, Delivery};
+use billsync_events::{Outcome, OutcomeResult};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// How long a message waits before redelivery when Postgres could not take it.
+const DATABASE_RETRY_DELAY: Duration = Duration::from_secs(5);
+/// Pause before pulling again after the pull itself failed (NATS restarting).
+const PULL_RETRY_DELAY: Duration = Duration::from_secs(2);
+
+pub struct OutcomeConsumer {
+    consumer: PullConsumer,
+    name: String,
+    pool: PgPool,
+    scrubber: Arc<Scrubber>,
+}
+
+/// How one message was settled, for the metric and the log.
+enum Settlement {
+    Ack(&'static str),
+    Nak,
+    Term(&'static str),
+}
+
+impl OutcomeConsumer {
+    pub fn new(
+        consumer: PullConsumer,
+        name: String,
+        pool: PgPool,
+        scrubber: Arc<Scrubber>,
+    ) -> Self {
+        Self {
+            consumer,
+            name,
+            pool,
+            scrubber,
+        }
+    }
+
+    /// Pulls until `shutdown`; the message in hand is always finished first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        tracing::info!(consumer = %self.name, "Outcome consumer started.");
+        'reopen: while !shutdown.is_cancelled() {
+            let mut messages = match self.open().await {
+                Ok(messages) => messages,
+                Err(error) => {
+                    tracing::warn!(%error, consumer = %self.name, "Cannot pull outcomes; retrying.");
+                    pause(&shutdown, PULL_RETRY_DELAY).await;
+                    continue;
+                }
+            };
+            loop {
+                let next = tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => break 'reopen,
+                    next = messages.next() => next,
+                };
+                match next {
+                    Some(Ok(message)) => self.handle(Delivery::new(message)).await,
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, consumer = %self.name, "Pulling outcomes failed; retrying.");
+                        pause(&shutdown, PULL_RETRY_DELAY).await;
+                    }
+                    None => {
+                        tracing::warn!(consumer = %self.name, "Outcome stream ended; reopening it.");
+                        continue 'reopen;
+                    }
+                }
+            }
+        }
+        // Messages pulled but not yet handled are redelivered after ack_wait.
+        tracing::info!(consumer = %self.name, "Outcome consumer stopped.");
+    }
+
+    async fn open(&self) -> Result<pull::Stream, async_nats::Error> {
+        Ok(self
+            .consumer
+            .stream()
+            // Small batches: when Postgres is down each message waits for the pool's
+            // acquire timeout, and pulled messages must be settled within ack_wait.
+            .max_messages_per_batch(20)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await?)
+    }
+
+    async fn handle(&self, delivery: Delivery) {
+        let span = tracing::info_span!(
+            "outcome",
+            subject = %delivery.subject(),
+            stream_sequence = delivery.info().map(|i| i.stream_sequence),
+        );
+        trace::adopt_parent(&span, delivery.headers());
+        let result = async {
+            let (result, settled) = match self.settle(&delivery).await {
+                Settlement::Ack(result) => (result, delivery.ack().await),
+                Settlement::Nak => ("requeued", delivery.nak(Some(DATABASE_RETRY_DELAY)).await),
+                Settlement::Term(result) => (result, delivery.term().await),
+            };
+            if let Err(error) = settled {
+                // Everything stored is idempotent, so a redelivery after a lost ack is harmless.
+                tracing::warn!(%error, "Settling an outcome message failed; it will be redelivered.");
+            }
+            result
+        }
+        .instrument(span)
+        .await;
+        metrics::counter!("billsync_errors_outcomes_total", "result" => result).increment(1);
+    }
+
+    async fn settle(&self, delivery: &Delivery) -> Settlement {
+        let outcome = match serde_json::from_slice::<Outcome>(delivery.payload()) {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                tracing::error!(
+                    %error,
+                    subject = %delivery.subject(),
+                    "Dropping a message that is not an outcome; no sync error was recorded for it."
+                );
+                return Settlement::Term("undecodable");
+            }
+        };
+        let record = to_record(outcome, &self.scrubber);
+        match store::record_outcome(&self.pool, &record).await {
+            Ok(recorded) => {
+                tracing::debug!(?recorded, record = %record.record_key, "Outcome stored.");
+                Settlement::Ack(match recorded {
+                    Recorded::Duplicate => "duplicate",
+                    Recorded::Stale => "stale",
+                    _ => record.result.status(),
+                })
+            }
+            Err(error) if is_unstorable(&error) => {
+                tracing::error!(
+                    %error,
+                    destination_connection = %record.destination_connection,
+                    record = %record.record_key,
+                    event_id = %record.event_id,
+                    "Postgres refused this outcome's data; it is dropped and stays only in the outcomes stream."
+                );
+                Settlement::Term("unstorable")
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Storing an outcome failed; it will be redelivered.");
+                Settlement::Nak
+            }
+        }
+    }
+}
+
+/// Data exceptions (class 22) and integrity violations (class 23) fail the same way on every
+/// redelivery; anything else (connection loss, timeouts) is worth waiting out.
+fn is_unstorable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
+        _ => false,
+    }
+}
+
+/// Postgres keeps microseconds; truncating here makes a stored `at` equal to a redelivered one.
+fn to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
+}
+
+/// The storable form of `outcome`, with every configured secret removed.
+pub(crate) fn to_record(outcome: Outcome, scrubber: &Scrubber) -> OutcomeRecord {
+    let Outcome::V1(v1) = outcome;
+    let result = match v1.result {
+        OutcomeResult::Synced { .. } => RecordResult::Synced,
+        OutcomeResult::Skipped { reason } => RecordResult::Skipped {
+            reason: scrubber.text(&reason),
+        },
+        OutcomeResult::Failed(failure) => {
+            let mut vendor_detail = failure.vendor_detail;
+            scrubber.json(&mut vendor_detail);
+            let mut event = serde_json::to_value(&failure.event).unwrap_or(serde_json::Value::Null);
+            scrubber.json(&mut event);
+            RecordResult::Failed(FailureRecord {
+                class: failure.class,
+                message: scrubber.text(&failure.message),
+                http_status: failure.http_status,
+                vendor_detail,
+                attempts: failure.attempts,
+                event,
+            })
+        }
+    };
+    OutcomeRecord {
+        destination: v1.destination,
+        destination_connection: v1.destination_connection,
+        source: v1.source,
+        source_connection: v1.source_connection,
+        record_key: scrubber.text(&v1.record_key),
+        event_id: v1.event_id,
+        event_type: v1.event_type,
+        run_id: v1.run_id,
+        at: to_micros(v1.at),
+        result,
+    }
+}
+
+async fn pause(shutdown: &CancellationToken, delay: Duration) {
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = tokio::time::sleep(delay) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use billsync_events::{
+        BillingEvent, BillingEventV1, DestinationKind, Failure, FailureClass, ObjectKind,
+        OutcomeV1, RecordVersion, SourceKind,
+    };
+    use serde_json::json;
+
+    fn failed_outcome(secret: &str) -> Outcome {
+        let at = DateTime::from_timestamp(1_700_000_000, 123_456_789).expect("valid time");
+        Outcome::V1(OutcomeV1 {
+            destination: DestinationKind::Pipedrive,
+            destination_connection: "pd".into(),
+            source: SourceKind::Chargebee,
+            source_connection: "cb".into(),
+            record_key: "customer/c1".into(),
+            event_id: "ev_1".into(),
+            event_type: "customer_changed".into(),
+            run_id: None,
+            at,
+            result: OutcomeResult::Failed(Failure {
+                class: FailureClass::Rejected,
+                message: format!("token {secret} is invalid"),
+                http_status: Some(401),
+                vendor_detail: json!({"error": format!("bad api_token={secret}")}),
+                attempts: 1,
+                event: BillingEvent::V1(BillingEventV1 {
+                    id: "ev_1".into(),
+                    source: SourceKind::Chargebee,
+                    connection: "cb".into(),
+                    event_type: "customer_changed".into(),
+                    object: ObjectKind::Customer,
+                    object_id: "c1".into(),
+                    customer_id: Some("c1".into()),
+                    occurred_at: at,
+                    version: RecordVersion {
+                        position: 1,
+                        event_id: "ev_1".into(),
+                    },
+                    run_id: None,
+                    data: json!({"id": "c1", "notes": secret}),
+                    related: serde_json::Value::Null,
+                }),
+            }),
+        })
+    }
+
+    #[test]
+    fn records_carry_no_secret_and_microsecond_times() {
+        let scrubber = Scrubber::new(["pd_secret_token".to_string()]);
+        let record = to_record(failed_outcome("pd_secret_token"), &scrubber);
+        assert_eq!(record.at.timestamp_subsec_nanos(), 123_456_000);
+        let RecordResult::Failed(failure) = &record.result else {
+            panic!("expected a failure, got {:?}", record.result);
+        };
+        assert_eq!(failure.message, "token [redacted] is invalid");
+        assert_eq!(failure.vendor_detail["error"], "bad api_token=[redacted]");
+        assert_eq!(failure.event["data"]["notes"], "[redacted]");
+        assert_eq!(failure.event["schema"], "billing_event.v1");
+    }
+}

@@ -1,0 +1,188 @@
+//! NATS and Postgres for tests: the machine's shared servers (started if down), fresh
+//! databases, and private NATS servers for tests that stop or kill one.
+
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const NATS_URL: &str = "nats://127.0.0.1:4222";
+const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+fn reachable(addr: &str) -> bool {
+    addr.parse()
+        .ok()
+        .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok())
+}
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests/e2e sits two levels below the repository root")
+}
+
+/// Starts a machine service with the repository's deploy script when it is not answering.
+fn ensure_service(addr: &str, script: &str) {
+    if reachable(addr) {
+        return;
+    }
+    let status = Command::new("bash")
+        .arg(repo_root().join("deploy").join(script))
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run deploy/{script}: {e}"));
+    assert!(
+        status.success(),
+        "deploy/{script} could not start the service on {addr}"
+    );
+}
+
+/// The shared NATS (JetStream) URL; `BILLSYNC_TEST_NATS_URL` points tests elsewhere.
+pub fn ensure_nats() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| match std::env::var("BILLSYNC_TEST_NATS_URL") {
+        Ok(url) => url,
+        Err(_) => {
+            ensure_service("127.0.0.1:4222", "ensure-nats.sh");
+            NATS_URL.to_string()
+        }
+    })
+    .clone()
+}
+
+/// The admin URL of the shared Postgres; `BILLSYNC_TEST_POSTGRES_URL` points tests elsewhere.
+pub fn ensure_postgres() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| match std::env::var("BILLSYNC_TEST_POSTGRES_URL") {
+        Ok(url) => url,
+        Err(_) => {
+            ensure_service("127.0.0.1:5432", "ensure-postgres.sh");
+            POSTGRES_ADMIN_URL.to_string()
+        }
+    })
+    .clone()
+}
+
+/// A database of one's own, dropped by [`TestDatabase::drop_database`].
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+    admin_url: String,
+}
+
+pub async fn fresh_database() -> TestDatabase {
+    use sqlx::Connection;
+    let admin_url = ensure_postgres();
+    let name = format!("billsync_{}", crate::unique_prefix());
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .expect("connect to Postgres as admin");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
+    let url = match admin_url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => panic!("admin URL {admin_url} has no database part"),
+    };
+    TestDatabase {
+        name,
+        url,
+        admin_url,
+    }
+}
+
+impl TestDatabase {
+    pub async fn drop_database(&self) {
+        use sqlx::Connection;
+        if let Ok(mut admin) = sqlx::PgConnection::connect(&self.admin_url).await {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut admin)
+            .await;
+        }
+    }
+}
+
+/// A nats-server of the test's own, on a free port with its own store, for tests that stop
+/// or kill NATS. Killed on drop.
+pub struct PrivateNats {
+    pub port: u16,
+    child: Option<Child>,
+    store: tempfile::TempDir,
+}
+
+impl PrivateNats {
+    pub fn start() -> PrivateNats {
+        let store = tempfile::tempdir().expect("temp dir for the NATS store");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let mut nats = PrivateNats {
+            port,
+            child: None,
+            store,
+        };
+        nats.restart();
+        nats
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and store.
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = Command::new(nats_server_binary())
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server (is it installed? make test installs it)");
+        self.child = Some(child);
+        let addr = format!("127.0.0.1:{}", self.port);
+        let start = Instant::now();
+        while !reachable(&addr) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "private nats-server did not start on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn nats_server_binary() -> &'static str {
+    if Path::new("/usr/sbin/nats-server").exists() {
+        "/usr/sbin/nats-server"
+    } else {
+        "nats-server"
+    }
+}

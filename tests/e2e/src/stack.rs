@@ -1,0 +1,296 @@
+//! billsync's services started in-process against the sandbox, with their own prefix and
+//! database, for one test.
+
+use crate::servers::{ensure_nats, fresh_database, TestDatabase};
+use billsync_config::Config;
+use billsync_sandbox::{AcAccount, RunningSandbox, SandboxConfig};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// What a test wants running.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Requests per second the emulated ActiveCampaign account allows.
+    pub ac_requests_per_second: u32,
+    /// Extra TOML appended to the generated configuration.
+    pub extra_config: String,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            ac_requests_per_second: 50,
+            extra_config: String::new(),
+        }
+    }
+}
+
+pub struct Stack {
+    pub prefix: String,
+    pub config: Arc<Config>,
+    pub sandbox: RunningSandbox,
+    /// The emulated ActiveCampaign account this stack's destination writes to.
+    pub ac_account: String,
+    pub stripe_connection: String,
+    pub stripe_secret: String,
+    pub admin_token: String,
+    pub ingest_url: String,
+    pub errors_url: String,
+    pub nats: async_nats::Client,
+    pub db: TestDatabase,
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+    tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
+    _secrets: tempfile::TempDir,
+}
+
+impl Stack {
+    pub async fn start(options: StackOptions) -> Stack {
+        let prefix = crate::unique_prefix();
+        let nats_url = ensure_nats();
+        let db = fresh_database().await;
+
+        let sandbox_listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind sandbox");
+        let sandbox = billsync_sandbox::start(sandbox_listener, SandboxConfig::default())
+            .await
+            .expect("start sandbox");
+        let ac_account = format!("acct-{prefix}");
+        let ac_token = format!("ac-token-{}", uuid::Uuid::new_v4().simple());
+        let mut account = AcAccount::new(ac_account.clone(), ac_token.clone());
+        account.requests_per_second = options.ac_requests_per_second;
+        sandbox.activecampaign.add_account(account);
+
+        let stripe_secret = format!("whsec_{}", uuid::Uuid::new_v4().simple());
+        let admin_token = format!("admin-{}", uuid::Uuid::new_v4().simple());
+        let secrets = tempfile::tempdir().expect("secrets dir");
+        let write = |name: &str, value: &str| {
+            let path = secrets.path().join(name);
+            std::fs::write(&path, value).expect("write secret");
+            path.display().to_string()
+        };
+        let whsec_file = write("stripe-whsec", &stripe_secret);
+        let ac_file = write("ac-token", &ac_token);
+        let admin_file = write("admin-token", &admin_token);
+
+        let stripe_connection = "stripe-test".to_string();
+        let text = format!(
+            r#"
+[nats]
+url = "{nats_url}"
+prefix = "{prefix}"
+retention_days = 1
+
+[postgres]
+url = "{db_url}"
+
+[errors]
+admin_token = {{ file = "{admin_file}" }}
+
+[workers]
+max_attempts = 3
+ack_wait_secs = 10
+
+[[sources.stripe]]
+name = "{stripe_connection}"
+webhook_secrets = [{{ file = "{whsec_file}" }}]
+
+[[destinations.activecampaign]]
+name = "ac-test"
+base_url = "{ac_base}"
+api_token = {{ file = "{ac_file}" }}
+requests_per_second = {rps}
+
+[[syncs]]
+source = "{stripe_connection}"
+destination = "ac-test"
+{extra}
+"#,
+            db_url = db.url,
+            ac_base = sandbox.activecampaign_base_url(&ac_account),
+            rps = options.ac_requests_per_second,
+            extra = options.extra_config,
+        );
+        let config = Arc::new(
+            Config::from_toml(&text, Path::new("e2e.toml"))
+                .unwrap_or_else(|e| panic!("test config: {e}")),
+        );
+        let nats = billsync_bus::connect(&nats_url, "billsync-e2e")
+            .await
+            .expect("connect NATS");
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+
+        let errors_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind errors");
+        let errors_url = format!("http://{}", errors_listener.local_addr().expect("addr"));
+        let ingest_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind ingest");
+        let ingest_url = format!("http://{}", ingest_listener.local_addr().expect("addr"));
+        let worker_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind worker");
+
+        let (c, n, s) = (Arc::clone(&config), nats.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            (
+                "errors",
+                billsync_errors::run(c, n, errors_listener, s).await,
+            )
+        });
+        let (c, n, s) = (Arc::clone(&config), nats.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            (
+                "ingest",
+                billsync_ingest::run(c, n, ingest_listener, s).await,
+            )
+        });
+        let (c, n, s) = (Arc::clone(&config), nats.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            (
+                "activecampaign",
+                billsync_activecampaign::run(c, n, worker_listener, s).await,
+            )
+        });
+
+        let stack = Stack {
+            prefix,
+            config,
+            sandbox,
+            ac_account,
+            stripe_connection,
+            stripe_secret,
+            admin_token,
+            ingest_url,
+            errors_url,
+            nats,
+            db,
+            http: reqwest::Client::new(),
+            shutdown,
+            tasks,
+            _secrets: secrets,
+        };
+        stack.wait_ready().await;
+        stack
+    }
+
+    async fn wait_ready(&self) {
+        for url in [&self.ingest_url, &self.errors_url] {
+            let http = self.http.clone();
+            let ready = format!("{url}/readyz");
+            crate::eventually(
+                &format!("{ready} to answer 200"),
+                Duration::from_secs(20),
+                || {
+                    let http = http.clone();
+                    let ready = ready.clone();
+                    async move {
+                        let response = http.get(&ready).send().await.ok()?;
+                        response.status().is_success().then_some(())
+                    }
+                },
+            )
+            .await;
+        }
+    }
+
+    /// Posts `event` to this stack's Stripe webhook, signed with `secret` at `timestamp`.
+    pub async fn post_stripe(
+        &self,
+        event: &serde_json::Value,
+        secret: &str,
+        timestamp: i64,
+    ) -> reqwest::Response {
+        let body = serde_json::to_vec(event).expect("encode event");
+        let signature = billsync_sandbox::stripe::sign(secret, timestamp, &body);
+        self.http
+            .post(format!(
+                "{}/webhooks/stripe/{}",
+                self.ingest_url, self.stripe_connection
+            ))
+            .header("Stripe-Signature", signature)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("post webhook")
+    }
+
+    /// Posts `event` signed correctly, now.
+    pub async fn send_stripe(&self, event: &serde_json::Value) -> reqwest::Response {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs() as i64;
+        self.post_stripe(event, &self.stripe_secret, now).await
+    }
+
+    pub fn jetstream(&self) -> async_nats::jetstream::Context {
+        async_nats::jetstream::new(self.nats.clone())
+    }
+
+    pub fn topology(&self) -> billsync_bus::Topology {
+        billsync_bus::Topology::new(&self.prefix)
+    }
+
+    /// Messages stored in the events stream.
+    pub async fn events_in_stream(&self) -> u64 {
+        let mut stream = self
+            .jetstream()
+            .get_stream(self.topology().events_stream())
+            .await
+            .expect("events stream exists");
+        stream.info().await.expect("stream info").state.messages
+    }
+
+    /// True when the worker has settled every event it was given.
+    pub async fn worker_idle(&self) -> bool {
+        let topology = self.topology();
+        let Ok(stream) = self.jetstream().get_stream(topology.events_stream()).await else {
+            return false;
+        };
+        let Ok(mut consumer) = stream
+            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(
+                &topology.worker_consumer("ac-test"),
+            )
+            .await
+        else {
+            return false;
+        };
+        match consumer.info().await {
+            Ok(info) => info.num_pending == 0 && info.num_ack_pending == 0,
+            Err(_) => false,
+        }
+    }
+
+    /// Stops the services gracefully, then removes this test's streams, buckets and database.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        while let Some(joined) = self.tasks.join_next().await {
+            let (name, result) = joined.expect("service task panicked");
+            if let Err(error) = result {
+                panic!("{name} failed: {error:#}");
+            }
+        }
+        let js = self.jetstream();
+        let topology = self.topology();
+        for stream in [
+            topology.events_stream(),
+            topology.outcomes_stream(),
+            topology.replay_stream(),
+        ] {
+            let _ = js.delete_stream(stream).await;
+        }
+        for bucket in [
+            topology.links_bucket(),
+            topology.versions_bucket(),
+            topology.cursors_bucket(),
+            topology.leases_bucket(),
+            topology.ignores_bucket(),
+        ] {
+            let _ = js.delete_key_value(bucket).await;
+        }
+        self.db.drop_database().await;
+    }
+}

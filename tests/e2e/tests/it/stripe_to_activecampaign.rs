@@ -1,0 +1,200 @@
+//! A Stripe webhook travels ingest → JetStream → ActiveCampaign worker → the emulated CRM;
+//! a CRM refusal becomes a row in Postgres through the errors service.
+
+use billsync_e2e::{eventually, Stack, StackOptions};
+use billsync_sandbox::{stripe, AcFaults, AcSnapshot};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn contact_with_tags(stack: &Stack, email: &str, tags: usize) -> AcSnapshot {
+    eventually(
+        &format!("contact {email} with {tags} tags"),
+        WAIT,
+        || async {
+            let snapshot = stack.sandbox.activecampaign.snapshot(&stack.ac_account);
+            let contact = snapshot.contact_by_email(email)?;
+            (snapshot.tags_of(&contact.id).len() >= tags).then_some(snapshot.clone())
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn customer_created_becomes_a_tagged_contact() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let event =
+        stripe::customer_created_event("cus_E2E1", "ada.lovelace@example.com", "Ada King Lovelace");
+
+    let response = stack.send_stripe(&event).await;
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+
+    let snapshot = contact_with_tags(&stack, "ada.lovelace@example.com", 2).await;
+    assert_eq!(snapshot.contacts.len(), 1);
+    let contact = &snapshot.contacts[0];
+    assert_eq!(contact.email, "ada.lovelace@example.com");
+    assert_eq!(contact.first_name, "Ada");
+    assert_eq!(contact.last_name, "King Lovelace");
+    let mut tags = snapshot.tags_of(&contact.id);
+    tags.sort();
+    assert_eq!(
+        tags,
+        vec!["stripe-integration", "stripe-integration-customer.created"]
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_webhook_twice_leaves_one_contact_and_one_set_of_tags() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let event =
+        stripe::customer_created_event("cus_E2E2", "grace.hopper@example.com", "Grace Hopper");
+
+    let first = stack.send_stripe(&event).await;
+    assert_eq!(first.status(), 200);
+    contact_with_tags(&stack, "grace.hopper@example.com", 2).await;
+    let second = stack.send_stripe(&event).await;
+    assert_eq!(second.status(), 200);
+    let body: serde_json::Value = second.json().await.expect("json");
+    assert_eq!(
+        body["duplicate"], true,
+        "JetStream must drop the second copy: {body}"
+    );
+    assert_eq!(stack.events_in_stream().await, 1);
+
+    // Past JetStream's duplicate window the worker's version check must hold the line: put
+    // the same event on the stream again under another message id, as a late Stripe retry.
+    let ingest_view: serde_json::Value = {
+        let js = stack.jetstream();
+        let stream = js
+            .get_stream(stack.topology().events_stream())
+            .await
+            .expect("stream");
+        let message = stream.get_raw_message(1).await.expect("first message");
+        serde_json::from_slice(&message.payload).expect("event json")
+    };
+    let subject = format!(
+        "{}.billing.stripe.stripe-test.customer.customer.created",
+        stack.prefix
+    );
+    let publisher = billsync_bus::Publisher::new(stack.jetstream(), stack.topology(), WAIT);
+    publisher
+        .publish(
+            subject,
+            "late-retry",
+            serde_json::to_vec(&ingest_view).expect("encode").into(),
+            Default::default(),
+        )
+        .await
+        .expect("republish");
+    assert_eq!(stack.events_in_stream().await, 2);
+    eventually("the worker to settle both messages", WAIT, || async {
+        stack.worker_idle().await.then_some(())
+    })
+    .await;
+
+    let snapshot = stack.sandbox.activecampaign.snapshot(&stack.ac_account);
+    assert_eq!(snapshot.contacts.len(), 1);
+    assert_eq!(snapshot.contact_tags.len(), 2);
+    assert_eq!(snapshot.tags.len(), 2);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_signature_gets_400_and_publishes_nothing() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let event = stripe::customer_created_event("cus_E2E3", "forged@example.com", "Mal Lory");
+    let now = chrono_now();
+
+    let forged = stack.post_stripe(&event, "whsec_not_the_secret", now).await;
+    assert_eq!(forged.status(), 400);
+    let body: serde_json::Value = forged.json().await.expect("json");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("signature"),
+        "{body}"
+    );
+
+    let stale = stack
+        .post_stripe(&event, &stack.stripe_secret.clone(), now - 3600)
+        .await;
+    assert_eq!(stale.status(), 400);
+
+    let unsigned = stack
+        .http
+        .post(format!(
+            "{}/webhooks/stripe/{}",
+            stack.ingest_url, stack.stripe_connection
+        ))
+        .body(serde_json::to_vec(&event).expect("encode"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(unsigned.status(), 400);
+
+    assert_eq!(stack.events_in_stream().await, 0);
+    assert!(stack
+        .sandbox
+        .activecampaign
+        .snapshot(&stack.ac_account)
+        .contacts
+        .is_empty());
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_crm_refusal_becomes_one_failure_row() {
+    let stack = Stack::start(StackOptions::default()).await;
+    stack.sandbox.activecampaign.set_faults(
+        &stack.ac_account,
+        AcFaults {
+            reject_emails: vec!["refused@example.com".into()],
+            ..Default::default()
+        },
+    );
+    let event = stripe::customer_created_event("cus_E2E4", "refused@example.com", "Rita Refused");
+    assert_eq!(stack.send_stripe(&event).await.status(), 200);
+
+    let pool = sqlx::PgPool::connect(&stack.db.url)
+        .await
+        .expect("connect test database");
+    let (record_key, class, message, count, status): (String, String, String, i64, String) =
+        eventually("a failure row in Postgres", WAIT, || async {
+            sqlx::query_as(
+                "SELECT record_key, error_class, message, count, status FROM sync_failures \
+                 WHERE destination_connection = 'ac-test'",
+            )
+            .fetch_optional(&pool)
+            .await
+            .ok()
+            .flatten()
+        })
+        .await;
+    assert_eq!(record_key, "customer/cus_E2E4");
+    assert_eq!(class, "rejected");
+    assert!(message.contains("422"), "{message}");
+    assert_eq!(count, 1);
+    assert_eq!(status, "open");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_failures")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(rows, 1);
+    assert!(stack
+        .sandbox
+        .activecampaign
+        .snapshot(&stack.ac_account)
+        .contacts
+        .is_empty());
+    pool.close().await;
+    stack.stop().await;
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
