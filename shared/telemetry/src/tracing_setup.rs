@@ -48,26 +48,21 @@ pub fn init(service: &str, config: &TelemetryConfig) -> anyhow::Result<Telemetry
             .boxed(),
     };
 
-    let (provider, otel) = match &config.otlp_endpoint {
-        Some(endpoint) if !endpoint.is_empty() => {
-            let exporter = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(endpoint)
-                .build()
-                .with_context(|| format!("telemetry.otlp_endpoint {endpoint:?} is not usable"))?;
-            let provider = SdkTracerProvider::builder()
-                .with_batch_exporter(exporter)
-                .with_resource(
-                    Resource::builder()
-                        .with_service_name(service.to_string())
-                        .build(),
-                )
-                .build();
-            let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("billsync"));
-            (Some(provider), Some(layer))
-        }
-        _ => (None, None),
-    };
+    // Spans always get W3C trace ids, so trace context travels in NATS headers and shows in
+    // logs even when nothing is exported; the exporter is added only with an endpoint.
+    let mut builder = SdkTracerProvider::builder()
+        .with_resource(Resource::builder().with_service_name(service.to_string()).build());
+    if let Some(endpoint) = config.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .build()
+            .with_context(|| format!("telemetry.otlp_endpoint {endpoint:?} is not usable"))?;
+        builder = builder.with_batch_exporter(exporter);
+    }
+    let provider = builder.build();
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("billsync"));
+    let provider = Some(provider);
 
     tracing_subscriber::registry()
         .with(filter)

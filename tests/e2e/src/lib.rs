@@ -13,6 +13,17 @@ pub use stack::{Stack, StackOptions};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+/// Installs billsync's logging and tracing once per test process, as the binaries do, so
+/// that trace context is propagated exactly as in production. `RUST_LOG` shows more.
+pub fn init_telemetry() {
+    static GUARD: std::sync::OnceLock<Option<billsync_telemetry::TelemetryGuard>> =
+        std::sync::OnceLock::new();
+    GUARD.get_or_init(|| {
+        let config = billsync_config::TelemetryConfig { log_level: "warn".into(), ..Default::default() };
+        billsync_telemetry::init("billsync-e2e", &config).ok()
+    });
+}
+
 /// A prefix no other test uses: `t` + 10 hex digits.
 pub fn unique_prefix() -> String {
     format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10])

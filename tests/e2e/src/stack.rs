@@ -50,6 +50,7 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start(options: StackOptions) -> Stack {
+        crate::init_telemetry();
         let prefix = crate::unique_prefix();
         let nats_url = ensure_nats();
         let db = fresh_database().await;

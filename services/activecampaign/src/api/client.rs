@@ -343,3 +343,32 @@ fn urlencode(text: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_success_status_with_an_errors_body_is_a_refusal() {
+        let body = br#"{"errors":[{"title":"Field is invalid","source":{"pointer":"/data/attributes/x"}}]}"#;
+        match classify(StatusCode::OK, &HeaderMap::new(), body) {
+            Err(DeliveryError::Permanent { message, .. }) => {
+                assert!(message.contains("Field is invalid (at /data/attributes/x)"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(classify(StatusCode::CREATED, &HeaderMap::new(), br#"{"contact":{}}"#).is_ok());
+    }
+
+    #[test]
+    fn retry_after_seconds_are_read() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, "7".parse().expect("header"));
+        match classify(StatusCode::TOO_MANY_REQUESTS, &headers, b"") {
+            Err(DeliveryError::Retryable { retry_after, .. }) => {
+                assert_eq!(retry_after, Some(Duration::from_secs(7)))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
