@@ -8,8 +8,12 @@ use billsync_worker::DeliveryError;
 use std::time::Duration;
 
 async fn sandbox(rps: u32) -> (RunningSandbox, String) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let sandbox = billsync_sandbox::start(listener, SandboxConfig::default()).await.expect("sandbox");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let sandbox = billsync_sandbox::start(listener, SandboxConfig::default())
+        .await
+        .expect("sandbox");
     let mut account = AcAccount::new("acme", "good-token");
     account.requests_per_second = rps;
     sandbox.activecampaign.add_account(account);
@@ -18,20 +22,40 @@ async fn sandbox(rps: u32) -> (RunningSandbox, String) {
 }
 
 fn contact(email: &str) -> ContactInput<'_> {
-    ContactInput { email, first_name: Some("Ada"), last_name: Some("Lovelace"), phone: None }
+    ContactInput {
+        email,
+        first_name: Some("Ada"),
+        last_name: Some("Lovelace"),
+        phone: None,
+    }
 }
 
 #[tokio::test]
 async fn contact_sync_is_an_upsert_by_email() {
     let (sandbox, base) = sandbox(100).await;
     let client = ActiveCampaignClient::new(&base, "good-token", 100, Duration::from_secs(5));
-    let first = client.sync_contact(contact("ada@example.com")).await.expect("created");
-    let second = client.sync_contact(contact("ada@example.com")).await.expect("updated");
+    let first = client
+        .sync_contact(contact("ada@example.com"))
+        .await
+        .expect("created");
+    let second = client
+        .sync_contact(contact("ada@example.com"))
+        .await
+        .expect("updated");
     assert_eq!(first.id, second.id);
     let tag = client.ensure_tag("stripe-integration").await.expect("tag");
-    assert_eq!(client.ensure_tag("stripe-integration").await.expect("cached"), tag);
+    assert_eq!(
+        client
+            .ensure_tag("stripe-integration")
+            .await
+            .expect("cached"),
+        tag
+    );
     client.tag_contact(&first.id, &tag).await.expect("tagged");
-    client.tag_contact(&first.id, &tag).await.expect("tagged again");
+    client
+        .tag_contact(&first.id, &tag)
+        .await
+        .expect("tagged again");
     let snapshot = sandbox.activecampaign.snapshot("acme");
     assert_eq!(snapshot.contacts.len(), 1);
     assert_eq!(snapshot.tags.len(), 1);
@@ -43,14 +67,25 @@ async fn a_422_is_permanent_and_carries_the_crm_detail() {
     let (sandbox, base) = sandbox(100).await;
     sandbox.activecampaign.set_faults(
         "acme",
-        AcFaults { reject_emails: vec!["bad@example.com".into()], ..Default::default() },
+        AcFaults {
+            reject_emails: vec!["bad@example.com".into()],
+            ..Default::default()
+        },
     );
     let client = ActiveCampaignClient::new(&base, "good-token", 100, Duration::from_secs(5));
     match client.sync_contact(contact("bad@example.com")).await {
-        Err(DeliveryError::Permanent { class, message, http_status, detail }) => {
+        Err(DeliveryError::Permanent {
+            class,
+            message,
+            http_status,
+            detail,
+        }) => {
             assert_eq!(class, FailureClass::Rejected);
             assert_eq!(http_status, Some(422));
-            assert!(message.contains("POST /contact/sync") && message.contains("422"), "{message}");
+            assert!(
+                message.contains("POST /contact/sync") && message.contains("422"),
+                "{message}"
+            );
             assert!(detail.get("errors").is_some(), "{detail}");
         }
         other => panic!("expected a permanent failure, got {other:?}"),
@@ -76,11 +111,21 @@ async fn a_429_is_retryable_with_the_servers_retry_after() {
     let (_sandbox, base) = sandbox(1).await;
     // The client believes it may send 100/s; the account allows 1/s.
     let client = ActiveCampaignClient::new(&base, "good-token", 100, Duration::from_secs(5));
-    client.sync_contact(contact("a@example.com")).await.expect("first fits");
+    client
+        .sync_contact(contact("a@example.com"))
+        .await
+        .expect("first fits");
     match client.sync_contact(contact("b@example.com")).await {
-        Err(DeliveryError::Retryable { retry_after, http_status, .. }) => {
+        Err(DeliveryError::Retryable {
+            retry_after,
+            http_status,
+            ..
+        }) => {
             assert_eq!(http_status, Some(429));
-            assert!(retry_after.is_some_and(|d| d >= Duration::from_secs(1)), "{retry_after:?}");
+            assert!(
+                retry_after.is_some_and(|d| d >= Duration::from_secs(1)),
+                "{retry_after:?}"
+            );
         }
         other => panic!("expected a retryable 429, got {other:?}"),
     }
@@ -89,22 +134,41 @@ async fn a_429_is_retryable_with_the_servers_retry_after() {
 #[tokio::test]
 async fn a_5xx_is_retryable() {
     let (sandbox, base) = sandbox(100).await;
-    sandbox.activecampaign.set_faults("acme", AcFaults { fail_next: 1, ..Default::default() });
+    sandbox.activecampaign.set_faults(
+        "acme",
+        AcFaults {
+            fail_next: 1,
+            ..Default::default()
+        },
+    );
     let client = ActiveCampaignClient::new(&base, "good-token", 100, Duration::from_secs(5));
     match client.sync_contact(contact("a@example.com")).await {
         Err(DeliveryError::Retryable { http_status, .. }) => assert_eq!(http_status, Some(500)),
         other => panic!("expected a retryable 500, got {other:?}"),
     }
-    client.sync_contact(contact("a@example.com")).await.expect("the next attempt succeeds");
+    client
+        .sync_contact(contact("a@example.com"))
+        .await
+        .expect("the next attempt succeeds");
 }
 
 #[tokio::test]
 async fn a_timeout_is_retryable() {
     let (sandbox, base) = sandbox(100).await;
-    sandbox.activecampaign.set_faults("acme", AcFaults { latency_ms: 1_000, ..Default::default() });
+    sandbox.activecampaign.set_faults(
+        "acme",
+        AcFaults {
+            latency_ms: 1_000,
+            ..Default::default()
+        },
+    );
     let client = ActiveCampaignClient::new(&base, "good-token", 100, Duration::from_millis(100));
     match client.sync_contact(contact("a@example.com")).await {
-        Err(DeliveryError::Retryable { message, http_status, .. }) => {
+        Err(DeliveryError::Retryable {
+            message,
+            http_status,
+            ..
+        }) => {
             assert_eq!(http_status, None);
             assert!(message.contains("timed out"), "{message}");
         }

@@ -137,7 +137,7 @@ pub async fn run(
     let address = listener.local_addr().ok();
     tracing::info!(?address, "Errors service listening.");
 
-    // Either half failing stops the other; the first error is returned.
+    // Either half failing stops the other; the consumer's error is reported first.
     let stop = shutdown.child_token();
     let serve = {
         let stop = stop.clone();

@@ -207,6 +207,9 @@ pub struct OutcomeV1 {
     pub result: OutcomeResult,
 }
 
+// Outcomes are built once per event and serialized straight away; boxing the failure would
+// only add an allocation to the common path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum OutcomeResult {

@@ -50,8 +50,11 @@ pub fn init(service: &str, config: &TelemetryConfig) -> anyhow::Result<Telemetry
 
     // Spans always get W3C trace ids, so trace context travels in NATS headers and shows in
     // logs even when nothing is exported; the exporter is added only with an endpoint.
-    let mut builder = SdkTracerProvider::builder()
-        .with_resource(Resource::builder().with_service_name(service.to_string()).build());
+    let mut builder = SdkTracerProvider::builder().with_resource(
+        Resource::builder()
+            .with_service_name(service.to_string())
+            .build(),
+    );
     if let Some(endpoint) = config.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()

@@ -19,7 +19,10 @@ pub fn init_telemetry() {
     static GUARD: std::sync::OnceLock<Option<billsync_telemetry::TelemetryGuard>> =
         std::sync::OnceLock::new();
     GUARD.get_or_init(|| {
-        let config = billsync_config::TelemetryConfig { log_level: "warn".into(), ..Default::default() };
+        let config = billsync_config::TelemetryConfig {
+            log_level: "warn".into(),
+            ..Default::default()
+        };
         billsync_telemetry::init("billsync-e2e", &config).ok()
     });
 }

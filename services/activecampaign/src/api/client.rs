@@ -353,7 +353,10 @@ mod tests {
         let body = br#"{"errors":[{"title":"Field is invalid","source":{"pointer":"/data/attributes/x"}}]}"#;
         match classify(StatusCode::OK, &HeaderMap::new(), body) {
             Err(DeliveryError::Permanent { message, .. }) => {
-                assert!(message.contains("Field is invalid (at /data/attributes/x)"), "{message}")
+                assert!(
+                    message.contains("Field is invalid (at /data/attributes/x)"),
+                    "{message}"
+                )
             }
             other => panic!("{other:?}"),
         }

@@ -601,3 +601,58 @@ async fn outcomes_wait_in_jetstream_until_postgres_is_there() {
         .await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_outcome_that_cannot_be_stored_is_not_acked() {
+    let app = spawn_app().await;
+    // Make every write fail the way a broken database would, without stopping Postgres.
+    sqlx::query("ALTER TABLE sync_failures RENAME TO sync_failures_away")
+        .execute(app.pool())
+        .await
+        .expect("rename");
+    let published = app.publish(&simple_failure(AC, "cus_down", 1)).await;
+    let js = app.js.clone();
+    let (stream, name) = (
+        app.topology.outcomes_stream(),
+        app.topology.errors_consumer(),
+    );
+    eventually("the consumer to try the outcome and hand it back", || {
+        let js = js.clone();
+        let (stream, name) = (stream.clone(), name.clone());
+        async move {
+            let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+                js.get_consumer_from_stream(name, stream).await.ok()?;
+            let info = consumer.info().await.ok()?;
+            let tried = info.delivered.stream_sequence >= published.sequence;
+            let acked = info.ack_floor.stream_sequence >= published.sequence;
+            assert!(
+                !acked,
+                "an outcome was acked although its row could not be stored"
+            );
+            tried.then_some(())
+        }
+    })
+    .await;
+
+    sqlx::query("ALTER TABLE sync_failures_away RENAME TO sync_failures")
+        .execute(app.pool())
+        .await
+        .expect("rename back");
+    // The NAK delay is 5 s; the redelivered outcome is stored then.
+    eventually_within(
+        "the redelivered outcome to be stored",
+        Duration::from_secs(20),
+        || async {
+            let stored = sqlx::query_scalar::<_, i64>(
+                "SELECT count FROM sync_failures WHERE record_key = 'customer/cus_down'",
+            )
+            .fetch_optional(app.pool())
+            .await
+            .ok()??;
+            (stored == 1).then_some(())
+        },
+    )
+    .await;
+    app.wait_consumed(published.sequence).await;
+    app.stop().await;
+}

@@ -75,7 +75,9 @@ pub fn classify(
             }
             _ => {
                 return Err(ChargebeeError::Retryable {
-                    message: format!("Chargebee answered {status} with a body that is not a JSON object"),
+                    message: format!(
+                        "Chargebee answered {status} with a body that is not a JSON object"
+                    ),
                     retry_after,
                     http_status: Some(status.as_u16()),
                 })
@@ -148,7 +150,9 @@ pub struct ChargebeeClient {
 
 impl std::fmt::Debug for ChargebeeClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChargebeeClient").field("api_base", &self.api_base).finish_non_exhaustive()
+        f.debug_struct("ChargebeeClient")
+            .field("api_base", &self.api_base)
+            .finish_non_exhaustive()
     }
 }
 
@@ -218,7 +222,10 @@ impl ChargebeeClient {
         all.extend(params.iter().cloned());
         let body = self.get(resource.path(), &all).await?;
         ResourcePage::from_json(body).map_err(|reason| ChargebeeError::Retryable {
-            message: format!("Chargebee's {} page could not be read: {reason}", resource.path()),
+            message: format!(
+                "Chargebee's {} page could not be read: {reason}",
+                resource.path()
+            ),
             retry_after: None,
             http_status: None,
         })
@@ -245,7 +252,11 @@ impl ChargebeeClient {
                 }
             }
         };
-        if let Err(ChargebeeError::Retryable { retry_after: Some(delay), .. }) = &result {
+        if let Err(ChargebeeError::Retryable {
+            retry_after: Some(delay),
+            ..
+        }) = &result
+        {
             self.limiter.back_off(*delay);
         }
         result
@@ -262,7 +273,11 @@ fn transport_error(error: &reqwest::Error) -> ChargebeeError {
             api_error_code: None,
         };
     }
-    let what = if error.is_timeout() { "timed out" } else { "failed" };
+    let what = if error.is_timeout() {
+        "timed out"
+    } else {
+        "failed"
+    };
     ChargebeeError::Retryable {
         message: format!("request to Chargebee {what}: {error}"),
         retry_after: None,
@@ -293,22 +308,33 @@ mod tests {
         assert!(!error.is_retryable());
         assert!(error.to_string().contains("api_key"), "{error}");
         let bad = json!({"message": "limit : too big", "api_error_code": "invalid_request"});
-        assert!(!classify(StatusCode::BAD_REQUEST, None, &body(bad)).unwrap_err().is_retryable());
+        assert!(!classify(StatusCode::BAD_REQUEST, None, &body(bad))
+            .unwrap_err()
+            .is_retryable());
     }
 
     #[test]
     fn rate_limits_keep_their_retry_after() {
-        let limited = json!({"api_error_code": "api_request_limit_exceeded", "http_status_code": 429});
-        let error = classify(StatusCode::TOO_MANY_REQUESTS, Some(Duration::from_secs(9)), &body(limited))
-            .unwrap_err();
+        let limited =
+            json!({"api_error_code": "api_request_limit_exceeded", "http_status_code": 429});
+        let error = classify(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(Duration::from_secs(9)),
+            &body(limited),
+        )
+        .unwrap_err();
         assert!(error.is_retryable());
         assert_eq!(error.retry_after(), Some(Duration::from_secs(9)));
     }
 
     #[test]
     fn server_errors_and_odd_successes_are_retryable() {
-        assert!(classify(StatusCode::BAD_GATEWAY, None, b"<html>").unwrap_err().is_retryable());
-        assert!(classify(StatusCode::OK, None, b"<html>").unwrap_err().is_retryable());
+        assert!(classify(StatusCode::BAD_GATEWAY, None, b"<html>")
+            .unwrap_err()
+            .is_retryable());
+        assert!(classify(StatusCode::OK, None, b"<html>")
+            .unwrap_err()
+            .is_retryable());
         let disguised = json!({"api_error_code": "internal_error", "http_status_code": 503});
         let error = classify(StatusCode::OK, None, &body(disguised)).unwrap_err();
         assert!(error.is_retryable());

@@ -18,7 +18,10 @@ pub enum Untranslatable {
 
 /// The object an event is about, by its type first and its content second: `content` of a
 /// subscription event also holds the customer, and a payment event holds four objects.
-fn subject_of(event_type: &str, content: &Map<String, Value>) -> Option<(ObjectKind, &'static str)> {
+fn subject_of(
+    event_type: &str,
+    content: &Map<String, Value>,
+) -> Option<(ObjectKind, &'static str)> {
     let by_type = if event_type.starts_with("customer_") {
         Some((ObjectKind::Customer, "customer"))
     } else if event_type.starts_with("subscription_") || event_type == "mrr_updated" {
@@ -46,9 +49,14 @@ fn subject_of(event_type: &str, content: &Map<String, Value>) -> Option<(ObjectK
 /// Turns a Chargebee event into billsync's envelope: `data` is the resource the event is
 /// about, `related` the rest of `content`, the version its `resource_version` (milliseconds;
 /// `occurred_at` × 1000 for resources that have none).
-pub fn to_billing_event(connection: &str, event: &ChargebeeEvent) -> Result<BillingEvent, Untranslatable> {
+pub fn to_billing_event(
+    connection: &str,
+    event: &ChargebeeEvent,
+) -> Result<BillingEvent, Untranslatable> {
     if event.id.is_empty() {
-        return Err(Untranslatable::Malformed("the event has an empty id".into()));
+        return Err(Untranslatable::Malformed(
+            "the event has an empty id".into(),
+        ));
     }
     let event_type = event.event_type.clone().unwrap_or_default();
     let Some((object, key)) = subject_of(&event_type, &event.content) else {
@@ -74,7 +82,10 @@ pub fn to_billing_event(connection: &str, event: &ChargebeeEvent) -> Result<Bill
             .map(str::to_owned)
     };
     let occurred_at = DateTime::from_timestamp(event.occurred_at, 0).ok_or_else(|| {
-        Untranslatable::Malformed(format!("event {} has occurred_at {} out of range", event.id, event.occurred_at))
+        Untranslatable::Malformed(format!(
+            "event {} has occurred_at {} out of range",
+            event.id, event.occurred_at
+        ))
     })?;
     let position = data
         .get("resource_version")
@@ -82,7 +93,11 @@ pub fn to_billing_event(connection: &str, event: &ChargebeeEvent) -> Result<Bill
         .unwrap_or(event.occurred_at.saturating_mul(1000));
     let mut related = event.content.clone();
     related.remove(key);
-    let related = if related.is_empty() { Value::Null } else { Value::Object(related) };
+    let related = if related.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(related)
+    };
     Ok(BillingEvent::V1(BillingEventV1 {
         id: event.id.clone(),
         source: SourceKind::Chargebee,
@@ -92,7 +107,10 @@ pub fn to_billing_event(connection: &str, event: &ChargebeeEvent) -> Result<Bill
         object_id,
         customer_id,
         occurred_at,
-        version: RecordVersion { position, event_id: event.id.clone() },
+        version: RecordVersion {
+            position,
+            event_id: event.id.clone(),
+        },
         run_id: None,
         data,
         related,
@@ -147,7 +165,10 @@ mod tests {
         assert_eq!(v1.customer_id.as_deref(), Some("cus_2"));
         assert_eq!(v1.data["deleted"], true);
         assert_eq!(v1.related["subscription"][0]["id"], "s");
-        assert_eq!(v1.version.position, 1_700_000_000_000, "no resource_version: occurred_at in ms");
+        assert_eq!(
+            v1.version.position, 1_700_000_000_000,
+            "no resource_version: occurred_at in ms"
+        );
     }
 
     #[test]
@@ -162,14 +183,29 @@ mod tests {
         .unwrap();
         assert_eq!(payment.v1().object, ObjectKind::Payment);
         assert_eq!(payment.v1().customer_id.as_deref(), Some("cus_3"));
-        let invoice = to_billing_event("cb", &event("invoice_generated", json!({"invoice": {"id": "7", "customer_id": "c"}}))).unwrap();
+        let invoice = to_billing_event(
+            "cb",
+            &event(
+                "invoice_generated",
+                json!({"invoice": {"id": "7", "customer_id": "c"}}),
+            ),
+        )
+        .unwrap();
         assert_eq!(invoice.v1().object, ObjectKind::Invoice);
         assert_eq!(
-            to_billing_event("cb", &event("coupon_created", json!({"coupon": {"id": "X"}}))),
-            Err(Untranslatable::NotCarried { event_type: "coupon_created".into() })
+            to_billing_event(
+                "cb",
+                &event("coupon_created", json!({"coupon": {"id": "X"}}))
+            ),
+            Err(Untranslatable::NotCarried {
+                event_type: "coupon_created".into()
+            })
         );
         assert!(matches!(
-            to_billing_event("cb", &event("customer_changed", json!({"customer": {"email": "x"}}))),
+            to_billing_event(
+                "cb",
+                &event("customer_changed", json!({"customer": {"email": "x"}}))
+            ),
             Err(Untranslatable::Malformed(_))
         ));
     }

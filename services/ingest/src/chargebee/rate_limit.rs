@@ -31,7 +31,10 @@ impl RequestLimiter {
         Self {
             limit: usize::try_from(limit.max(1)).unwrap_or(usize::MAX),
             window,
-            state: Mutex::new(LimiterState { sent: VecDeque::new(), blocked_until: None }),
+            state: Mutex::new(LimiterState {
+                sent: VecDeque::new(),
+                blocked_until: None,
+            }),
         }
     }
 
@@ -41,7 +44,11 @@ impl RequestLimiter {
             let wait_until = {
                 let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 let now = Instant::now();
-                while state.sent.front().is_some_and(|&t| now.duration_since(t) >= self.window) {
+                while state
+                    .sent
+                    .front()
+                    .is_some_and(|&t| now.duration_since(t) >= self.window)
+                {
                     state.sent.pop_front();
                 }
                 match state.blocked_until {
@@ -81,7 +88,10 @@ mod tests {
         for _ in 0..150 {
             limiter.acquire().await;
         }
-        assert!(start.elapsed() < Duration::from_millis(10), "the first 150 go at once");
+        assert!(
+            start.elapsed() < Duration::from_millis(10),
+            "the first 150 go at once"
+        );
         limiter.acquire().await;
         assert_eq!(start.elapsed(), Duration::from_secs(61));
     }

@@ -64,15 +64,25 @@ fn split_list(body: Value) -> Result<(Vec<Value>, Option<String>), String> {
 impl EventsPage {
     pub fn from_json(body: Value) -> Result<Self, String> {
         let (list, next_offset) = split_list(body)?;
-        let mut page = EventsPage { next_offset, ..Default::default() };
+        let mut page = EventsPage {
+            next_offset,
+            ..Default::default()
+        };
         for entry in list {
             let id = entry
                 .pointer("/event/id")
                 .and_then(Value::as_str)
                 .map(str::to_owned);
-            match entry.get("event").cloned().map(serde_json::from_value::<ChargebeeEvent>) {
+            match entry
+                .get("event")
+                .cloned()
+                .map(serde_json::from_value::<ChargebeeEvent>)
+            {
                 Some(Ok(event)) => page.events.push(event),
-                Some(Err(e)) => page.malformed.push(MalformedEntry { id, reason: e.to_string() }),
+                Some(Err(e)) => page.malformed.push(MalformedEntry {
+                    id,
+                    reason: e.to_string(),
+                }),
                 None => page.malformed.push(MalformedEntry {
                     id,
                     reason: "the entry has no `event` object".into(),
@@ -128,7 +138,10 @@ impl ResourcePage {
                 other => Err(format!("a list entry is not an object: {other}")),
             })
             .collect::<Result<_, _>>()?;
-        Ok(ResourcePage { entries, next_offset })
+        Ok(ResourcePage {
+            entries,
+            next_offset,
+        })
     }
 }
 

@@ -1,0 +1,220 @@
+//! One poll of a connection at a time across every replica: a lease in NATS KV.
+//!
+//! The lease is a KV entry keyed by the connection, holding the holder's id and an expiry.
+//! It is taken with `create` (or, once its expiry has passed, with `update` at the revision
+//! read, so two contenders cannot both win), renewed with `update` at the holder's last
+//! revision every third of its time to live, and deleted at that revision when the poll ends.
+//! A holder that cannot renew stops before its lease runs out: it counts its own validity
+//! from when it sent the write, minus a margin for clock skew between replicas, while others
+//! judge expiry by the wall-clock time in the entry.
+
+use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// What the KV entry holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    pub holder: String,
+    /// Unix milliseconds; after this anyone may take the lease over.
+    pub expires_at_ms: i64,
+    pub acquired_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseError {
+    #[error("held by {holder} until {expires_at_ms} (Unix ms)")]
+    Held { holder: String, expires_at_ms: i64 },
+    #[error("lease store: {0}")]
+    Store(String),
+}
+
+/// Why a holder stopped holding.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseLost {
+    #[error("another holder took the lease over")]
+    TakenOver,
+    #[error("the lease could not be renewed before it ran out: {0}")]
+    Expired(String),
+}
+
+/// The lease of one connection, as seen by one holder.
+#[derive(Clone)]
+pub struct Lease {
+    kv: kv::Store,
+    key: String,
+    holder: String,
+    ttl: Duration,
+}
+
+impl Lease {
+    pub fn new(kv: kv::Store, key: &str, holder: &str, ttl: Duration) -> Self {
+        Self {
+            kv,
+            key: key.to_string(),
+            holder: holder.to_string(),
+            ttl,
+        }
+    }
+
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    fn record(&self, acquired_at_ms: i64) -> (LeaseRecord, bytes::Bytes) {
+        let now = Utc::now().timestamp_millis();
+        let record = LeaseRecord {
+            holder: self.holder.clone(),
+            expires_at_ms: now + i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX / 2),
+            acquired_at_ms,
+        };
+        let bytes = serde_json::to_vec(&record).expect("a lease record serializes");
+        (record, bytes.into())
+    }
+
+    /// Local validity: from when the write was sent, the time to live less a margin that
+    /// absorbs clock skew between replicas.
+    fn valid_until(&self, sent: Instant) -> Instant {
+        let margin = (self.ttl / 4).min(Duration::from_secs(5));
+        sent + self.ttl.saturating_sub(margin)
+    }
+
+    /// Takes the lease, or says who holds it.
+    pub async fn acquire(&self) -> Result<LeaseGuard, LeaseError> {
+        let store = |e: &dyn std::fmt::Display| LeaseError::Store(e.to_string());
+        // A contender may win between our read and our write; a few rounds settle it.
+        for _ in 0..3 {
+            let now = Utc::now().timestamp_millis();
+            let (_, value) = self.record(now);
+            let sent = Instant::now();
+            match self.kv.create(&self.key, value.clone()).await {
+                Ok(revision) => return Ok(self.guard(revision, sent, now)),
+                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {}
+                Err(e) => return Err(store(&e)),
+            }
+            let entry = match self.kv.entry(&self.key).await.map_err(|e| store(&e))? {
+                Some(entry) if entry.operation == Operation::Put => entry,
+                // Released between our create and our read: create again.
+                _ => continue,
+            };
+            let current: Option<LeaseRecord> = serde_json::from_slice(&entry.value).ok();
+            if let Some(current) = &current {
+                if current.expires_at_ms > now {
+                    return Err(LeaseError::Held {
+                        holder: current.holder.clone(),
+                        expires_at_ms: current.expires_at_ms,
+                    });
+                }
+            }
+            // Expired (or unreadable, which no holder can be renewing): take it over.
+            let sent = Instant::now();
+            match self.kv.update(&self.key, value, entry.revision).await {
+                Ok(revision) => {
+                    if let Some(previous) = current {
+                        tracing::info!(key = %self.key, previous = %previous.holder, "Took over an expired lease.");
+                    }
+                    return Ok(self.guard(revision, sent, now));
+                }
+                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
+                Err(e) => return Err(store(&e)),
+            }
+        }
+        Err(LeaseError::Held {
+            holder: "another replica".into(),
+            expires_at_ms: 0,
+        })
+    }
+
+    fn guard(&self, revision: u64, sent: Instant, acquired_at_ms: i64) -> LeaseGuard {
+        LeaseGuard {
+            lease: self.clone(),
+            revision,
+            valid_until: self.valid_until(sent),
+            acquired_at_ms,
+        }
+    }
+
+    /// The current holder, if the lease is held and not expired.
+    pub async fn current(&self) -> Result<Option<LeaseRecord>, LeaseError> {
+        let entry = self
+            .kv
+            .entry(&self.key)
+            .await
+            .map_err(|e| LeaseError::Store(e.to_string()))?;
+        Ok(entry
+            .filter(|e| e.operation == Operation::Put)
+            .and_then(|e| serde_json::from_slice::<LeaseRecord>(&e.value).ok())
+            .filter(|r| r.expires_at_ms > Utc::now().timestamp_millis()))
+    }
+}
+
+/// A held lease. Dropping it without [`LeaseGuard::release`] leaves it to expire.
+pub struct LeaseGuard {
+    lease: Lease,
+    revision: u64,
+    valid_until: Instant,
+    acquired_at_ms: i64,
+}
+
+impl LeaseGuard {
+    pub fn is_valid(&self) -> bool {
+        Instant::now() < self.valid_until
+    }
+
+    /// Extends the lease by its time to live.
+    pub async fn renew(&mut self) -> Result<(), LeaseLost> {
+        let (_, value) = self.lease.record(self.acquired_at_ms);
+        let sent = Instant::now();
+        match self
+            .lease
+            .kv
+            .update(&self.lease.key, value, self.revision)
+            .await
+        {
+            Ok(revision) => {
+                self.revision = revision;
+                self.valid_until = self.lease.valid_until(sent);
+                Ok(())
+            }
+            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Err(LeaseLost::TakenOver),
+            Err(e) => Err(LeaseLost::Expired(e.to_string())),
+        }
+    }
+
+    /// Renews every third of the time to live; returns only when the lease is lost, so
+    /// callers race it against their work and stop the work at once when it returns.
+    pub async fn keep_alive(&mut self) -> LeaseLost {
+        let period = self.lease.ttl / 3;
+        let mut next = Instant::now() + period;
+        loop {
+            tokio::time::sleep_until(next.min(self.valid_until)).await;
+            if !self.is_valid() {
+                return LeaseLost::Expired("no renewal succeeded in time".into());
+            }
+            let remaining = self.valid_until.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(remaining, self.renew()).await {
+                Ok(Ok(())) => next = Instant::now() + period,
+                Ok(Err(LeaseLost::TakenOver)) => return LeaseLost::TakenOver,
+                Ok(Err(LeaseLost::Expired(reason))) => {
+                    tracing::warn!(key = %self.lease.key, %reason, "Lease renewal failed; retrying while it is still valid.");
+                    next = Instant::now() + Duration::from_millis(500).min(period);
+                }
+                Err(_) => return LeaseLost::Expired("the renewal did not finish in time".into()),
+            }
+        }
+    }
+
+    /// Gives the lease up at once so the next poll, here or elsewhere, need not wait.
+    pub async fn release(self) {
+        if let Err(error) = self
+            .lease
+            .kv
+            .delete_expect_revision(&self.lease.key, Some(self.revision))
+            .await
+        {
+            tracing::debug!(key = %self.lease.key, %error, "Lease release failed; it will expire.");
+        }
+    }
+}
