@@ -2,7 +2,8 @@
 
 use crate::services::{self, Service};
 use anyhow::Context;
-use billsync_config::Config;
+use billsync_config::{Config, Role};
+use billsync_events::DestinationKind;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,7 +47,15 @@ pub enum Command {
 }
 
 pub async fn execute(args: Args) -> anyhow::Result<()> {
-    let config = Config::load(&args.config)?;
+    let role = match args.command {
+        Command::Ingest => Role::Ingest,
+        Command::Activecampaign => Role::Destination(DestinationKind::Activecampaign),
+        Command::Zoho => Role::Destination(DestinationKind::Zoho),
+        Command::Pipedrive => Role::Destination(DestinationKind::Pipedrive),
+        Command::Errors => Role::Errors,
+        Command::Up | Command::CheckConfig => Role::All,
+    };
+    let config = Config::load_for(&args.config, role)?;
     let selected = match args.command {
         Command::CheckConfig => {
             println!(

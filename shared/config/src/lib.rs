@@ -314,6 +314,30 @@ pub struct SyncConfig {
     pub mapping: BTreeMap<String, toml::Value>,
 }
 
+/// Which services a process runs, deciding which secrets it must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Every service (`billsync up`) or a tool that checks the whole file.
+    All,
+    Ingest,
+    Destination(DestinationKind),
+    Errors,
+}
+
+impl Role {
+    fn needs_sources(self) -> bool {
+        matches!(self, Role::All | Role::Ingest)
+    }
+
+    fn needs(self, destination: DestinationKind) -> bool {
+        self == Role::All || self == Role::Destination(destination)
+    }
+
+    fn needs_admin(self) -> bool {
+        matches!(self, Role::All | Role::Errors)
+    }
+}
+
 /// A connection as the rest of billsync sees it: its kind and name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectionKind {
@@ -322,22 +346,31 @@ pub enum ConnectionKind {
 }
 
 impl Config {
-    /// Reads, layers and validates the file at `path`.
+    /// Reads, layers and validates the file at `path`, requiring every secret.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_for(path, Role::All)
+    }
+
+    /// Like [`Config::load`], requiring only the secrets `role` uses.
+    pub fn load_for(path: &Path, role: Role) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(path, "", format!("cannot read the file: {e}")))?;
-        Config::from_toml(&text, path)
+        Config::from_toml_for(&text, path, role)
     }
 
     /// Parses `text` as if read from `origin`, applies environment overrides and validates.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        Config::from_toml_for(text, origin, Role::All)
+    }
+
+    pub fn from_toml_for(text: &str, origin: &Path, role: Role) -> Result<Config, ConfigError> {
         let mut config: Config = toml::from_str(text).map_err(|e| {
             let key = e.span().map(|s| key_at(text, s.start)).unwrap_or_default();
             ConfigError::new(origin, &key, e.message().to_string())
         })?;
         config.origin = origin.to_path_buf();
         config.apply_env(|name| std::env::var(name).ok());
-        config.validate()?;
+        config.validate(role)?;
         Ok(config)
     }
 

@@ -32,7 +32,7 @@ fn parse(text: &str) -> Result<Config, ConfigError> {
     let mut config: Config =
         toml::from_str(text).map_err(|e| ConfigError::new(origin, "", e.message().to_string()))?;
     config.origin = origin.to_path_buf();
-    config.validate_with(&env)?;
+    config.validate_with(&env, Role::All)?;
     Ok(config)
 }
 
@@ -107,4 +107,20 @@ fn unknown_keys_are_refused() {
     std::fs::write(&path, "[ingest]\nlisten_port = 80\n").expect("write");
     let error = Config::load(&path).expect_err("must fail").to_string();
     assert!(error.contains("unknown field `listen_port`"), "{error}");
+}
+
+#[test]
+fn a_worker_needs_only_its_own_secrets() {
+    let text = GOOD.replace("T_WHSEC", "T_NOT_SET_FOR_WORKERS");
+    let origin = Path::new("billsync.toml");
+    let mut config: Config = toml::from_str(&text).expect("parse");
+    config.origin = origin.to_path_buf();
+    config
+        .validate_with(&env, Role::Destination(DestinationKind::Activecampaign))
+        .expect("the ActiveCampaign worker does not need the webhook secret");
+    assert_eq!(config.destinations.activecampaign[0].api_token.expose(), "ac-token");
+    let mut config: Config = toml::from_str(&text).expect("parse");
+    config.origin = origin.to_path_buf();
+    let error = config.validate_with(&env, Role::Ingest).expect_err("ingest needs it").to_string();
+    assert!(error.contains("sources.stripe[0].webhook_secrets[0]"), "{error}");
 }

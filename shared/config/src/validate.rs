@@ -1,6 +1,7 @@
 //! Validation of a parsed configuration: every error names the file, the key and the reason.
 
-use crate::{Config, SecretRef};
+use crate::{Config, Role, SecretRef};
+use billsync_events::DestinationKind;
 use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -42,13 +43,14 @@ const RESOURCES: &[&str] = &[
 ];
 
 impl Config {
-    pub(crate) fn validate(&mut self) -> Result<(), ConfigError> {
-        self.validate_with(&|name| std::env::var(name).ok())
+    pub(crate) fn validate(&mut self, role: Role) -> Result<(), ConfigError> {
+        self.validate_with(&|name| std::env::var(name).ok(), role)
     }
 
     pub(crate) fn validate_with(
         &mut self,
         var: &impl Fn(&str) -> Option<String>,
+        role: Role,
     ) -> Result<(), ConfigError> {
         let origin = self.origin.clone();
         let err = |key: String, reason: String| ConfigError::new(&origin, &key, reason);
@@ -96,17 +98,17 @@ impl Config {
                 ));
             }
             for (j, s) in c.webhook_secrets.iter_mut().enumerate() {
-                resolve(s, var, &format!("{at}.webhook_secrets[{j}]"), &err)?;
+                resolve(s, var, &format!("{at}.webhook_secrets[{j}]"), &err, role.needs_sources())?;
             }
             if let Some(key) = c.api_key.as_mut() {
-                resolve(key, var, &format!("{at}.api_key"), &err)?;
+                resolve(key, var, &format!("{at}.api_key"), &err, role.needs_sources())?;
             }
             check_url(&c.api_base, &format!("{at}.api_base"), &err)?;
         }
         for (i, c) in self.sources.chargebee.iter_mut().enumerate() {
             let at = format!("sources.chargebee[{i}]");
             check_name(format!("{at}.name"), &c.name)?;
-            resolve(&mut c.api_key, var, &format!("{at}.api_key"), &err)?;
+            resolve(&mut c.api_key, var, &format!("{at}.api_key"), &err, role.needs_sources())?;
             if let Some(url) = &c.base_url {
                 check_url(url, &format!("{at}.base_url"), &err)?;
             }
@@ -121,7 +123,7 @@ impl Config {
             let at = format!("destinations.activecampaign[{i}]");
             check_name(format!("{at}.name"), &c.name)?;
             check_url(&c.base_url, &format!("{at}.base_url"), &err)?;
-            resolve(&mut c.api_token, var, &format!("{at}.api_token"), &err)?;
+            resolve(&mut c.api_token, var, &format!("{at}.api_token"), &err, role.needs(DestinationKind::Activecampaign))?;
             if c.requests_per_second == 0 {
                 return Err(err(
                     format!("{at}.requests_per_second"),
@@ -134,28 +136,30 @@ impl Config {
             check_name(format!("{at}.name"), &c.name)?;
             check_url(&c.accounts_url, &format!("{at}.accounts_url"), &err)?;
             check_url(&c.api_domain, &format!("{at}.api_domain"), &err)?;
-            resolve(&mut c.client_id, var, &format!("{at}.client_id"), &err)?;
+            resolve(&mut c.client_id, var, &format!("{at}.client_id"), &err, role.needs(DestinationKind::Zoho))?;
             resolve(
                 &mut c.client_secret,
                 var,
                 &format!("{at}.client_secret"),
                 &err,
+                role.needs(DestinationKind::Zoho),
             )?;
             resolve(
                 &mut c.refresh_token,
                 var,
                 &format!("{at}.refresh_token"),
                 &err,
+                role.needs(DestinationKind::Zoho),
             )?;
         }
         for (i, c) in self.destinations.pipedrive.iter_mut().enumerate() {
             let at = format!("destinations.pipedrive[{i}]");
             check_name(format!("{at}.name"), &c.name)?;
             check_url(&c.base_url, &format!("{at}.base_url"), &err)?;
-            resolve(&mut c.api_token, var, &format!("{at}.api_token"), &err)?;
+            resolve(&mut c.api_token, var, &format!("{at}.api_token"), &err, role.needs(DestinationKind::Pipedrive))?;
         }
         if let Some(token) = self.errors.admin_token.as_mut() {
-            resolve(token, var, "errors.admin_token", &err)?;
+            resolve(token, var, "errors.admin_token", &err, role.needs_admin())?;
         }
 
         let mut pairs = HashSet::new();
@@ -226,14 +230,21 @@ impl Config {
     }
 }
 
+/// Resolves a secret; a failure is an error only when this process needs the secret, so a
+/// worker pod does not need the webhook secrets of the ingest pod (secrets it does not need
+/// are still read when present, so that they can be scrubbed from records).
 fn resolve(
     secret: &mut SecretRef,
     var: &impl Fn(&str) -> Option<String>,
     key: &str,
     err: &impl Fn(String, String) -> ConfigError,
+    required: bool,
 ) -> Result<(), ConfigError> {
-    secret
-        .resolve(var)
+    let resolved = secret.resolve(var);
+    if !required {
+        return Ok(());
+    }
+    resolved
         .map_err(|reason| err(key.to_string(), reason))
 }
 
