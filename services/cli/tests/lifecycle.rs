@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_billsync");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 #[test]
@@ -22,7 +25,12 @@ fn a_bad_configuration_fails_at_start_with_file_key_and_reason() {
          api_token = { env = \"BILLSYNC_TEST_SURELY_UNSET_TOKEN\" }\n",
     )
     .expect("write config");
-    let output = Command::new(BIN).args(["--config"]).arg(&path).arg("up").output().expect("run billsync");
+    let output = Command::new(BIN)
+        .args(["--config"])
+        .arg(&path)
+        .arg("up")
+        .output()
+        .expect("run billsync");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -37,13 +45,23 @@ fn a_bad_configuration_fails_at_start_with_file_key_and_reason() {
 
 #[tokio::test]
 async fn sigterm_finishes_in_flight_events_then_exits() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let sandbox = billsync_sandbox::start(listener, SandboxConfig::default()).await.expect("sandbox");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let sandbox = billsync_sandbox::start(listener, SandboxConfig::default())
+        .await
+        .expect("sandbox");
     let mut account = AcAccount::new("life", "life-token");
     account.requests_per_second = 100;
     sandbox.activecampaign.add_account(account);
     // Every ActiveCampaign call takes 400 ms: the event is mid-flight when SIGTERM arrives.
-    sandbox.activecampaign.set_faults("life", AcFaults { latency_ms: 400, ..Default::default() });
+    sandbox.activecampaign.set_faults(
+        "life",
+        AcFaults {
+            latency_ms: 400,
+            ..Default::default()
+        },
+    );
 
     let prefix = unique_prefix();
     let db = fresh_database().await;
@@ -53,8 +71,11 @@ async fn sigterm_finishes_in_flight_events_then_exits() {
         std::fs::write(&path, value).expect("secret");
         path.display().to_string()
     };
-    let (whsec, ac, admin) =
-        (secret("whsec", "whsec_life"), secret("ac", "life-token"), secret("admin", "admin-life"));
+    let (whsec, ac, admin) = (
+        secret("whsec", "whsec_life"),
+        secret("ac", "life-token"),
+        secret("admin", "admin-life"),
+    );
     let ingest_port = free_port();
     let config = format!(
         r#"
@@ -114,10 +135,18 @@ destination = "ac-life"
     })
     .await;
 
-    let event = billsync_sandbox::stripe::customer_created_event("cus_LIFE", "life@example.com", "Life Cycle");
-    let status = billsync_sandbox::stripe::send_webhook(&format!("{ingest}/webhooks/stripe/stripe-life"), "whsec_life", &event)
-        .await
-        .expect("send webhook");
+    let event = billsync_sandbox::stripe::customer_created_event(
+        "cus_LIFE",
+        "life@example.com",
+        "Life Cycle",
+    );
+    let status = billsync_sandbox::stripe::send_webhook(
+        &format!("{ingest}/webhooks/stripe/stripe-life"),
+        "whsec_life",
+        &event,
+    )
+    .await
+    .expect("send webhook");
     assert_eq!(status, 200);
 
     let nats = async_nats::connect(ensure_nats()).await.expect("nats");
@@ -126,15 +155,19 @@ destination = "ac-life"
     let in_flight = || async {
         let stream = js.get_stream(topology.events_stream()).await.ok()?;
         let mut consumer = stream
-            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&topology.worker_consumer("ac-life"))
+            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(
+                &topology.worker_consumer("ac-life"),
+            )
             .await
             .ok()?;
         let info = consumer.info().await.ok()?;
         Some((info.num_pending, info.num_ack_pending))
     };
-    eventually("the worker to hold the event", Duration::from_secs(20), || async {
-        matches!(in_flight().await, Some((0, 1))).then_some(())
-    })
+    eventually(
+        "the worker to hold the event",
+        Duration::from_secs(20),
+        || async { matches!(in_flight().await, Some((0, 1))).then_some(()) },
+    )
     .await;
     assert!(
         sandbox.activecampaign.snapshot("life").contacts.is_empty()
@@ -142,27 +175,50 @@ destination = "ac-life"
         "the event must still be in flight when SIGTERM is sent"
     );
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(status.success());
     let started = Instant::now();
     let exit = loop {
         if let Some(exit) = child.try_wait().expect("wait") {
             break exit;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "billsync did not exit within 30 s of SIGTERM");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "billsync did not exit within 30 s of SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let logs = std::fs::read_to_string(dir.path().join("billsync.log")).unwrap_or_default();
-    assert!(exit.success(), "billsync exited with {exit:?}; logs:\n{logs}");
+    assert!(
+        exit.success(),
+        "billsync exited with {exit:?}; logs:\n{logs}"
+    );
 
     // The in-flight event finished: its contact and both tags are in the CRM, and it was acked.
     let snapshot = sandbox.activecampaign.snapshot("life");
-    let contact = snapshot.contact_by_email("life@example.com").expect("contact written before exit");
+    let contact = snapshot
+        .contact_by_email("life@example.com")
+        .expect("contact written before exit");
     assert_eq!(snapshot.tags_of(&contact.id).len(), 2, "logs:\n{logs}");
-    assert_eq!(in_flight().await, Some((0, 0)), "the event must be acked before exit");
-    assert!(!logs.contains("whsec_life") && !logs.contains("life-token") && !logs.contains("admin-life"));
+    assert_eq!(
+        in_flight().await,
+        Some((0, 0)),
+        "the event must be acked before exit"
+    );
+    assert!(
+        !logs.contains("whsec_life")
+            && !logs.contains("life-token")
+            && !logs.contains("admin-life")
+    );
 
-    for stream in [topology.events_stream(), topology.outcomes_stream(), topology.replay_stream()] {
+    for stream in [
+        topology.events_stream(),
+        topology.outcomes_stream(),
+        topology.replay_stream(),
+    ] {
         let _ = js.delete_stream(stream).await;
     }
     for bucket in [topology.links_bucket(), topology.versions_bucket()] {

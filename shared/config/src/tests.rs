@@ -118,9 +118,18 @@ fn a_worker_needs_only_its_own_secrets() {
     config
         .validate_with(&env, Role::Destination(DestinationKind::Activecampaign))
         .expect("the ActiveCampaign worker does not need the webhook secret");
-    assert_eq!(config.destinations.activecampaign[0].api_token.expose(), "ac-token");
+    assert_eq!(
+        config.destinations.activecampaign[0].api_token.expose(),
+        "ac-token"
+    );
     let mut config: Config = toml::from_str(&text).expect("parse");
     config.origin = origin.to_path_buf();
-    let error = config.validate_with(&env, Role::Ingest).expect_err("ingest needs it").to_string();
-    assert!(error.contains("sources.stripe[0].webhook_secrets[0]"), "{error}");
+    let error = config
+        .validate_with(&env, Role::Ingest)
+        .expect_err("ingest needs it")
+        .to_string();
+    assert!(
+        error.contains("sources.stripe[0].webhook_secrets[0]"),
+        "{error}"
+    );
 }

@@ -98,17 +98,35 @@ impl Config {
                 ));
             }
             for (j, s) in c.webhook_secrets.iter_mut().enumerate() {
-                resolve(s, var, &format!("{at}.webhook_secrets[{j}]"), &err, role.needs_sources())?;
+                resolve(
+                    s,
+                    var,
+                    &format!("{at}.webhook_secrets[{j}]"),
+                    &err,
+                    role.needs_sources(),
+                )?;
             }
             if let Some(key) = c.api_key.as_mut() {
-                resolve(key, var, &format!("{at}.api_key"), &err, role.needs_sources())?;
+                resolve(
+                    key,
+                    var,
+                    &format!("{at}.api_key"),
+                    &err,
+                    role.needs_sources(),
+                )?;
             }
             check_url(&c.api_base, &format!("{at}.api_base"), &err)?;
         }
         for (i, c) in self.sources.chargebee.iter_mut().enumerate() {
             let at = format!("sources.chargebee[{i}]");
             check_name(format!("{at}.name"), &c.name)?;
-            resolve(&mut c.api_key, var, &format!("{at}.api_key"), &err, role.needs_sources())?;
+            resolve(
+                &mut c.api_key,
+                var,
+                &format!("{at}.api_key"),
+                &err,
+                role.needs_sources(),
+            )?;
             if let Some(url) = &c.base_url {
                 check_url(url, &format!("{at}.base_url"), &err)?;
             }
@@ -123,7 +141,13 @@ impl Config {
             let at = format!("destinations.activecampaign[{i}]");
             check_name(format!("{at}.name"), &c.name)?;
             check_url(&c.base_url, &format!("{at}.base_url"), &err)?;
-            resolve(&mut c.api_token, var, &format!("{at}.api_token"), &err, role.needs(DestinationKind::Activecampaign))?;
+            resolve(
+                &mut c.api_token,
+                var,
+                &format!("{at}.api_token"),
+                &err,
+                role.needs(DestinationKind::Activecampaign),
+            )?;
             if c.requests_per_second == 0 {
                 return Err(err(
                     format!("{at}.requests_per_second"),
@@ -136,7 +160,13 @@ impl Config {
             check_name(format!("{at}.name"), &c.name)?;
             check_url(&c.accounts_url, &format!("{at}.accounts_url"), &err)?;
             check_url(&c.api_domain, &format!("{at}.api_domain"), &err)?;
-            resolve(&mut c.client_id, var, &format!("{at}.client_id"), &err, role.needs(DestinationKind::Zoho))?;
+            resolve(
+                &mut c.client_id,
+                var,
+                &format!("{at}.client_id"),
+                &err,
+                role.needs(DestinationKind::Zoho),
+            )?;
             resolve(
                 &mut c.client_secret,
                 var,
@@ -156,7 +186,13 @@ impl Config {
             let at = format!("destinations.pipedrive[{i}]");
             check_name(format!("{at}.name"), &c.name)?;
             check_url(&c.base_url, &format!("{at}.base_url"), &err)?;
-            resolve(&mut c.api_token, var, &format!("{at}.api_token"), &err, role.needs(DestinationKind::Pipedrive))?;
+            resolve(
+                &mut c.api_token,
+                var,
+                &format!("{at}.api_token"),
+                &err,
+                role.needs(DestinationKind::Pipedrive),
+            )?;
         }
         if let Some(token) = self.errors.admin_token.as_mut() {
             resolve(token, var, "errors.admin_token", &err, role.needs_admin())?;
@@ -244,8 +280,7 @@ fn resolve(
     if !required {
         return Ok(());
     }
-    resolved
-        .map_err(|reason| err(key.to_string(), reason))
+    resolved.map_err(|reason| err(key.to_string(), reason))
 }
 
 fn check_url(
