@@ -1,75 +1,74 @@
 //! One ActiveCampaign connection as a billsync destination.
 
-use crate::api::types::ContactInput;
 use crate::api::ActiveCampaignClient;
+use crate::chargebee::{self, CustomerSubscriptions, OnCustomerDeleted};
+use crate::contacts::{ContactBook, CustomerRef, MissingFields, STANDARD_FIELDS};
 use crate::error::StartError;
+use crate::options::SyncOptions;
 use crate::stripe;
 use async_nats::jetstream::kv;
 use billsync_bus::Topology;
-use billsync_config::{ActiveCampaignConnection, Config, ConnectionKind};
-use billsync_events::{BillingEventV1, DestinationKind, FailureClass, SourceKind};
+use billsync_config::{ActiveCampaignConnection, Config, ConnectionKind, SyncConfig};
+use billsync_events::{BillingEventV1, DestinationKind, FailureClass, ObjectKind, SourceKind};
 use billsync_mapping::Mapping;
 use billsync_worker::{Delivered, DeliveryError, Destination};
-use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub struct ActiveCampaignDestination {
     name: String,
-    client: ActiveCampaignClient,
-    /// Source customer → ActiveCampaign contact, for events that carry no customer data.
-    links: kv::Store,
-    /// Contact mapping per source connection feeding this destination.
-    mappings: HashMap<String, Mapping>,
+    contacts: ContactBook,
+    kv: kv::Store,
+    /// How each source connection feeding this destination is applied.
+    syncs: HashMap<String, SyncRules>,
     /// Set when ActiveCampaign refuses the token; readiness reports it.
     credentials_refused: AtomicBool,
 }
 
-/// What billsync remembers about a synced customer.
-#[derive(Debug, Serialize, Deserialize)]
-struct ContactLink {
-    contact_id: String,
-    email: String,
+struct SyncRules {
+    source: SourceKind,
+    mapping: Mapping,
+    options: SyncOptions,
 }
 
 impl ActiveCampaignDestination {
     pub fn new(
         config: &Config,
         connection: &ActiveCampaignConnection,
-        links: kv::Store,
+        kv: kv::Store,
         timeout: Duration,
     ) -> Result<Self, StartError> {
         let file = config.origin.display().to_string();
-        let mut mappings = HashMap::new();
-        for (sync_index, sync) in config.syncs.iter().enumerate() {
+        let mut syncs = HashMap::new();
+        for (index, sync) in config.syncs.iter().enumerate() {
             if sync.destination != connection.name {
                 continue;
             }
-            let key = format!("syncs[{sync_index}]");
-            let source = config.connection_kind(&sync.source);
-            if source != Some(ConnectionKind::Source(SourceKind::Stripe)) {
-                return Err(StartError::Mapping {
-                    file,
-                    key: format!("{key}.source"),
-                    reason: format!(
-                        "{:?} → ActiveCampaign: only Stripe sources feed ActiveCampaign in this version",
-                        sync.source
-                    ),
-                });
-            }
-            mappings.insert(sync.source.clone(), contact_mapping(&file, &key, sync)?);
+            let key = format!("syncs[{index}]");
+            let source = match config.connection_kind(&sync.source) {
+                Some(ConnectionKind::Source(kind)) => kind,
+                _ => unreachable!("Config::load checked that every sync names a source"),
+            };
+            let rules = SyncRules {
+                source,
+                mapping: mapping_for(&file, &key, source, sync)?,
+                options: SyncOptions::parse(&file, &key, sync)?,
+            };
+            syncs.insert(sync.source.clone(), rules);
         }
+        let client = ActiveCampaignClient::new(
+            &connection.base_url,
+            connection.api_token.expose(),
+            connection.requests_per_second,
+            timeout,
+        );
         Ok(Self {
             name: connection.name.clone(),
-            client: ActiveCampaignClient::new(
-                &connection.base_url,
-                connection.api_token.expose(),
-                connection.requests_per_second,
-                timeout,
-            ),
-            links,
-            mappings,
+            contacts: ContactBook::new(client, &connection.name, kv.clone()),
+            kv,
+            syncs,
             credentials_refused: AtomicBool::new(false),
         })
     }
@@ -86,81 +85,64 @@ impl ActiveCampaignDestination {
         }
     }
 
-    fn link_key(&self, event: &BillingEventV1, customer: &str) -> String {
-        let record = format!("{}/{}/customer/{customer}", event.source, event.connection);
-        Topology::record_kv_key(DestinationKind::Activecampaign, &self.name, &record)
-    }
-
-    async fn apply_stripe(&self, event: &BillingEventV1) -> Result<Delivered, DeliveryError> {
-        let mapping = self.mappings.get(&event.connection).ok_or_else(|| {
-            DeliveryError::permanent(
-                FailureClass::Configuration,
-                format!(
-                    "no sync from {} to {} is configured",
-                    event.connection, self.name
-                ),
-            )
-        })?;
+    async fn apply_stripe(
+        &self,
+        rules: &SyncRules,
+        event: &BillingEventV1,
+    ) -> Result<Delivered, DeliveryError> {
+        let client = &self.contacts.client;
         let fields = stripe::customer_view(event)
-            .map(|view| mapping.apply(&view))
+            .map(|view| rules.mapping.apply(&view))
             .unwrap_or_default();
-        let text = |name: &str| fields.get(name).and_then(|v| v.as_str());
-
-        let contact_id = match text("email") {
-            Some(email) => {
-                let contact = self
-                    .client
-                    .sync_contact(ContactInput {
-                        email,
-                        first_name: text("firstName"),
-                        last_name: text("lastName"),
-                        phone: text("phone"),
-                    })
-                    .await?;
-                if let Some(customer) = &event.customer_id {
-                    self.remember(event, customer, &contact.id, &contact.email)
-                        .await?;
-                }
-                contact.id
+        let contact_id = match (&event.customer_id, fields.contains_key("email")) {
+            (Some(customer), true) => {
+                let customer = CustomerRef::of(event, customer);
+                self.contacts
+                    .upsert(
+                        &customer,
+                        &fields,
+                        MissingFields::Refuse,
+                        rules.options.list_id.as_deref(),
+                        false,
+                    )
+                    .await?
             }
-            None => self.linked_contact(event).await?,
+            (None, true) => {
+                // A guest checkout or charge without a customer: the email is all there is.
+                let guest = format!("guest-{}", event.object_id);
+                let customer = CustomerRef {
+                    source: "stripe",
+                    connection: &event.connection,
+                    customer_id: &guest,
+                };
+                self.contacts
+                    .upsert(
+                        &customer,
+                        &fields,
+                        MissingFields::Refuse,
+                        rules.options.list_id.as_deref(),
+                        false,
+                    )
+                    .await?
+            }
+            (customer, false) => self.linked_contact(event, customer.as_deref()).await?,
         };
-
         for tag in stripe::tags_for(event) {
-            let tag_id = self.client.ensure_tag(&tag).await?;
-            self.client.tag_contact(&contact_id, &tag_id).await?;
+            let tag_id = client.ensure_tag(&tag).await?;
+            client.tag_contact(&contact_id, &tag_id).await?;
         }
         Ok(Delivered::Written {
             crm_id: Some(contact_id),
         })
     }
 
-    async fn remember(
+    /// The contact of an event without customer data, from an earlier event's link.
+    async fn linked_contact(
         &self,
         event: &BillingEventV1,
-        customer: &str,
-        contact_id: &str,
-        email: &str,
-    ) -> Result<(), DeliveryError> {
-        let link = ContactLink {
-            contact_id: contact_id.to_string(),
-            email: email.to_string(),
-        };
-        let bytes = serde_json::to_vec(&link).expect("a link always encodes");
-        self.links
-            .put(self.link_key(event, customer), bytes.into())
-            .await
-            .map_err(|e| DeliveryError::Retryable {
-                message: format!("storing the customer → contact link failed: {e}"),
-                retry_after: None,
-                http_status: None,
-            })?;
-        Ok(())
-    }
-
-    /// The contact of an event without customer data, from an earlier event's link.
-    async fn linked_contact(&self, event: &BillingEventV1) -> Result<String, DeliveryError> {
-        let missing = |what: &str| {
+        customer: Option<&str>,
+    ) -> Result<String, DeliveryError> {
+        let missing = |what: String| {
             DeliveryError::permanent(
                 FailureClass::InvalidEvent,
                 format!(
@@ -170,27 +152,152 @@ impl ActiveCampaignDestination {
                 ),
             )
         };
-        let customer = event
-            .customer_id
-            .as_deref()
-            .ok_or_else(|| missing("has no customer"))?;
-        let stored = self
-            .links
-            .get(self.link_key(event, customer))
-            .await
-            .map_err(|e| DeliveryError::Retryable {
-                message: format!("reading the customer → contact link failed: {e}"),
-                retry_after: None,
-                http_status: None,
-            })?;
-        let link: ContactLink = stored
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .ok_or_else(|| {
-                missing(&format!(
-                    "carries no email and customer {customer} has not been synced yet"
-                ))
-            })?;
-        Ok(link.contact_id)
+        let customer = customer.ok_or_else(|| missing("has no customer and no email".into()))?;
+        let link = self
+            .contacts
+            .link(&CustomerRef::of(event, customer))
+            .await?;
+        link.map(|l| l.contact_id).ok_or_else(|| {
+            missing(format!(
+                "carries no email and customer {customer} has not been synced yet"
+            ))
+        })
+    }
+
+    async fn apply_chargebee(
+        &self,
+        rules: &SyncRules,
+        event: &BillingEventV1,
+    ) -> Result<Delivered, DeliveryError> {
+        if chargebee::is_gift_event(event) && !rules.options.sync_gift_purchasers {
+            return Ok(Delivered::NotApplicable {
+                reason: "gift purchasers are not synced (options.sync_gift_purchasers = false)"
+                    .into(),
+            });
+        }
+        let (Some(customer_id), Some(customer)) =
+            (event.customer_id.as_deref(), chargebee::customer_of(event))
+        else {
+            return Ok(Delivered::NotApplicable {
+                reason: format!(
+                    "{} events carry no customer for ActiveCampaign",
+                    event.event_type
+                ),
+            });
+        };
+        self.contacts.ensure_fields(rules.mapping.fields()).await?;
+        let reference = CustomerRef::of(event, customer_id);
+        if chargebee::is_deletion(event) {
+            return self
+                .delete_chargebee_customer(rules, &reference, customer)
+                .await;
+        }
+        let subscriptions = self.subscriptions(event, customer_id).await?;
+        let fields = rules
+            .mapping
+            .apply(&chargebee::view(customer, subscriptions.chosen()));
+        let contact_id = self
+            .contacts
+            .upsert(
+                &reference,
+                &fields,
+                MissingFields::Create,
+                rules.options.list_id.as_deref(),
+                true,
+            )
+            .await?;
+        Ok(Delivered::Written {
+            crm_id: Some(contact_id),
+        })
+    }
+
+    /// The customer's subscriptions as billsync has seen them, updated with this event's.
+    async fn subscriptions(
+        &self,
+        event: &BillingEventV1,
+        customer: &str,
+    ) -> Result<CustomerSubscriptions, DeliveryError> {
+        let record = format!("chargebee/{}/subscriptions/{customer}", event.connection);
+        let key = Topology::record_kv_key(DestinationKind::Activecampaign, &self.name, &record);
+        let stored = self.kv.get(&key).await.map_err(kv_error)?;
+        let mut subscriptions: CustomerSubscriptions = stored
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        if event.object == ObjectKind::Subscription {
+            subscriptions.record(&event.data, event.event_type == "subscription_deleted");
+            let bytes = serde_json::to_vec(&subscriptions).expect("subscriptions encode");
+            self.kv.put(&key, bytes.into()).await.map_err(kv_error)?;
+        }
+        Ok(subscriptions)
+    }
+
+    async fn delete_chargebee_customer(
+        &self,
+        rules: &SyncRules,
+        reference: &CustomerRef<'_>,
+        customer: &Value,
+    ) -> Result<Delivered, DeliveryError> {
+        let link = self.contacts.link(reference).await?;
+        let email = customer
+            .get("email")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or(link.as_ref().map(|l| l.email.clone()));
+        match rules.options.on_customer_deleted {
+            OnCustomerDeleted::Delete => {
+                let contact = match &link {
+                    Some(link) => Some(link.contact_id.clone()),
+                    None => match &email {
+                        Some(email) => self
+                            .contacts
+                            .client
+                            .find_contact(email)
+                            .await?
+                            .map(|c| c.id),
+                        None => None,
+                    },
+                };
+                if let Some(contact) = &contact {
+                    self.contacts.client.delete_contact(contact).await?;
+                }
+                self.contacts.forget(reference, email.as_deref()).await?;
+                Ok(Delivered::Written { crm_id: contact })
+            }
+            OnCustomerDeleted::Keep | OnCustomerDeleted::Unsubscribe => {
+                // The status field says "deleted"; the contact stays.
+                let mut deleted = customer.clone();
+                if let Some(object) = deleted.as_object_mut() {
+                    object.insert("deleted".into(), Value::Bool(true));
+                    if let Some(email) = &email {
+                        object
+                            .entry("email")
+                            .or_insert(Value::String(email.clone()));
+                    }
+                }
+                let fields = rules.mapping.apply(&chargebee::view(&deleted, None));
+                let fields = fields
+                    .into_iter()
+                    .filter(|(k, _)| {
+                        STANDARD_FIELDS.contains(&k.as_str()) || k == "Cb_chargebeeCustomerStatus"
+                    })
+                    .collect();
+                let contact = self
+                    .contacts
+                    .upsert(reference, &fields, MissingFields::Create, None, true)
+                    .await?;
+                if rules.options.on_customer_deleted == OnCustomerDeleted::Unsubscribe {
+                    if let Some(list) = &rules.options.list_id {
+                        self.contacts
+                            .client
+                            .set_list_status(list, &contact, 2)
+                            .await?;
+                    }
+                }
+                Ok(Delivered::Written {
+                    crm_id: Some(contact),
+                })
+            }
+        }
     }
 }
 
@@ -204,68 +311,123 @@ impl Destination for ActiveCampaignDestination {
     }
 
     async fn deliver(&self, event: &BillingEventV1) -> Result<Delivered, DeliveryError> {
-        let result = match event.source {
-            SourceKind::Stripe => self.apply_stripe(event).await,
-            SourceKind::Chargebee => Err(DeliveryError::permanent(
+        let Some(rules) = self.syncs.get(&event.connection) else {
+            return Err(DeliveryError::permanent(
                 FailureClass::Configuration,
-                "Chargebee → ActiveCampaign is not supported in this version",
-            )),
+                format!(
+                    "no sync from {} to {} is configured",
+                    event.connection, self.name
+                ),
+            ));
         };
-        if let Err(DeliveryError::Permanent {
-            class: FailureClass::Configuration,
-            http_status: Some(_),
-            ..
-        }) = &result
-        {
-            self.credentials_refused.store(true, Ordering::Relaxed);
-        } else if result.is_ok() {
-            self.credentials_refused.store(false, Ordering::Relaxed);
+        let result = match rules.source {
+            SourceKind::Stripe => self.apply_stripe(rules, event).await,
+            SourceKind::Chargebee => self.apply_chargebee(rules, event).await,
+        };
+        match &result {
+            Err(DeliveryError::Permanent {
+                class: FailureClass::Configuration,
+                http_status: Some(401 | 403),
+                ..
+            }) => self.credentials_refused.store(true, Ordering::Relaxed),
+            Ok(_) => self.credentials_refused.store(false, Ordering::Relaxed),
+            Err(_) => {}
         }
         result
     }
 
     async fn healthcheck(&self) -> Result<(), String> {
-        self.client.check().await.map_err(|e| e.to_string())
+        self.contacts
+            .client
+            .check()
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
-/// The seed's default mapping with the sync's overrides; only standard contact fields may
-/// be targeted (custom fields must exist in ActiveCampaign, which is checked elsewhere).
-fn contact_mapping(
+/// The seed's default mapping for the source, with the sync's overrides and extra fields
+/// (`field = "expression"`, or `field = false` to drop a default).
+fn mapping_for(
     file: &str,
     key: &str,
-    sync: &billsync_config::SyncConfig,
+    source: SourceKind,
+    sync: &SyncConfig,
 ) -> Result<Mapping, StartError> {
+    let defaults = match source {
+        SourceKind::Stripe => stripe::default_contact_mapping(),
+        SourceKind::Chargebee => chargebee::default_mapping(),
+    };
     let mut overrides = Vec::new();
+    let mut dropped = Vec::new();
     for (field, value) in &sync.mapping {
         let err = |reason: String| StartError::Mapping {
             file: file.to_string(),
             key: format!("{key}.mapping.{field}"),
             reason,
         };
-        if !stripe::CONTACT_FIELDS.contains(&field.as_str()) {
-            return Err(err(format!(
-                "ActiveCampaign contact field {field:?} is not supported; use one of {}",
-                stripe::CONTACT_FIELDS.join(", ")
-            )));
+        match value {
+            toml::Value::String(expression) => overrides.push((field.as_str(), expression.as_str())),
+            toml::Value::Boolean(false) => dropped.push(field.as_str()),
+            _ => return Err(err("must be a string expression such as \"name | first_word\", or false to drop a default mapping".into())),
         }
-        let expression = value.as_str().ok_or_else(|| {
-            err("must be a string expression such as \"name | first_word\"".into())
-        })?;
-        overrides.push((field.as_str(), expression));
     }
     let overrides = Mapping::parse(overrides).map_err(|e| StartError::Mapping {
         file: file.to_string(),
         key: format!("{key}.mapping.{}", e.field.clone().unwrap_or_default()),
         reason: e.message,
     })?;
-    let mapping = stripe::default_contact_mapping().with_overrides(&overrides);
+    let known_roots: &[&str] = match source {
+        SourceKind::Stripe => &[
+            "id",
+            "email",
+            "name",
+            "phone",
+            "description",
+            "address",
+            "metadata",
+            "currency",
+            "created",
+            "shipping",
+            "preferred_locales",
+            "tax_exempt",
+            "balance",
+            "delinquent",
+            "invoice_prefix",
+        ],
+        SourceKind::Chargebee => &["customer", "subscription"],
+    };
+    for (field, path) in overrides.source_paths() {
+        let root = path.split('.').next().unwrap_or(path);
+        if !known_roots.contains(&root) {
+            return Err(StartError::Mapping {
+                file: file.to_string(),
+                key: format!("{key}.mapping.{field}"),
+                reason: format!(
+                    "{path:?} is not a field billsync can read here; paths start with one of {}",
+                    known_roots.join(", ")
+                ),
+            });
+        }
+    }
+    let mut mapping = defaults.with_overrides(&overrides);
+    for field in dropped {
+        mapping = mapping.without(field);
+    }
     if !mapping.fields().any(|f| f == "email") {
         return Err(StartError::Mapping {
             file: file.to_string(),
             key: format!("{key}.mapping.email"),
-            reason: "the email mapping is required".into(),
+            reason: "the email mapping is required: ActiveCampaign identifies contacts by email"
+                .into(),
         });
     }
     Ok(mapping)
+}
+
+fn kv_error(error: impl std::fmt::Display) -> DeliveryError {
+    DeliveryError::Retryable {
+        message: format!("billsync's key-value store (NATS KV) is unavailable: {error}"),
+        retry_after: None,
+        http_status: None,
+    }
 }

@@ -4,8 +4,11 @@
 //! one service that also serves `/healthz`, `/readyz` and `/metrics`.
 
 pub mod api;
+mod chargebee;
+mod contacts;
 mod destination;
 mod error;
+mod options;
 mod stripe;
 
 pub use destination::ActiveCampaignDestination;

@@ -11,9 +11,6 @@ pub const TAG_INTEGRATION: &str = "stripe-integration";
 /// Added to contacts synced through subscription events (recurring payments).
 pub const TAG_SUBSCRIPTION_EVENTS: &str = "stripe-integration-Billing_Subscription_Events";
 
-/// ActiveCampaign's standard contact fields a Stripe mapping may target.
-pub const CONTACT_FIELDS: &[&str] = &["email", "firstName", "lastName", "phone"];
-
 /// The seed's default mapping, applied to the customer view of an event.
 pub fn default_contact_mapping() -> Mapping {
     Mapping::parse([

@@ -27,6 +27,7 @@ fn contact(email: &str) -> ContactInput<'_> {
         first_name: Some("Ada"),
         last_name: Some("Lovelace"),
         phone: None,
+        field_values: Vec::new(),
     }
 }
 

@@ -132,6 +132,79 @@ impl ActiveCampaignClient {
         result.map(|_| ())
     }
 
+    /// Every custom field of the account, keyed by title and by perstag (both as AC shows them).
+    pub async fn fields(&self) -> Result<Vec<Field>, DeliveryError> {
+        let mut all = Vec::new();
+        loop {
+            let path = format!("/fields?limit=100&offset={}", all.len());
+            let page: FieldPage = self.call(Method::GET, &path, None::<&()>).await?;
+            let done = page.fields.len() < 100;
+            all.extend(page.fields);
+            if done {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Creates a text custom field.
+    pub async fn create_field(&self, title: &str, perstag: &str) -> Result<Field, DeliveryError> {
+        let request = FieldRequest {
+            field: FieldInput {
+                title,
+                field_type: "text",
+                perstag,
+                descript: "Synced by billsync",
+                visible: 1,
+            },
+        };
+        let envelope: FieldEnvelope = self.call(Method::POST, "/fields", Some(&request)).await?;
+        Ok(envelope.field)
+    }
+
+    /// `POST /contactLists`: subscribes (1) or unsubscribes (2); an upsert per list and contact.
+    pub async fn set_list_status(
+        &self,
+        list: &str,
+        contact: &str,
+        status: u8,
+    ) -> Result<(), DeliveryError> {
+        let request = ContactListRequest {
+            contact_list: ContactListInput {
+                list,
+                contact,
+                status,
+            },
+        };
+        let _: Value = self
+            .call(Method::POST, "/contactLists", Some(&request))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn find_contact(&self, email: &str) -> Result<Option<Contact>, DeliveryError> {
+        let path = format!("/contacts?email={}", urlencode(email));
+        let list: ContactList = self.call(Method::GET, &path, None::<&()>).await?;
+        Ok(list
+            .contacts
+            .into_iter()
+            .find(|c| c.email.eq_ignore_ascii_case(email)))
+    }
+
+    /// Deletes a contact; one that is already gone counts as deleted.
+    pub async fn delete_contact(&self, id: &str) -> Result<(), DeliveryError> {
+        match self
+            .call::<Value>(Method::DELETE, &format!("/contacts/{id}"), None::<&()>)
+            .await
+        {
+            Ok(_)
+            | Err(DeliveryError::Permanent {
+                http_status: Some(404),
+                ..
+            }) => Ok(()),
+            Err(other) => Err(other),
+        }
+    }
+
     /// A cheap authenticated call, for readiness and start-up checks.
     pub async fn check(&self) -> Result<(), DeliveryError> {
         let _: Value = self

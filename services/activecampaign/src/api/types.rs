@@ -17,6 +17,67 @@ pub struct ContactInput<'a> {
     pub last_name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phone: Option<&'a str>,
+    /// Custom field values, by field id.
+    #[serde(rename = "fieldValues", skip_serializing_if = "Vec::is_empty")]
+    pub field_values: Vec<FieldValueInput>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldValueInput {
+    pub field: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ContactList {
+    pub contacts: Vec<Contact>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldRequest<'a> {
+    pub field: FieldInput<'a>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldInput<'a> {
+    pub title: &'a str,
+    #[serde(rename = "type")]
+    pub field_type: &'a str,
+    pub perstag: &'a str,
+    pub descript: &'a str,
+    pub visible: u8,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FieldEnvelope {
+    pub field: Field,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FieldPage {
+    pub fields: Vec<Field>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Field {
+    pub id: String,
+    pub title: String,
+    #[serde(default)]
+    pub perstag: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ContactListRequest<'a> {
+    #[serde(rename = "contactList")]
+    pub contact_list: ContactListInput<'a>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ContactListInput<'a> {
+    pub list: &'a str,
+    pub contact: &'a str,
+    /// 1 subscribes, 2 unsubscribes.
+    pub status: u8,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,0 +1,362 @@
+//! Writing one billing customer into one ActiveCampaign contact: standard and custom
+//! fields in one `contact/sync`, list membership, and what billsync remembers in NATS KV
+//! (customer → contact links, and which customer owns an email).
+
+use crate::api::types::{ContactInput, FieldValueInput};
+use crate::api::ActiveCampaignClient;
+use async_nats::jetstream::kv;
+use billsync_bus::Topology;
+use billsync_events::{BillingEventV1, DestinationKind, FailureClass};
+use billsync_worker::DeliveryError;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use tokio::sync::Mutex;
+
+/// ActiveCampaign's standard contact fields; every other mapped field is a custom field.
+pub const STANDARD_FIELDS: &[&str] = &["email", "firstName", "lastName", "phone"];
+
+/// Whether a custom field a mapping names may be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingFields {
+    /// Chargebee's integration creates the fields it needs.
+    Create,
+    /// Stripe's integration maps only to fields that already exist (seed 001).
+    Refuse,
+}
+
+/// What billsync remembers about a synced customer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ContactLink {
+    pub contact_id: String,
+    pub email: String,
+    /// The list the contact was last subscribed to by billsync.
+    #[serde(default)]
+    pub list_id: Option<String>,
+}
+
+pub struct ContactBook {
+    pub client: ActiveCampaignClient,
+    connection: String,
+    kv: kv::Store,
+    /// Custom field title → id, loaded on first use.
+    fields: Mutex<Option<HashMap<String, String>>>,
+}
+
+/// One customer of one source connection, as the key of its link.
+pub struct CustomerRef<'a> {
+    pub source: &'a str,
+    pub connection: &'a str,
+    pub customer_id: &'a str,
+}
+
+impl<'a> CustomerRef<'a> {
+    pub fn of(event: &'a BillingEventV1, customer_id: &'a str) -> Self {
+        Self {
+            source: event.source.as_str(),
+            connection: &event.connection,
+            customer_id,
+        }
+    }
+
+    fn label(&self) -> String {
+        format!(
+            "{}/{}/customer/{}",
+            self.source, self.connection, self.customer_id
+        )
+    }
+}
+
+impl ContactBook {
+    pub fn new(client: ActiveCampaignClient, connection: &str, kv: kv::Store) -> Self {
+        Self {
+            client,
+            connection: connection.to_string(),
+            kv,
+            fields: Mutex::new(None),
+        }
+    }
+
+    fn key(&self, record: &str) -> String {
+        Topology::record_kv_key(DestinationKind::Activecampaign, &self.connection, record)
+    }
+
+    fn link_key(&self, customer: &CustomerRef<'_>) -> String {
+        self.key(&customer.label())
+    }
+
+    /// Emails are hashed into the key: KV keys cannot hold `@`, and a hash keeps them short.
+    fn email_key(&self, email: &str) -> String {
+        let digest = Sha256::digest(email.trim().to_lowercase().as_bytes());
+        self.key(&format!("email/{}", &hex::encode(digest)[..32]))
+    }
+
+    pub async fn link(
+        &self,
+        customer: &CustomerRef<'_>,
+    ) -> Result<Option<ContactLink>, DeliveryError> {
+        let stored = self
+            .kv
+            .get(self.link_key(customer))
+            .await
+            .map_err(kv_error)?;
+        Ok(stored.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+    }
+
+    async fn save_link(
+        &self,
+        customer: &CustomerRef<'_>,
+        link: &ContactLink,
+    ) -> Result<(), DeliveryError> {
+        let bytes = serde_json::to_vec(link).expect("a link always encodes");
+        self.kv
+            .put(self.link_key(customer), bytes.into())
+            .await
+            .map_err(kv_error)?;
+        Ok(())
+    }
+
+    pub async fn forget(
+        &self,
+        customer: &CustomerRef<'_>,
+        email: Option<&str>,
+    ) -> Result<(), DeliveryError> {
+        self.kv
+            .delete(self.link_key(customer))
+            .await
+            .map_err(kv_error)?;
+        if let Some(email) = email {
+            self.release_email(customer, email).await?;
+        }
+        Ok(())
+    }
+
+    /// Claims `email` for `customer`: ActiveCampaign keeps one contact per email, so a
+    /// second customer with the same email would silently overwrite the first's contact.
+    pub async fn claim_email(
+        &self,
+        customer: &CustomerRef<'_>,
+        email: &str,
+    ) -> Result<(), DeliveryError> {
+        let key = self.email_key(email);
+        let me = customer.label();
+        match self.kv.create(&key, me.clone().into_bytes().into()).await {
+            Ok(_) => Ok(()),
+            Err(_) => {
+                let owner = self.kv.get(&key).await.map_err(kv_error)?;
+                let owner = owner
+                    .map(|b| String::from_utf8_lossy(&b).to_string())
+                    .unwrap_or_default();
+                if owner == me || owner.is_empty() {
+                    if owner.is_empty() {
+                        self.kv
+                            .put(&key, me.into_bytes().into())
+                            .await
+                            .map_err(kv_error)?;
+                    }
+                    return Ok(());
+                }
+                let other = owner.rsplit('/').next().unwrap_or(&owner).to_string();
+                Err(DeliveryError::permanent(
+                    FailureClass::Rejected,
+                    format!(
+                        "{} customers {other} and {} share the email {email}; ActiveCampaign keeps \
+                         one contact per email, so billsync will not merge them. Give one of them \
+                         another email in {}, then retry",
+                        capitalised(customer.source),
+                        customer.customer_id,
+                        capitalised(customer.source),
+                    ),
+                ))
+            }
+        }
+    }
+
+    async fn release_email(
+        &self,
+        customer: &CustomerRef<'_>,
+        email: &str,
+    ) -> Result<(), DeliveryError> {
+        let key = self.email_key(email);
+        if let Some(owner) = self.kv.get(&key).await.map_err(kv_error)? {
+            if owner.as_ref() == customer.label().as_bytes() {
+                self.kv.delete(&key).await.map_err(kv_error)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Upserts the contact with `fields` (destination field → value) and returns its id.
+    pub async fn upsert(
+        &self,
+        customer: &CustomerRef<'_>,
+        fields: &BTreeMap<String, Value>,
+        missing: MissingFields,
+        list_id: Option<&str>,
+        exclusive_email: bool,
+    ) -> Result<String, DeliveryError> {
+        let text = |name: &str| fields.get(name).and_then(Value::as_str);
+        let email = text("email").ok_or_else(|| {
+            DeliveryError::permanent(
+                FailureClass::InvalidEvent,
+                format!(
+                    "{} customer {} has no email; ActiveCampaign identifies contacts by email. Add \
+                     an email in {} (or map another field to email), then retry",
+                    capitalised(customer.source),
+                    customer.customer_id,
+                    capitalised(customer.source)
+                ),
+            )
+        })?;
+        let previous = self.link(customer).await?;
+        if exclusive_email {
+            self.claim_email(customer, email).await?;
+        }
+        let mut field_values = Vec::new();
+        for (name, value) in fields {
+            if STANDARD_FIELDS.contains(&name.as_str()) {
+                continue;
+            }
+            let id = self.field_id(name, missing).await?;
+            let value = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            field_values.push(FieldValueInput { field: id, value });
+        }
+        let contact = self
+            .client
+            .sync_contact(ContactInput {
+                email,
+                first_name: text("firstName"),
+                last_name: text("lastName"),
+                phone: text("phone"),
+                field_values,
+            })
+            .await?;
+        let mut link = ContactLink {
+            contact_id: contact.id.clone(),
+            email: email.to_string(),
+            list_id: previous.as_ref().and_then(|p| p.list_id.clone()),
+        };
+        if let Some(list) = list_id {
+            if link.list_id.as_deref() != Some(list)
+                || previous.as_ref().map(|p| &p.contact_id) != Some(&contact.id)
+            {
+                self.client.set_list_status(list, &contact.id, 1).await?;
+                link.list_id = Some(list.to_string());
+            }
+        }
+        self.save_link(customer, &link).await?;
+        if let Some(previous) = previous {
+            if exclusive_email && !previous.email.eq_ignore_ascii_case(email) {
+                // The customer changed email: the old one is free for another customer.
+                self.release_email(customer, &previous.email).await?;
+            }
+        }
+        Ok(contact.id)
+    }
+
+    /// Makes sure every custom field of a mapping exists, as Chargebee's integration does
+    /// before its first sync; after the first call this is a few map lookups.
+    pub async fn ensure_fields<'f>(
+        &self,
+        names: impl Iterator<Item = &'f str>,
+    ) -> Result<(), DeliveryError> {
+        for name in names.filter(|n| !STANDARD_FIELDS.contains(n)) {
+            self.field_id(name, MissingFields::Create).await?;
+        }
+        Ok(())
+    }
+
+    /// The id of custom field `title`, created (as a text field) when allowed.
+    pub async fn field_id(
+        &self,
+        title: &str,
+        missing: MissingFields,
+    ) -> Result<String, DeliveryError> {
+        let mut guard = self.fields.lock().await;
+        if guard.is_none() {
+            let fields = self.client.fields().await?;
+            let mut by_name = HashMap::new();
+            for field in fields {
+                by_name.insert(field.perstag.to_uppercase(), field.id.clone());
+                by_name.insert(field.title.clone(), field.id);
+            }
+            *guard = Some(by_name);
+        }
+        let known = guard.as_mut().expect("loaded above");
+        if let Some(id) = known
+            .get(title)
+            .or_else(|| known.get(&title.to_uppercase()))
+        {
+            return Ok(id.clone());
+        }
+        match missing {
+            MissingFields::Refuse => {
+                // Someone may have created it in ActiveCampaign since the catalogue was read.
+                for field in self.client.fields().await? {
+                    known.insert(field.perstag.to_uppercase(), field.id.clone());
+                    known.insert(field.title.clone(), field.id);
+                }
+                if let Some(id) = known
+                    .get(title)
+                    .or_else(|| known.get(&title.to_uppercase()))
+                {
+                    return Ok(id.clone());
+                }
+                Err(DeliveryError::permanent(
+                FailureClass::Configuration,
+                format!(
+                    "ActiveCampaign has no custom field {title:?}; the Stripe integration maps only \
+                     to existing fields. Create the field in ActiveCampaign (Contacts > Manage \
+                     Fields) or remove it from syncs[].mapping, then retry"
+                    ),
+                ))
+            }
+            MissingFields::Create => {
+                let perstag = title.to_uppercase();
+                let field = match self.client.create_field(title, &perstag).await {
+                    Ok(field) => field,
+                    // Another replica created it first: read the catalogue again.
+                    Err(DeliveryError::Permanent {
+                        http_status: Some(422),
+                        ..
+                    }) => {
+                        let fields = self.client.fields().await?;
+                        let found = fields
+                            .into_iter()
+                            .find(|f| f.title == title || f.perstag.eq_ignore_ascii_case(&perstag));
+                        found.ok_or_else(|| {
+                            DeliveryError::permanent(
+                                FailureClass::Rejected,
+                                format!("ActiveCampaign refused to create custom field {title:?} and has none of that name"),
+                            )
+                        })?
+                    }
+                    Err(other) => return Err(other),
+                };
+                known.insert(field.title.clone(), field.id.clone());
+                known.insert(field.perstag.to_uppercase(), field.id.clone());
+                Ok(field.id)
+            }
+        }
+    }
+}
+
+fn capitalised(source: &str) -> String {
+    let mut chars = source.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+fn kv_error(error: impl std::fmt::Display) -> DeliveryError {
+    DeliveryError::Retryable {
+        message: format!("billsync's key-value store (NATS KV) is unavailable: {error}"),
+        retry_after: None,
+        http_status: None,
+    }
+}
