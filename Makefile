@@ -9,7 +9,7 @@ CARGO ?= cargo
 
 .DEFAULT_GOAL := help
 
-.PHONY: help run test lint fmt build k8s clean-run services shellcheck
+.PHONY: help run test lint fmt build k8s clean-run services shellcheck bench-ingest
 
 help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_-]+:.*## / { printf "  make %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -40,6 +40,9 @@ fmt: ## Format all Rust code
 
 build: ## Build the workspace (debug)
 	$(CARGO) build --workspace --all-targets
+
+bench-ingest: services ## Benchmark Stripe webhooks → JetStream against raw JetStream (release build; BENCH_ARGS=--help)
+	$(CARGO) run --release --quiet -p billsync-bench --bin bench-ingest -- $(BENCH_ARGS)
 
 k8s: ## Render the Kubernetes manifests (kubectl kustomize k8s)
 	@command -v kubectl >/dev/null 2>&1 || { echo "kubectl not found: see https://kubernetes.io/docs/tasks/tools/" >&2; exit 1; }

@@ -1,6 +1,11 @@
-//! The command line: one subcommand per service, `up` for all of them, `check-config`.
+//! The command line: one subcommand per service, `up` for all of them, `check-config`,
+//! `backfill`; and the operator's `errors list|ignore|retry|export`, `runs` and `replay`.
 
+use crate::backfill::{self, BackfillCommand};
+use crate::operator::{self, AdminArgs, ErrorsCommand, RunsArgs};
+use crate::replay::{self, ReplayArgs};
 use crate::services::{self, Service};
+use crate::sync::{self, SyncCommand};
 use anyhow::Context;
 use billsync_config::{Config, Role};
 use billsync_events::DestinationKind;
@@ -40,23 +45,63 @@ pub enum Command {
     Zoho,
     /// Write events into Pipedrive.
     Pipedrive,
-    /// Record failures in Postgres and serve the admin API.
-    Errors,
+    /// Record failures in Postgres and serve the admin API; with a subcommand, act on the
+    /// sync errors through that API.
+    Errors {
+        #[command(subcommand)]
+        action: Option<ErrorsCommand>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List sync runs (initial syncs, full syncs, backfills), or one run's records.
+    Runs(RunsArgs),
+    /// Send the events that entered billsync in a time range again to one destination.
+    Replay(ReplayArgs),
     /// Load and validate the configuration, then exit.
     CheckConfig,
+    /// Initial sync, full sync and validation from a Chargebee connection to a destination.
+    Sync {
+        #[command(subcommand)]
+        run: SyncCommand,
+    },
+    /// Poll a Chargebee connection now (refused while a poll of it is running).
+    SyncNow {
+        #[arg(long)]
+        connection: String,
+    },
+    /// Publish a source's existing records as snapshot events (historical sync).
+    Backfill {
+        #[command(subcommand)]
+        source: BackfillCommand,
+    },
 }
 
 pub async fn execute(args: Args) -> anyhow::Result<()> {
     let role = match args.command {
-        Command::Ingest => Role::Ingest,
+        Command::Ingest
+        | Command::Backfill { .. }
+        | Command::Sync { .. }
+        | Command::SyncNow { .. } => Role::Ingest,
         Command::Activecampaign => Role::Destination(DestinationKind::Activecampaign),
         Command::Zoho => Role::Destination(DestinationKind::Zoho),
         Command::Pipedrive => Role::Destination(DestinationKind::Pipedrive),
-        Command::Errors => Role::Errors,
+        // The operator commands need the admin token, or no secret at all.
+        Command::Errors { .. } | Command::Runs(_) | Command::Replay(_) => Role::Errors,
         Command::Up | Command::CheckConfig => Role::All,
     };
     let config = Config::load_for(&args.config, role)?;
     let selected = match args.command {
+        Command::Backfill { source } => return backfill::execute(config, source).await,
+        Command::Sync { run } => return sync::execute(&config, run).await,
+        Command::SyncNow { connection } => return sync::sync_now(&config, &connection).await,
+        Command::Errors {
+            action: Some(action),
+            admin,
+        } => return operator::errors(&config, &admin, action, &mut std::io::stdout()).await,
+        Command::Runs(runs) => return operator::runs(&config, runs, &mut std::io::stdout()).await,
+        Command::Replay(replay) => {
+            return replay::execute(&config, &replay, &mut std::io::stdout()).await
+        }
         Command::CheckConfig => {
             println!(
                 "{}: valid ({} Stripe, {} Chargebee sources; {} ActiveCampaign, {} Zoho, {} Pipedrive destinations; {} syncs)",
@@ -75,7 +120,7 @@ pub async fn execute(args: Args) -> anyhow::Result<()> {
         Command::Activecampaign => vec![Service::Activecampaign],
         Command::Zoho => vec![Service::Zoho],
         Command::Pipedrive => vec![Service::Pipedrive],
-        Command::Errors => vec![Service::Errors],
+        Command::Errors { action: None, .. } => vec![Service::Errors],
     };
     let name = match selected.as_slice() {
         [one] => format!("billsync-{}", one.name()),

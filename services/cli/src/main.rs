@@ -1,7 +1,12 @@
 //! `billsync`: run the services, alone or all in one process.
 
+mod admin_api;
+mod backfill;
 mod cli;
+mod operator;
+mod replay;
 mod services;
+mod sync;
 
 use clap::Parser;
 

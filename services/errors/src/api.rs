@@ -1,16 +1,20 @@
-//! The operator's admin API under `/api/v1`: failures (list, ignore, retry, CSV) and runs.
+//! The operator's admin API under `/api/v1`: failures (list, ignore, retry, CSV) and runs;
+//! and the web page at `/` that drives it.
 //!
-//! Every route needs `Authorization: Bearer <errors.admin_token>`. Without a configured
+//! Every API route needs `Authorization: Bearer <errors.admin_token>`. Without a configured
 //! token the API refuses everything: it can replay events into CRMs, so it is never open.
+//! The page's files and the OpenAPI document (`/api/v1/openapi.json`) are public.
 
 mod csv;
 mod failures;
+mod page;
 mod params;
 mod runs;
 
 use crate::error::ApiError;
 use crate::scrub::Scrubber;
 use crate::Database;
+use async_nats::jetstream::kv;
 use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -31,10 +35,21 @@ pub struct ApiState {
     pub db: Database,
     pub publisher: Publisher,
     pub scrubber: Arc<Scrubber>,
+    /// Ignored records, read by the workers before each delivery.
+    pub ignores: kv::Store,
 }
 
-/// The `/api/v1` routes, authenticated, with JSON errors for unknown paths.
+pub use page::OPENAPI_JSON;
+
+/// The `/api/v1` routes, authenticated, and the public page and document, with JSON errors
+/// for unknown paths.
 pub fn router(state: ApiState) -> Router {
+    let public = Router::new()
+        .route("/", get(page::index))
+        .route("/ui", get(page::index))
+        .route("/ui/app.js", get(page::script))
+        .route("/ui/app.css", get(page::style))
+        .route("/api/v1/openapi.json", get(page::openapi));
     Router::new()
         .route("/api/v1/failures", get(failures::list))
         .route("/api/v1/failures.csv", get(failures::csv))
@@ -46,6 +61,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/runs", get(runs::list))
         .route("/api/v1/runs/{run_id}", get(runs::get_one))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin))
+        .merge(public)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .with_state(state)
 }

@@ -187,6 +187,8 @@ pub(crate) fn to_record(outcome: Outcome, scrubber: &Scrubber) -> OutcomeRecord 
             reason: scrubber.text(&reason),
         },
         OutcomeResult::Failed(failure) => {
+            // Taken before scrubbing, so it matches what the worker computes from the event.
+            let data_fingerprint = billsync_bus::data_fingerprint(&failure.event.v1().data);
             let mut vendor_detail = failure.vendor_detail;
             scrubber.json(&mut vendor_detail);
             let mut event = serde_json::to_value(&failure.event).unwrap_or(serde_json::Value::Null);
@@ -198,6 +200,7 @@ pub(crate) fn to_record(outcome: Outcome, scrubber: &Scrubber) -> OutcomeRecord 
                 vendor_detail,
                 attempts: failure.attempts,
                 event,
+                data_fingerprint,
             })
         }
     };
@@ -282,5 +285,10 @@ mod tests {
         assert_eq!(failure.vendor_detail["error"], "bad api_token=[redacted]");
         assert_eq!(failure.event["data"]["notes"], "[redacted]");
         assert_eq!(failure.event["schema"], "billing_event.v1");
+        // The fingerprint is of the data as the worker saw it, secret included.
+        assert_eq!(
+            failure.data_fingerprint,
+            billsync_bus::data_fingerprint(&json!({"id": "c1", "notes": "pd_secret_token"}))
+        );
     }
 }

@@ -31,6 +31,11 @@ pub enum ApiError {
         #[source]
         source: PublishError,
     },
+    #[error("NATS did not take the change to the ignores bucket: {source}")]
+    Ignores {
+        #[source]
+        source: async_nats::Error,
+    },
     #[error("stored event of failure {id} cannot be read: {source}")]
     StoredEvent {
         id: i64,
@@ -53,7 +58,7 @@ impl ApiError {
             ApiError::Database(_) | ApiError::StoredEvent { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
-            ApiError::Replay { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Replay { .. } | ApiError::Ignores { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -65,6 +70,9 @@ impl ApiError {
             }
             ApiError::Database(_) | ApiError::StoredEvent { .. } => {
                 "internal error; see the errors service log".into()
+            }
+            ApiError::Ignores { .. } => {
+                "NATS is unavailable, so nothing was ignored or retried; try again shortly".into()
             }
             ApiError::Replay { done, .. } => format!(
                 "NATS did not accept the replay after {done} failures were retried; \

@@ -3,11 +3,13 @@
 //! Workers publish an outcome for every event they finish; this service folds failures into
 //! one row per record, resolves rows when the record later syncs, keeps per-run history, and
 //! lets an operator list, ignore, retry (replay to the one failing destination) and export
-//! them. It starts without Postgres and waits for it: outcomes wait in JetStream meanwhile.
+//! them, through the admin API or the web page at `/`. It starts without Postgres and waits
+//! for it: outcomes wait in JetStream meanwhile. [`replay`] is `billsync replay`'s engine.
 
 pub mod api;
 pub mod consumer;
 pub mod error;
+pub mod replay;
 pub mod scrub;
 pub mod store;
 
@@ -88,6 +90,10 @@ pub async fn run(
         .ensure_replay_stream(&js, &settings)
         .await
         .context("declaring the replay stream")?;
+    let ignores = topology
+        .ensure_bucket(&js, topology.ignores_bucket(), &settings, Duration::ZERO)
+        .await
+        .context("opening the ignores bucket")?;
     let outcomes = topology
         .ensure_pull_consumer(
             &js,
@@ -132,6 +138,7 @@ pub async fn run(
         db: db.clone(),
         publisher: Publisher::new(js.clone(), topology.clone(), PUBLISH_TIMEOUT),
         scrubber: Arc::clone(&scrubber),
+        ignores,
     };
     let app = api::router(state).merge(ops_router(readiness));
     let address = listener.local_addr().ok();

@@ -168,6 +168,8 @@ pub struct FailureRecord {
     pub attempts: u32,
     /// The `BillingEvent`, as JSON, to replay on retry.
     pub event: Value,
+    /// `billsync_bus::data_fingerprint` of the event's data before scrubbing.
+    pub data_fingerprint: String,
 }
 
 /// What storing an outcome changed.
@@ -265,9 +267,9 @@ async fn upsert_failure(
         "INSERT INTO sync_failures (destination, destination_connection, source, \
              source_connection, record_key, status, error_class, message, http_status, \
              vendor_detail, attempts, event_id, event_type, event, run_id, count, first_seen, \
-             last_seen, last_event_id, last_at) \
+             last_seen, last_event_id, last_at, data_fingerprint) \
          VALUES ($1, $2, $3, $4, $5, 'open', $6, $7, $8, $9, $10, $11, $12, $13, $14, 1, $15, \
-             $15, $11, $15) \
+             $15, $11, $15, $16) \
          ON CONFLICT ON CONSTRAINT sync_failures_record DO NOTHING \
          RETURNING id",
     )
@@ -286,6 +288,7 @@ async fn upsert_failure(
     .bind(&f.event)
     .bind(&o.run_id)
     .bind(o.at)
+    .bind(&f.data_fingerprint)
     .fetch_optional(&mut **tx)
     .await?;
     if let Some(id) = inserted {
@@ -328,7 +331,7 @@ async fn upsert_failure(
                  last_seen = $13, destination = $2, source = $3, error_class = $4, message = $5, \
                  http_status = $6, vendor_detail = $7, attempts = $8, event_id = $9, \
                  event_type = $10, event = $11, run_id = $12, last_event_id = $9, last_at = $13, \
-                 updated_at = now() \
+                 data_fingerprint = $14, updated_at = now() \
              WHERE id = $1"
         }
         Decision::Reopen => {
@@ -336,7 +339,8 @@ async fn upsert_failure(
                  last_seen = $13, destination = $2, source = $3, error_class = $4, message = $5, \
                  http_status = $6, vendor_detail = $7, attempts = $8, event_id = $9, \
                  event_type = $10, event = $11, run_id = $12, last_event_id = $9, last_at = $13, \
-                 resolved_at = NULL, ignored_at = NULL, updated_at = now() \
+                 data_fingerprint = $14, resolved_at = NULL, ignored_at = NULL, \
+                 updated_at = now() \
              WHERE id = $1"
         }
     };
@@ -354,6 +358,7 @@ async fn upsert_failure(
         .bind(&f.event)
         .bind(&o.run_id)
         .bind(o.at)
+        .bind(&f.data_fingerprint)
         .execute(&mut **tx)
         .await?;
     Ok(match decision {
@@ -507,25 +512,62 @@ pub async fn get_failure(pool: &PgPool, id: i64) -> Result<Option<FailureDetail>
     .await
 }
 
-/// Ignores one open failure; true when it changed.
-pub async fn ignore_failure(pool: &PgPool, id: i64) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE sync_failures SET status = 'ignored', ignored_at = now(), updated_at = now() \
-         WHERE id = $1 AND status = 'open'",
-    )
-    .bind(id)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
+/// What the ignores bucket needs of a failure: which record, and the event ignored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RecordIdentity {
+    pub id: i64,
+    pub status: String,
+    pub destination: String,
+    pub destination_connection: String,
+    pub source: String,
+    pub source_connection: String,
+    pub record_key: String,
+    pub event: Value,
+    /// Null on rows stored before fingerprints were kept.
+    pub data_fingerprint: Option<String>,
 }
 
-/// Ignores every open failure matching `filter` (whose status must be open).
-pub async fn ignore_matching(pool: &PgPool, filter: &FailureFilter) -> Result<u64, sqlx::Error> {
+const IDENTITY_COLUMNS: &str = "id, status, destination, destination_connection, source, \
+    source_connection, record_key, event, data_fingerprint";
+
+/// Ignores one open failure, in `tx`; the row when it changed. The caller records the ignore
+/// in NATS before committing.
+pub async fn ignore_failure(
+    tx: &mut Transaction<'_, Postgres>,
+    id: i64,
+) -> Result<Option<RecordIdentity>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "UPDATE sync_failures SET status = 'ignored', ignored_at = now(), updated_at = now() \
+         WHERE id = $1 AND status = 'open' RETURNING {IDENTITY_COLUMNS}"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// Ignores every open failure matching `filter` (whose status must be open), in `tx`.
+pub async fn ignore_matching(
+    tx: &mut Transaction<'_, Postgres>,
+    filter: &FailureFilter,
+) -> Result<Vec<RecordIdentity>, sqlx::Error> {
     let mut qb = QueryBuilder::new(
         "UPDATE sync_failures SET status = 'ignored', ignored_at = now(), updated_at = now()",
     );
     push_filter(&mut qb, filter);
-    Ok(qb.build().execute(pool).await?.rows_affected())
+    qb.push(" RETURNING ").push(IDENTITY_COLUMNS);
+    qb.build_query_as().fetch_all(&mut **tx).await
+}
+
+/// Turns an ignored failure back into an open one (a retry lifts the ignore).
+pub async fn unignore(tx: &mut Transaction<'_, Postgres>, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE sync_failures SET status = 'open', ignored_at = NULL, updated_at = now() \
+         WHERE id = $1 AND status = 'ignored'",
+    )
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Ids of failures matching `filter`, ascending, after `after_id`: pages for bulk retries.
@@ -548,8 +590,8 @@ pub async fn failure_ids(
 /// so that two concurrent retries of one row take distinct retry numbers.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RetryTarget {
-    pub destination_connection: String,
-    pub event: Value,
+    #[sqlx(flatten)]
+    pub record: RecordIdentity,
     pub retry_count: i32,
 }
 
@@ -557,10 +599,9 @@ pub async fn lock_for_retry(
     tx: &mut Transaction<'_, Postgres>,
     id: i64,
 ) -> Result<Option<RetryTarget>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT destination_connection, event, retry_count FROM sync_failures \
-         WHERE id = $1 FOR UPDATE",
-    )
+    sqlx::query_as(&format!(
+        "SELECT {IDENTITY_COLUMNS}, retry_count FROM sync_failures WHERE id = $1 FOR UPDATE"
+    ))
     .bind(id)
     .fetch_optional(&mut **tx)
     .await

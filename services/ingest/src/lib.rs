@@ -3,7 +3,7 @@
 //! A webhook is answered 2xx only after JetStream has stored the event, so Stripe keeps
 //! retrying anything that is not durable; bad input gets a clear 4xx and publishes nothing.
 
-pub mod chargebee; // TEMP chargebee (helper session; to be reverted)
+pub mod chargebee;
 mod error;
 pub mod stripe;
 
@@ -46,7 +46,12 @@ pub async fn app(config: &Config, client: async_nats::Client) -> anyhow::Result<
         .sources
         .stripe
         .iter()
-        .map(|c| (c.name.clone(), stripe::StripeEndpoint::from_config(c)))
+        .map(|c| {
+            (
+                c.name.clone(),
+                stripe::StripeEndpoint::from_config(config, c),
+            )
+        })
         .collect();
     let state = Arc::new(IngestState {
         publisher,
@@ -64,21 +69,58 @@ pub async fn app(config: &Config, client: async_nats::Client) -> anyhow::Result<
 }
 
 /// Serves webhooks on `listener` until `shutdown`, then lets in-flight requests finish.
+/// Also runs the historical sync of Stripe connections configured `historical_and_new`
+/// (once per connection across all replicas; see [`stripe::backfill`]).
 pub async fn run(
     config: Arc<Config>,
     client: async_nats::Client,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let router = app(&config, client).await?;
+    stripe::backfill::check_config(&config)?;
+    let router = app(&config, client.clone()).await?;
+    let mut historical_syncs = stripe::backfill::spawn_historical_syncs(
+        Arc::clone(&config),
+        client.clone(),
+        shutdown.clone(),
+    );
+    let publisher = Publisher::new(
+        jetstream::new(client),
+        Topology::new(&config.nats.prefix),
+        Duration::from_millis(config.ingest.publish_timeout_ms),
+    );
+    let chargebee = Arc::new(
+        chargebee::ChargebeeSources::new(&config, publisher)
+            .await
+            .context("setting up the Chargebee pollers")?,
+    );
+    let admin_token = config
+        .errors
+        .admin_token
+        .as_ref()
+        .and_then(|t| t.value())
+        .map(|t| secrecy::SecretString::from(t.to_string()));
+    let router = router.merge(chargebee::admin::router(
+        Arc::clone(&chargebee),
+        admin_token,
+        shutdown.clone(),
+    ));
     let addr = listener
         .local_addr()
         .context("reading the listen address")?;
-    tracing::info!(%addr, stripe_connections = config.sources.stripe.len(), "Ingest listening.");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .context("serving HTTP")?;
+    tracing::info!(
+        %addr,
+        stripe_connections = config.sources.stripe.len(),
+        chargebee_connections = config.sources.chargebee.len(),
+        "Ingest listening."
+    );
+    let server =
+        axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    // Pollers finish the page in hand on shutdown, then give their leases up.
+    let (served, ()) = tokio::join!(server, chargebee.run(shutdown.clone()));
+    served.context("serving HTTP")?;
+    // The syncs stop at a page boundary on shutdown and give their leases up.
+    while historical_syncs.join_next().await.is_some() {}
     tracing::info!("Ingest stopped.");
     Ok(())
 }

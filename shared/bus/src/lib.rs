@@ -6,12 +6,14 @@
 //! the stream's ack: nothing upstream is told "done" before the event is durable.
 
 pub mod delivery;
+pub mod ignores;
 pub mod publish;
 pub mod setup;
 pub mod topology;
 pub mod trace;
 
 pub use delivery::Delivery;
+pub use ignores::{data_fingerprint, ignore_key, IgnoredRecord};
 pub use publish::{PublishError, Published, Publisher};
 pub use setup::{connect, BusError, StreamSettings};
 pub use topology::Topology;

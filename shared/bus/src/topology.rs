@@ -3,7 +3,7 @@
 //! Every name starts with the deployment's prefix (`billsync` by default) so that several
 //! deployments, or parallel tests, can share one NATS account without seeing each other.
 
-use billsync_events::{BillingEventV1, DestinationKind};
+use billsync_events::{BillingEventV1, DestinationKind, SourceKind};
 
 /// Header carrying the source event id; JetStream drops a second message with the same id
 /// inside the stream's duplicate window.
@@ -55,6 +55,11 @@ impl Topology {
             event.object,
             subject_tokens(&event.event_type)
         )
+    }
+
+    /// Every event of one source connection: `{prefix}.billing.{source}.{connection}.>`.
+    pub fn source_events_subjects(&self, source: SourceKind, connection: &str) -> String {
+        format!("{}.billing.{source}.{connection}.>", self.prefix)
     }
 
     /// Outcomes (synced, failed, skipped) reported by the workers, read by the errors service.
@@ -187,6 +192,10 @@ mod tests {
         assert_eq!(
             t.outcome_subject("ac-main", "failed"),
             "t-42.outcomes.ac-main.failed"
+        );
+        assert_eq!(
+            t.source_events_subjects(SourceKind::Stripe, "stripe-main"),
+            "t-42.billing.stripe.stripe-main.>"
         );
         assert_eq!(
             Topology::record_kv_key(DestinationKind::Activecampaign, "ac", "customer/cus 1"),

@@ -240,6 +240,22 @@ pub struct ChargebeeConnection {
     pub poll_interval_secs: u64,
     #[serde(default = "default_true")]
     pub auto_sync: bool,
+    /// The site's API limit: 150 on test and Starter sites, 1000 Performance, 3500 Enterprise.
+    #[serde(default = "default_chargebee_rate")]
+    pub requests_per_minute: u32,
+    /// How far before the cursor each poll starts again (events become visible late and
+    /// `occurred_at` has one-second resolution); must be shorter than the stream's
+    /// duplicate window, which drops the repeats.
+    #[serde(default = "default_poll_overlap")]
+    pub poll_overlap_secs: u64,
+}
+
+fn default_chargebee_rate() -> u32 {
+    150
+}
+
+fn default_poll_overlap() -> u64 {
+    60
 }
 
 fn default_poll_interval() -> u64 {

@@ -130,6 +130,22 @@ impl Config {
             if let Some(url) = &c.base_url {
                 check_url(url, &format!("{at}.base_url"), &err)?;
             }
+            if c.requests_per_minute == 0 {
+                return Err(err(
+                    format!("{at}.requests_per_minute"),
+                    "must be at least 1".into(),
+                ));
+            }
+            if c.poll_overlap_secs >= self.nats.duplicate_window_secs {
+                return Err(err(
+                    format!("{at}.poll_overlap_secs"),
+                    format!(
+                        "{} s must be shorter than nats.duplicate_window_secs ({} s), or re-fetched \
+                         events would be published twice",
+                        c.poll_overlap_secs, self.nats.duplicate_window_secs
+                    ),
+                ));
+            }
             if c.poll_interval_secs == 0 {
                 return Err(err(
                     format!("{at}.poll_interval_secs"),

@@ -5,7 +5,7 @@ use crate::lanes::Lanes;
 use crate::retry::RetrySchedule;
 use async_nats::jetstream::{self, kv};
 use billsync_bus::topology::HEADER_REPLAY;
-use billsync_bus::{trace, BusError, Delivery, Publisher, StreamSettings, Topology};
+use billsync_bus::{trace, BusError, Delivery, IgnoredRecord, Publisher, StreamSettings, Topology};
 use billsync_config::{Config, SyncConfig};
 use billsync_events::{
     BillingEvent, BillingEventV1, Failure, FailureClass, Outcome, OutcomeResult, OutcomeV1,
@@ -18,6 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+
+/// The reason of the `Skipped` outcome of an event of an ignored, unchanged record.
+pub const IGNORED_REASON: &str = "ignored by operator";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -55,6 +58,9 @@ pub async fn run_worker<D: Destination>(
     let versions = topology
         .ensure_bucket(&js, topology.versions_bucket(), &settings, Duration::ZERO)
         .await?;
+    let ignores = topology
+        .ensure_bucket(&js, topology.ignores_bucket(), &settings, Duration::ZERO)
+        .await?;
 
     let ack_wait = Duration::from_secs(config.workers.ack_wait_secs);
     let max_pending = config.workers.max_in_flight as i64;
@@ -83,6 +89,7 @@ pub async fn run_worker<D: Destination>(
         destination: Arc::clone(&destination),
         publisher: Publisher::new(js.clone(), topology.clone(), Duration::from_secs(10)),
         versions,
+        ignores,
         syncs: config
             .syncs_to(&connection)
             .map(|sync| (sync.source.clone(), sync.clone()))
@@ -209,6 +216,8 @@ struct Processor<D> {
     destination: Arc<D>,
     publisher: Publisher,
     versions: kv::Store,
+    /// Records an operator ignored (see `billsync_bus::ignores`).
+    ignores: kv::Store,
     syncs: HashMap<String, SyncConfig>,
     schedule: RetrySchedule,
     ack_wait: Duration,
@@ -289,6 +298,29 @@ impl<D: Destination> Processor<D> {
                 }
             }
         }
+        // Replays are checked too: `billsync replay` of a time range must not bring back a
+        // record an operator ignored (a retry of an ignored failure lifts the ignore first).
+        match self.ignored(&version_key).await {
+            Ok(None) => {}
+            Ok(Some(ignored)) if ignored.is_modified_by(event) => {
+                if let Err(error) = self.ignores.delete(&version_key).await {
+                    tracing::warn!(%error, "Lifting an ignore failed; retrying later.");
+                    return Settled::Retry(Duration::from_secs(2));
+                }
+                tracing::info!(
+                    ignored_version = ?ignored.version,
+                    "The record changed since an operator ignored it; ignore lifted, delivering."
+                );
+            }
+            Ok(Some(_)) => {
+                tracing::debug!("The record is ignored by an operator and unchanged; skipping.");
+                return self.report_ignored(event).await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Reading the record's ignore failed; retrying later.");
+                return Settled::Retry(Duration::from_secs(2));
+            }
+        }
 
         let mut attempt = 0;
         let error = loop {
@@ -354,6 +386,33 @@ impl<D: Destination> Processor<D> {
             return Ok(None);
         };
         Ok(serde_json::from_slice(&bytes).ok())
+    }
+
+    /// The operator's ignore of this record, if any. One KV read per event; an entry that
+    /// cannot be read is reported and treated as no ignore, so it never blocks a record.
+    async fn ignored(&self, key: &str) -> Result<Option<IgnoredRecord>, async_nats::Error> {
+        let Some(bytes) = self.ignores.get(key).await? else {
+            return Ok(None);
+        };
+        match serde_json::from_slice(&bytes) {
+            Ok(ignored) => Ok(Some(ignored)),
+            Err(error) => {
+                tracing::warn!(%error, key, "An entry of the ignores bucket is unreadable; delivering as if not ignored.");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Every skipped-because-ignored event is reported (not only those of runs), so the
+    /// operator can see in the outcomes that the ignore held.
+    async fn report_ignored(&self, event: &BillingEventV1) -> Settled {
+        let result = OutcomeResult::Skipped {
+            reason: IGNORED_REASON.to_string(),
+        };
+        match self.publish_outcome(event, result).await {
+            Ok(()) => Settled::Ack("ignored"),
+            Err(delay) => Settled::Retry(delay),
+        }
     }
 
     async fn record_success(

@@ -4,9 +4,11 @@
 //! Each test gets its own NATS prefix and its own database, so tests run in parallel and
 //! never see each other or leftovers.
 
+mod binary;
 mod servers;
 mod stack;
 
+pub use binary::billsync_binary;
 pub use servers::{ensure_nats, ensure_postgres, fresh_database, PrivateNats, TestDatabase};
 pub use stack::{Stack, StackOptions};
 

@@ -18,6 +18,14 @@ pub struct StackOptions {
     pub ac_requests_per_second: u32,
     /// Extra TOML appended to the generated configuration.
     pub extra_config: String,
+    /// Extra keys of the `[[sources.stripe]]` table (`api_base`, `api_key`, `sync_type`).
+    pub stripe_connection_extra: String,
+    /// Names of further ActiveCampaign destination connections, each writing to a sandbox
+    /// account of its own and fed by the Stripe connection like `ac-test`.
+    pub extra_activecampaign: Vec<String>,
+    /// Adds an emulated Chargebee site as source `cb-test`, polled every second, syncing to
+    /// `ac-test` with these lines appended to its `[[syncs]]` table (e.g. options).
+    pub chargebee_sync: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -25,6 +33,9 @@ impl Default for StackOptions {
         Self {
             ac_requests_per_second: 50,
             extra_config: String::new(),
+            stripe_connection_extra: String::new(),
+            extra_activecampaign: Vec::new(),
+            chargebee_sync: None,
         }
     }
 }
@@ -35,6 +46,10 @@ pub struct Stack {
     pub sandbox: RunningSandbox,
     /// The emulated ActiveCampaign account this stack's destination writes to.
     pub ac_account: String,
+    /// Its API token, for calling the emulated API directly.
+    pub ac_token: String,
+    /// The emulated Chargebee site, when `chargebee_sync` was given.
+    pub chargebee_site: String,
     pub stripe_connection: String,
     pub stripe_secret: String,
     pub admin_token: String,
@@ -43,6 +58,11 @@ pub struct Stack {
     pub nats: async_nats::Client,
     pub db: TestDatabase,
     pub http: reqwest::Client,
+    /// The configuration file's text (secrets are files that live as long as the stack), for
+    /// tests that run the `billsync` binary against this stack.
+    pub config_toml: String,
+    /// `(connection, sandbox account)` of each of `StackOptions::extra_activecampaign`.
+    pub extra_ac_accounts: Vec<(String, String)>,
     shutdown: CancellationToken,
     tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
     _secrets: tempfile::TempDir,
@@ -78,8 +98,52 @@ impl Stack {
         let whsec_file = write("stripe-whsec", &stripe_secret);
         let ac_file = write("ac-token", &ac_token);
         let admin_file = write("admin-token", &admin_token);
-
+        let chargebee_site = format!("site-{prefix}");
+        let chargebee = match &options.chargebee_sync {
+            Some(sync_lines) => {
+                let key = format!("cb-key-{}", uuid::Uuid::new_v4().simple());
+                let mut site = billsync_sandbox::CbSite::new(chargebee_site.clone(), key.clone());
+                site.requests_per_minute = 6_000;
+                sandbox.chargebee.add_site(site);
+                let key_file = write("cb-key", &key);
+                format!(
+                    "\n[[sources.chargebee]]\nname = \"cb-test\"\nsite = \"{chargebee_site}\"\n\
+                     api_key = {{ file = \"{key_file}\" }}\nbase_url = \"{base}\"\n\
+                     poll_interval_secs = 1\nrequests_per_minute = 6000\n\n\
+                     [[syncs]]\nsource = \"cb-test\"\ndestination = \"ac-test\"\n{sync_lines}\n",
+                    base = sandbox.chargebee.base_url(&chargebee_site),
+                )
+            }
+            None => String::new(),
+        };
         let stripe_connection = "stripe-test".to_string();
+        let mut extra_ac_accounts = Vec::new();
+        let mut extra_destinations = String::new();
+        for connection in &options.extra_activecampaign {
+            let account = format!("acct-{prefix}-{connection}");
+            let token = format!("ac-token-{}", uuid::Uuid::new_v4().simple());
+            let mut extra = AcAccount::new(account.clone(), token.clone());
+            extra.requests_per_second = options.ac_requests_per_second;
+            sandbox.activecampaign.add_account(extra);
+            let token_file = write(&format!("ac-token-{connection}"), &token);
+            extra_destinations.push_str(&format!(
+                r#"
+[[destinations.activecampaign]]
+name = "{connection}"
+base_url = "{base}"
+api_token = {{ file = "{token_file}" }}
+requests_per_second = {rps}
+
+[[syncs]]
+source = "{stripe_connection}"
+destination = "{connection}"
+"#,
+                base = sandbox.activecampaign_base_url(&account),
+                rps = options.ac_requests_per_second,
+            ));
+            extra_ac_accounts.push((connection.clone(), account));
+        }
+
         let text = format!(
             r#"
 [nats]
@@ -100,6 +164,7 @@ ack_wait_secs = 10
 [[sources.stripe]]
 name = "{stripe_connection}"
 webhook_secrets = [{{ file = "{whsec_file}" }}]
+{stripe_extra}
 
 [[destinations.activecampaign]]
 name = "ac-test"
@@ -111,11 +176,13 @@ requests_per_second = {rps}
 source = "{stripe_connection}"
 destination = "ac-test"
 {extra}
+{chargebee}
 "#,
             db_url = db.url,
             ac_base = sandbox.activecampaign_base_url(&ac_account),
             rps = options.ac_requests_per_second,
-            extra = options.extra_config,
+            extra = extra_destinations + &options.extra_config,
+            stripe_extra = options.stripe_connection_extra,
         );
         let config = Arc::new(
             Config::from_toml(&text, Path::new("e2e.toml"))
@@ -160,6 +227,8 @@ destination = "ac-test"
             config,
             sandbox,
             ac_account,
+            ac_token,
+            chargebee_site,
             stripe_connection,
             stripe_secret,
             admin_token,
@@ -168,6 +237,8 @@ destination = "ac-test"
             nats,
             db,
             http: reqwest::Client::new(),
+            config_toml: text,
+            extra_ac_accounts,
             shutdown,
             tasks,
             _secrets: secrets,
@@ -263,6 +334,66 @@ destination = "ac-test"
             Ok(info) => info.num_pending == 0 && info.num_ack_pending == 0,
             Err(_) => false,
         }
+    }
+
+    /// True when the worker of destination connection `connection` has settled every event
+    /// and every replay it was given.
+    pub async fn worker_idle_for(&self, connection: &str) -> bool {
+        let topology = self.topology();
+        for (stream, consumer) in [
+            (
+                topology.events_stream(),
+                topology.worker_consumer(connection),
+            ),
+            (
+                topology.replay_stream(),
+                topology.replay_consumer(connection),
+            ),
+        ] {
+            let Ok(stream) = self.jetstream().get_stream(stream).await else {
+                return false;
+            };
+            let Ok(mut consumer) = stream
+                .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&consumer)
+                .await
+            else {
+                return false;
+            };
+            match consumer.info().await {
+                Ok(info) if info.num_pending == 0 && info.num_ack_pending == 0 => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// The sandbox account and API token of ActiveCampaign destination `connection`.
+    pub fn ac_account_of(&self, connection: &str) -> (String, String) {
+        let account = if connection == "ac-test" {
+            self.ac_account.clone()
+        } else {
+            self.extra_ac_accounts
+                .iter()
+                .find(|(c, _)| c == connection)
+                .map(|(_, a)| a.clone())
+                .unwrap_or_else(|| panic!("no ActiveCampaign destination {connection:?}"))
+        };
+        let token = self
+            .config
+            .destinations
+            .activecampaign
+            .iter()
+            .find(|c| c.name == connection)
+            .map(|c| c.api_token.expose().to_string())
+            .unwrap_or_else(|| panic!("no ActiveCampaign destination {connection:?}"));
+        (account, token)
+    }
+
+    /// Writes the configuration to `dir/billsync.toml`, for the `billsync` binary.
+    pub fn write_config(&self, dir: &Path) -> std::path::PathBuf {
+        let path = dir.join("billsync.toml");
+        std::fs::write(&path, &self.config_toml).expect("write the configuration");
+        path
     }
 
     /// Stops the services gracefully, then removes this test's streams, buckets and database.

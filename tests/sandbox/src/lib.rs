@@ -41,6 +41,7 @@ pub use chargebee::{
     CbChange, CbCustomer, CbCustomerInput, CbEvent, CbFaults, CbInvoice, CbInvoiceInput,
     CbSandboxError, CbSite, CbSnapshot, CbSubscription, CbSubscriptionInput, Chargebee,
 };
+pub use stripe::{Stripe, StripeAccount, StripeFaults, StripeResource, StripeSeed};
 
 /// What the sandbox starts with; more accounts can be added while it runs (Chargebee sites
 /// are added with [`Chargebee::add_site`] on [`RunningSandbox::chargebee`]).
@@ -56,6 +57,7 @@ pub struct RunningSandbox {
     pub addr: SocketAddr,
     pub activecampaign: ActiveCampaign,
     pub chargebee: Chargebee,
+    pub stripe: Stripe,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
 }
@@ -74,6 +76,7 @@ pub async fn start(
         activecampaign.add_account(account);
     }
     let chargebee = Chargebee::new(format!("{url}/chargebee"));
+    let stripe = Stripe::new(format!("{url}/stripe"));
 
     let app = Router::new()
         .nest(
@@ -86,6 +89,8 @@ pub async fn start(
             chargebee::routes::api(chargebee.clone()),
         )
         .merge(chargebee::routes::control(chargebee.clone()))
+        .nest("/stripe/{account}/v1", stripe::routes::api(stripe.clone()))
+        .merge(stripe::routes::control(stripe.clone()))
         .route("/", get(index::page).with_state(activecampaign.clone()))
         .fallback(not_found);
 
@@ -105,6 +110,7 @@ pub async fn start(
         addr,
         activecampaign,
         chargebee,
+        stripe,
         shutdown: Some(stop),
         server: Some(server),
     })
@@ -142,6 +148,12 @@ impl RunningSandbox {
     /// to `https://{site}.chargebee.com`.
     pub fn chargebee_base_url(&self, site: &str) -> String {
         self.chargebee.base_url(site)
+    }
+
+    /// `http://127.0.0.1:PORT/stripe/{account}`: the `api_base` of a Stripe connection; clients
+    /// append `/v1/...`, as they would to `https://api.stripe.com`.
+    pub fn stripe_base_url(&self, account: &str) -> String {
+        self.stripe.base_url(account)
     }
 
     /// Stops accepting connections and waits for in-flight requests to finish.

@@ -1,10 +1,11 @@
-//! `billsync-sandbox`: serve the vendor emulators, or play Stripe against a running ingest.
+//! `billsync-sandbox`: serve the vendor emulators, play Stripe against a running ingest, or
+//! make changes in a served Chargebee site as a person would in Chargebee's web app.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use billsync_sandbox::{stripe, AcAccount, SandboxConfig};
+use billsync_sandbox::{stripe, AcAccount, CbSite, SandboxConfig};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -23,6 +24,22 @@ enum Command {
         /// An ActiveCampaign account as NAME:TOKEN[:REQUESTS_PER_SECOND]; repeatable.
         #[arg(long = "ac-account", value_name = "NAME:TOKEN[:RPS]", value_parser = parse_ac_account)]
         ac_accounts: Vec<AcAccount>,
+        /// A Chargebee site as NAME:API_KEY[:REQUESTS_PER_MINUTE]; repeatable.
+        #[arg(long = "cb-site", value_name = "NAME:API_KEY[:RPM]", value_parser = parse_cb_site)]
+        cb_sites: Vec<CbSite>,
+    },
+    /// Create customers (and a subscription each) in a served Chargebee site, then change
+    /// them; the site raises the events billsync polls.
+    ChargebeeDemo {
+        /// The sandbox, e.g. http://127.0.0.1:9100.
+        #[arg(long, default_value = "http://127.0.0.1:9100")]
+        url: String,
+        #[arg(long)]
+        site: String,
+        #[arg(long, default_value_t = 5)]
+        count: usize,
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
     },
     /// Send signed `customer.created` events for made-up customers, as Stripe would.
     StripeDemo {
@@ -56,6 +73,23 @@ fn parse_ac_account(spec: &str) -> Result<AcAccount, String> {
     Ok(account)
 }
 
+fn parse_cb_site(spec: &str) -> Result<CbSite, String> {
+    let mut parts = spec.splitn(3, ':');
+    let (Some(name), Some(key)) = (parts.next(), parts.next()) else {
+        return Err("expected NAME:API_KEY[:RPM]".into());
+    };
+    if name.is_empty() || key.is_empty() {
+        return Err("NAME and API_KEY must not be empty".into());
+    }
+    let mut site = CbSite::new(name, key);
+    if let Some(rpm) = parts.next() {
+        site.requests_per_minute = rpm
+            .parse()
+            .map_err(|_| format!("RPM must be a whole number, got {rpm:?}"))?;
+    }
+    Ok(site)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -68,7 +102,14 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve {
             listen,
             ac_accounts,
-        } => serve(listen, ac_accounts).await,
+            cb_sites,
+        } => serve(listen, ac_accounts, cb_sites).await,
+        Command::ChargebeeDemo {
+            url,
+            site,
+            count,
+            interval_ms,
+        } => chargebee_demo(&url, &site, count, Duration::from_millis(interval_ms)).await,
         Command::StripeDemo {
             url,
             secret_env,
@@ -82,7 +123,11 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(listen: SocketAddr, ac_accounts: Vec<AcAccount>) -> anyhow::Result<()> {
+async fn serve(
+    listen: SocketAddr,
+    ac_accounts: Vec<AcAccount>,
+    cb_sites: Vec<CbSite>,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -92,6 +137,11 @@ async fn serve(listen: SocketAddr, ac_accounts: Vec<AcAccount>) -> anyhow::Resul
     let sandbox = billsync_sandbox::start(listener, config).await?;
     for name in sandbox.activecampaign.account_names() {
         tracing::info!(account = %name, base_url = %sandbox.activecampaign_base_url(&name), "ActiveCampaign account ready");
+    }
+    for site in cb_sites {
+        let name = site.name.clone();
+        sandbox.chargebee.add_site(site);
+        tracing::info!(site = %name, base_url = %sandbox.chargebee_base_url(&name), "Chargebee site ready");
     }
     tracing::info!(url = %sandbox.url(), "Open the URL in a browser to watch the accounts");
     shutdown_signal().await?;
@@ -137,5 +187,64 @@ async fn stripe_demo(
         refused == 0,
         "{refused} of {count} events were not accepted"
     );
+    Ok(())
+}
+
+/// Drives a served Chargebee site through its `/__sandbox/chargebee` routes: `count`
+/// customers, each with a subscription, then a change to each.
+async fn chargebee_demo(
+    url: &str,
+    site: &str,
+    count: usize,
+    interval: Duration,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let control = format!("{}/__sandbox/chargebee/{site}", url.trim_end_matches('/'));
+    let post = |path: String, body: serde_json::Value| {
+        let request = http.post(format!("{control}{path}")).json(&body);
+        async move {
+            let response = request.send().await.context("reaching the sandbox")?;
+            let status = response.status();
+            let body: serde_json::Value = response.json().await.context("reading the answer")?;
+            anyhow::ensure!(status.is_success(), "the sandbox answered {status}: {body}");
+            Ok::<_, anyhow::Error>(body)
+        }
+    };
+    for (i, customer) in stripe::demo_customers(count).into_iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(interval).await;
+        }
+        let (first, last) = customer
+            .name
+            .split_once(' ')
+            .unwrap_or((customer.name.as_str(), ""));
+        let created = post(
+            "/customers".into(),
+            serde_json::json!({"first_name": first, "last_name": last, "email": customer.email}),
+        )
+        .await?;
+        let id = created["record"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let sub = post(
+            format!("/customers/{id}/subscriptions"),
+            serde_json::json!({"plan_id": "basic-usd", "plan_unit_price": 2900}),
+        )
+        .await?;
+        let changed = post(
+            format!("/customers/{id}"),
+            serde_json::json!({"company": "Demo Inc."}),
+        )
+        .await?;
+        for event in [&created, &sub, &changed] {
+            println!(
+                "{} {} {}",
+                event["event"]["id"].as_str().unwrap_or_default(),
+                event["event"]["event_type"].as_str().unwrap_or_default(),
+                event["record"]["id"].as_str().unwrap_or_default()
+            );
+        }
+    }
     Ok(())
 }

@@ -3,14 +3,16 @@
 use super::params::{encode_cursor, FailureParams, Page};
 use super::{csv as csv_format, ApiPath, ApiQuery, ApiState};
 use crate::error::ApiError;
-use crate::store::{self, FailureFilter, FailureRow, FailureStatus};
+use crate::store::{self, FailureFilter, FailureRow, FailureStatus, RecordIdentity};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use billsync_events::BillingEvent;
+use billsync_bus::{data_fingerprint, ignore_key, IgnoredRecord};
+use billsync_events::{BillingEvent, DestinationKind};
 use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -52,14 +54,21 @@ pub async fn get_one(
     Ok(Json(json!(detail)))
 }
 
-/// `POST /api/v1/failures/{id}/ignore`: hides an open failure from the list and the CSV.
+/// `POST /api/v1/failures/{id}/ignore`: hides an open failure from the list and the CSV,
+/// and stops the record from syncing until it changes.
 pub async fn ignore_one(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = failure_id(&id)?;
     let pool = state.db.pool()?;
-    let changed = store::ignore_failure(pool, id).await?;
+    let mut tx = pool.begin().await?;
+    let changed = store::ignore_failure(&mut tx, id).await?;
+    if let Some(record) = &changed {
+        record_ignores(&state, std::slice::from_ref(record)).await?;
+    }
+    tx.commit().await?;
+    let changed = changed.is_some();
     let mut detail = store::get_failure(pool, id)
         .await?
         .ok_or_else(|| not_found(id))?;
@@ -81,12 +90,82 @@ pub async fn ignore_matching(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let filter = FailureParams::from_body(&body)?.action_filter(Some(FailureStatus::Open))?;
-    let ignored = store::ignore_matching(state.db.pool()?, &filter).await?;
+    let mut tx = state.db.pool()?.begin().await?;
+    let records = store::ignore_matching(&mut tx, &filter).await?;
+    record_ignores(&state, &records).await?;
+    tx.commit().await?;
+    let ignored = records.len();
     tracing::info!(ignored, ?filter, "Failures ignored by an operator.");
     Ok(Json(json!({ "ignored": ignored })))
 }
 
+/// Concurrent writes to the ignores bucket when many failures are ignored at once.
+const IGNORE_WRITES_IN_FLIGHT: usize = 16;
+
+/// Writes each record's ignore into the ignores bucket, where workers look before every
+/// delivery. Called inside the transaction that marks the rows ignored, before it commits:
+/// if NATS refuses, the rows stay open and the operator is told to try again.
+async fn record_ignores(state: &ApiState, records: &[RecordIdentity]) -> Result<(), ApiError> {
+    let entries = records
+        .iter()
+        .map(ignore_entry)
+        .collect::<Result<Vec<_>, _>>()?;
+    futures::stream::iter(entries)
+        .map(|(key, ignored)| async move {
+            let value = serde_json::to_vec(&ignored).expect("an ignore always encodes");
+            state
+                .ignores
+                .put(key, value.into())
+                .await
+                .map(|_| ())
+                .map_err(|e| ApiError::Ignores { source: e.into() })
+        })
+        .buffer_unordered(IGNORE_WRITES_IN_FLIGHT)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+/// The ignores-bucket key of a failure's record, and what to store there: the version of
+/// the failing event and the fingerprint of its data as the worker saw it.
+fn ignore_entry(record: &RecordIdentity) -> Result<(String, IgnoredRecord), ApiError> {
+    let event: BillingEvent =
+        serde_json::from_value(record.event.clone()).map_err(|source| ApiError::StoredEvent {
+            id: record.id,
+            source,
+        })?;
+    let destination: DestinationKind =
+        serde_json::from_value(Value::String(record.destination.clone())).map_err(|source| {
+            ApiError::StoredEvent {
+                id: record.id,
+                source,
+            }
+        })?;
+    let v1 = event.v1();
+    let key = ignore_key(
+        destination,
+        &record.destination_connection,
+        v1.source,
+        &v1.connection,
+        &v1.record_key(),
+    );
+    let fingerprint = record
+        .data_fingerprint
+        .clone()
+        // Rows from before fingerprints were kept: their data is scrubbed, which differs
+        // from the original only when it held a secret.
+        .unwrap_or_else(|| data_fingerprint(&v1.data));
+    Ok((
+        key,
+        IgnoredRecord {
+            version: v1.version.clone(),
+            fingerprint,
+        },
+    ))
+}
+
 /// `POST /api/v1/failures/{id}/retry`: replays the stored event to its destination only.
+/// Retrying an ignored failure lifts its ignore.
 pub async fn retry_one(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<String>,
@@ -148,19 +227,31 @@ async fn replay(state: &ApiState, pool: &PgPool, id: i64, done: u64) -> Result<b
     let Some(target) = store::lock_for_retry(&mut tx, id).await? else {
         return Ok(false);
     };
-    let event: BillingEvent = serde_json::from_value(target.event)
+    let record = &target.record;
+    let event: BillingEvent = serde_json::from_value(record.event.clone())
         .map_err(|source| ApiError::StoredEvent { id, source })?;
+    if record.status == FailureStatus::Ignored.as_str() {
+        // Retrying is asking for the record to sync: the ignore would make the worker skip it.
+        let (key, _) = ignore_entry(record)?;
+        state
+            .ignores
+            .delete(key)
+            .await
+            .map_err(|e| ApiError::Ignores { source: e.into() })?;
+        store::unignore(&mut tx, id).await?;
+        tracing::info!(failure_id = id, "Ignore lifted by a retry.");
+    }
     let msg_id = format!("retry:{id}:{}", target.retry_count);
     let published = state
         .publisher
-        .publish_replay(&target.destination_connection, &event, &msg_id)
+        .publish_replay(&record.destination_connection, &event, &msg_id)
         .await
         .map_err(|source| ApiError::Replay { done, source })?;
     store::mark_retried(&mut tx, id).await?;
     tx.commit().await?;
     tracing::info!(
         failure_id = id,
-        destination_connection = %target.destination_connection,
+        destination_connection = %record.destination_connection,
         event_id = %event.v1().id,
         duplicate = published.duplicate,
         "Failure replayed to its destination."

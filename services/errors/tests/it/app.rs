@@ -29,21 +29,29 @@ pub const CB: &str = "cb-main";
 /// A database of its own, dropped when the test ends (even when it panics).
 pub struct TestDatabase {
     pub name: String,
+    /// `postgres://user@host:port` of the server holding it.
+    pub server: String,
 }
 
 impl TestDatabase {
     pub fn new_name() -> Self {
+        Self::on(POSTGRES_SERVER)
+    }
+
+    /// A database on another server (a test's private one, dropped with the server).
+    pub fn on(server: &str) -> Self {
         Self {
             name: format!("billsync_errors_test_{}", uuid::Uuid::new_v4().simple()),
+            server: server.to_string(),
         }
     }
 
     pub fn url(&self) -> String {
-        format!("{POSTGRES_SERVER}/{}", self.name)
+        format!("{}/{}", self.server, self.name)
     }
 
     pub async fn create(&self) {
-        let mut admin = PgConnection::connect(&format!("{POSTGRES_SERVER}/postgres"))
+        let mut admin = PgConnection::connect(&format!("{}/postgres", self.server))
             .await
             .expect("Postgres at 127.0.0.1:5432 (trust auth) is needed for these tests");
         sqlx::query(&format!("CREATE DATABASE \"{}\"", self.name))
@@ -55,6 +63,10 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
+        if self.server != POSTGRES_SERVER {
+            // A private server's data directory goes with the server.
+            return;
+        }
         let name = self.name.clone();
         // Drop runs inside the test's runtime, which cannot block; a thread with its own
         // runtime can.
@@ -102,6 +114,8 @@ pub struct Options {
     pub admin_token: bool,
     /// Start before the database exists, as when Postgres comes up after the service.
     pub database_later: bool,
+    /// `postgres://user@host:port` of the server to use instead of the machine's.
+    pub postgres_server: Option<String>,
 }
 
 impl Default for Options {
@@ -109,6 +123,7 @@ impl Default for Options {
         Self {
             admin_token: true,
             database_later: false,
+            postgres_server: None,
         }
     }
 }
@@ -140,7 +155,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     } else {
         String::new()
     };
-    let db = TestDatabase::new_name();
+    let db = match &options.postgres_server {
+        Some(server) => TestDatabase::on(server),
+        None => TestDatabase::new_name(),
+    };
     let toml = format!(
         r#"
 [nats]
@@ -310,10 +328,15 @@ impl TestApp {
 
     /// Waits until the errors consumer has acked everything up to stream sequence `sequence`.
     pub async fn wait_consumed(&self, sequence: u64) {
+        self.wait_consumed_within(sequence, Duration::from_secs(10))
+            .await
+    }
+
+    pub async fn wait_consumed_within(&self, sequence: u64, limit: Duration) {
         let js = self.js.clone();
         let stream = self.topology.outcomes_stream();
         let name = self.topology.errors_consumer();
-        eventually("the errors consumer to ack the outcome", || {
+        eventually_within("the errors consumer to ack the outcome", limit, || {
             let js = js.clone();
             let (stream, name) = (stream.clone(), name.clone());
             async move {
@@ -324,6 +347,14 @@ impl TestApp {
             }
         })
         .await;
+    }
+
+    /// The ignores bucket the workers read.
+    pub async fn ignores(&self) -> jetstream::kv::Store {
+        self.js
+            .get_key_value(self.topology.ignores_bucket())
+            .await
+            .expect("the errors service declares the ignores bucket")
     }
 
     /// Every row of `sync_failures`, as JSON, for assertions on what was stored.
@@ -386,6 +417,10 @@ impl TestApp {
         ] {
             let _ = self.js.delete_stream(stream).await;
         }
+        let _ = self
+            .js
+            .delete_key_value(self.topology.ignores_bucket())
+            .await;
     }
 }
 

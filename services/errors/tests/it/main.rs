@@ -1,6 +1,9 @@
 //! Integration tests of the errors service against real NATS and Postgres.
 
 mod app;
+mod ignores;
+mod openapi;
+mod postgres_outage;
 
 use app::{
     at, customer_event, eventually, eventually_within, failed, simple_failure, skipped, spawn_app,

@@ -81,7 +81,9 @@ impl Lease {
         sent + self.ttl.saturating_sub(margin)
     }
 
-    /// Takes the lease, or says who holds it.
+    /// Takes the lease, or says who holds it. Callers must not run two acquisitions with one
+    /// holder id at once (the poller holds its poll lock): a live lease with our own id is
+    /// taken back as a leftover.
     pub async fn acquire(&self) -> Result<LeaseGuard, LeaseError> {
         let store = |e: &dyn std::fmt::Display| LeaseError::Store(e.to_string());
         // A contender may win between our read and our write; a few rounds settle it.
@@ -101,14 +103,17 @@ impl Lease {
             };
             let current: Option<LeaseRecord> = serde_json::from_slice(&entry.value).ok();
             if let Some(current) = &current {
-                if current.expires_at_ms > now {
+                // Our own id on a live lease is a poll of this process whose future was
+                // dropped before it released; callers hold their process-wide poll lock, so
+                // no poll of ours runs now and taking it back is safe.
+                if current.expires_at_ms > now && current.holder != self.holder {
                     return Err(LeaseError::Held {
                         holder: current.holder.clone(),
                         expires_at_ms: current.expires_at_ms,
                     });
                 }
             }
-            // Expired (or unreadable, which no holder can be renewing): take it over.
+            // Expired, ours, or unreadable (which no holder can be renewing): take it over.
             let sent = Instant::now();
             match self.kv.update(&self.key, value, entry.revision).await {
                 Ok(revision) => {

@@ -15,6 +15,7 @@
 //! # }
 //! ```
 
+pub mod admin;
 pub mod client;
 pub mod cursor;
 pub mod event;
@@ -22,6 +23,7 @@ pub mod lease;
 pub mod poller;
 pub mod rate_limit;
 pub mod settings;
+pub mod snapshot;
 pub mod types;
 
 pub use client::{classify, ChargebeeClient, ChargebeeError};

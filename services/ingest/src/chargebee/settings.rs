@@ -74,6 +74,8 @@ impl ConnectionSettings {
         );
         settings.poll_interval = Duration::from_secs(connection.poll_interval_secs.max(1));
         settings.auto_sync = connection.auto_sync;
+        settings.requests_per_minute = connection.requests_per_minute;
+        settings.overlap = Duration::from_secs(connection.poll_overlap_secs);
         settings
     }
 }

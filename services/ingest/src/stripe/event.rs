@@ -1,8 +1,10 @@
 //! Stripe events as billsync carries them: which types, which object, which customer.
 
 use billsync_events::{BillingEvent, BillingEventV1, ObjectKind, RecordVersion, SourceKind};
-use chrono::DateTime;
-use serde::Deserialize;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// The event types of the ActiveCampaign–Stripe integration (seed 001's table), plus
@@ -27,21 +29,43 @@ pub const SUBSCRIBED_EVENT_TYPES: &[&str] = &[
     "checkout.session.async_payment_succeeded",
 ];
 
-/// The parts of a Stripe `event` object billsync reads.
+/// The parts of a Stripe `event` object billsync reads. `data.object` is kept as the raw
+/// bytes Stripe sent: ingest forwards it unchanged, so parsing it into a tree and printing it
+/// again would only cost time on the webhook's hot path.
 #[derive(Debug, Deserialize)]
-pub struct StripeEvent {
+pub struct StripeEvent<'a> {
     pub id: String,
     #[serde(rename = "type")]
     pub event_type: String,
     pub created: i64,
-    pub data: StripeEventData,
+    #[serde(borrow)]
+    pub data: StripeEventData<'a>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct StripeEventData {
-    pub object: Value,
+pub struct StripeEventData<'a> {
+    #[serde(borrow)]
+    pub object: &'a RawValue,
+    #[serde(default, borrow)]
+    pub previous_attributes: Option<&'a RawValue>,
+}
+
+/// The identity fields of `data.object`, read without building the rest of it.
+#[derive(Debug, Deserialize)]
+struct ObjectIdentity {
     #[serde(default)]
-    pub previous_attributes: Option<Value>,
+    id: Option<String>,
+    #[serde(default)]
+    customer: Option<CustomerRef>,
+}
+
+/// Stripe sends `customer` as an id or, when expanded, as the customer object.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum CustomerRef {
+    Id(String),
+    Expanded { id: String },
+    Other(serde::de::IgnoredAny),
 }
 
 pub fn is_subscribed(event_type: &str) -> bool {
@@ -65,8 +89,56 @@ pub fn object_kind(event_type: &str) -> ObjectKind {
     }
 }
 
-/// Turns a verified Stripe event into billsync's envelope.
-pub fn to_billing_event(connection: &str, event: StripeEvent) -> Result<BillingEvent, String> {
+/// A verified Stripe event in billsync's envelope, ready to publish: the envelope's fields
+/// (for the subject and logs) and the message bytes, in which Stripe's object is embedded
+/// as received.
+pub struct EncodedEvent {
+    /// The envelope with `data` and `related` left null; the payload carries them.
+    pub envelope: BillingEventV1,
+    pub payload: Bytes,
+}
+
+/// Turns a verified Stripe event into billsync's envelope, encoded as a
+/// [`BillingEvent`] (`schema: billing_event.v1`) message.
+pub fn encode(connection: &str, event: &StripeEvent<'_>) -> Result<EncodedEvent, String> {
+    let envelope = envelope(connection, event)?;
+    let related = event.data.previous_attributes.map(|previous| RelatedWire {
+        previous_attributes: previous,
+    });
+    let wire = BillingEventWire {
+        schema: BILLING_EVENT_V1,
+        id: &envelope.id,
+        source: envelope.source,
+        connection: &envelope.connection,
+        event_type: &envelope.event_type,
+        object: envelope.object,
+        object_id: &envelope.object_id,
+        customer_id: envelope.customer_id.as_deref(),
+        occurred_at: envelope.occurred_at,
+        version: &envelope.version,
+        data: event.data.object,
+        related,
+    };
+    let payload = serde_json::to_vec(&wire).map_err(|e| e.to_string())?;
+    Ok(EncodedEvent {
+        envelope,
+        payload: Bytes::from(payload),
+    })
+}
+
+/// Turns a verified Stripe event into billsync's envelope as a value (for callers that want
+/// the object as a tree; the webhook uses [`encode`]).
+pub fn to_billing_event(connection: &str, event: &StripeEvent<'_>) -> Result<BillingEvent, String> {
+    let mut v1 = envelope(connection, event)?;
+    v1.data = serde_json::from_str(event.data.object.get()).map_err(|e| e.to_string())?;
+    if let Some(previous) = event.data.previous_attributes {
+        let previous: Value = serde_json::from_str(previous.get()).map_err(|e| e.to_string())?;
+        v1.related = serde_json::json!({ "previous_attributes": previous });
+    }
+    Ok(BillingEvent::V1(v1))
+}
+
+fn envelope(connection: &str, event: &StripeEvent<'_>) -> Result<BillingEventV1, String> {
     if !event.id.starts_with("evt_") {
         return Err(format!(
             "event id {:?} does not look like a Stripe event id",
@@ -74,9 +146,18 @@ pub fn to_billing_event(connection: &str, event: StripeEvent) -> Result<BillingE
         ));
     }
     let object = object_kind(&event.event_type);
-    let customer_id = customer_of(object, &event.data.object);
-    let object_id = match event.data.object.get("id").and_then(Value::as_str) {
-        Some(id) => id.to_string(),
+    let identity: ObjectIdentity = serde_json::from_str(event.data.object.get())
+        .map_err(|e| format!("data.object is not an object: {e}"))?;
+    let customer_id = if object == ObjectKind::Customer {
+        identity.id.clone()
+    } else {
+        match identity.customer {
+            Some(CustomerRef::Id(id)) | Some(CustomerRef::Expanded { id }) => Some(id),
+            _ => None,
+        }
+    };
+    let object_id = match identity.id {
+        Some(id) => id,
         // `invoice.upcoming` describes an invoice that does not exist yet and has no id.
         None => match &customer_id {
             Some(customer) => format!("upcoming_{customer}"),
@@ -85,43 +166,50 @@ pub fn to_billing_event(connection: &str, event: StripeEvent) -> Result<BillingE
     };
     let occurred_at = DateTime::from_timestamp(event.created, 0)
         .ok_or_else(|| format!("created {} is not a valid time", event.created))?;
-    let related = match event.data.previous_attributes {
-        Some(previous) => serde_json::json!({ "previous_attributes": previous }),
-        None => Value::Null,
-    };
-    Ok(BillingEvent::V1(BillingEventV1 {
+    Ok(BillingEventV1 {
         version: RecordVersion {
             position: event.created,
             event_id: event.id.clone(),
         },
-        id: event.id,
+        id: event.id.clone(),
         source: SourceKind::Stripe,
         connection: connection.to_string(),
-        event_type: event.event_type,
+        event_type: event.event_type.clone(),
         object,
         object_id,
         customer_id,
         occurred_at,
         run_id: None,
-        data: event.data.object,
-        related,
-    }))
+        data: Value::Null,
+        related: Value::Null,
+    })
 }
 
-/// The customer an object belongs to: the object itself for customers, else its
-/// `customer` field, which Stripe sends as an id or, when expanded, as an object.
-fn customer_of(object: ObjectKind, data: &Value) -> Option<String> {
-    if object == ObjectKind::Customer {
-        return data.get("id").and_then(Value::as_str).map(str::to_owned);
-    }
-    match data.get("customer") {
-        Some(Value::String(id)) => Some(id.clone()),
-        Some(Value::Object(expanded)) => expanded
-            .get("id")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        _ => None,
-    }
+/// The `schema` tag of [`BillingEvent::V1`].
+const BILLING_EVENT_V1: &str = "billing_event.v1";
+
+/// [`BillingEvent::V1`] as it serializes, field for field, with the vendor object borrowed
+/// as raw JSON. `encoded_events_read_back_as_billing_events` keeps the two in step.
+#[derive(Serialize)]
+struct BillingEventWire<'a> {
+    schema: &'static str,
+    id: &'a str,
+    source: SourceKind,
+    connection: &'a str,
+    event_type: &'a str,
+    object: ObjectKind,
+    object_id: &'a str,
+    customer_id: Option<&'a str>,
+    occurred_at: DateTime<Utc>,
+    version: &'a RecordVersion,
+    data: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    related: Option<RelatedWire<'a>>,
+}
+
+#[derive(Serialize)]
+struct RelatedWire<'a> {
+    previous_attributes: &'a RawValue,
 }
 
 #[cfg(test)]
@@ -129,12 +217,18 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn event(event_type: &str, object: Value) -> StripeEvent {
-        serde_json::from_value(json!({
+    fn body(event_type: &str, object: Value) -> String {
+        json!({
             "id": "evt_1", "object": "event", "type": event_type, "created": 1_700_000_000,
             "data": { "object": object }
-        }))
-        .expect("event")
+        })
+        .to_string()
+    }
+
+    fn translate(event_type: &str, object: Value) -> Result<BillingEvent, String> {
+        let text = body(event_type, object);
+        let event: StripeEvent = serde_json::from_str(&text).expect("event");
+        to_billing_event("acme", &event)
     }
 
     #[test]
@@ -146,12 +240,9 @@ mod tests {
 
     #[test]
     fn subscriptions_are_ordered_by_their_customer() {
-        let e = to_billing_event(
-            "acme",
-            event(
-                "customer.subscription.updated",
-                json!({"id": "sub_1", "customer": "cus_9"}),
-            ),
+        let e = translate(
+            "customer.subscription.updated",
+            json!({"id": "sub_1", "customer": "cus_9"}),
         )
         .expect("ok");
         let v1 = e.v1();
@@ -169,20 +260,62 @@ mod tests {
 
     #[test]
     fn expanded_customers_and_upcoming_invoices_are_understood() {
-        let e = to_billing_event(
-            "acme",
-            event(
-                "invoice.upcoming",
-                json!({"object": "invoice", "customer": {"id": "cus_3"}}),
-            ),
+        let e = translate(
+            "invoice.upcoming",
+            json!({"object": "invoice", "customer": {"id": "cus_3", "object": "customer"}}),
         )
         .expect("ok");
         assert_eq!(e.v1().object_id, "upcoming_cus_3");
         assert_eq!(e.v1().customer_id.as_deref(), Some("cus_3"));
+        let e = translate(
+            "charge.succeeded",
+            json!({"id": "ch_1", "customer": null, "amount": 5}),
+        )
+        .expect("ok");
+        assert_eq!(e.v1().customer_id, None);
     }
 
     #[test]
     fn objects_without_identity_are_refused() {
-        assert!(to_billing_event("acme", event("charge.succeeded", json!({"amount": 1}))).is_err());
+        assert!(translate("charge.succeeded", json!({"amount": 1})).is_err());
+        assert!(translate("charge.succeeded", json!([1, 2])).is_err());
+    }
+
+    #[test]
+    fn encoded_events_read_back_as_billing_events() {
+        for (event_type, object, previous) in [
+            (
+                "customer.updated",
+                json!({"id": "cus_1", "email": "a@example.com", "metadata": {"k": "v"}, "n": 1.5}),
+                Some(json!({"email": "old@example.com"})),
+            ),
+            (
+                "invoice.payment_failed",
+                json!({"id": "in_1", "customer": "cus_1", "lines": {"data": []}}),
+                None,
+            ),
+        ] {
+            let mut event = json!({
+                "id": "evt_9", "object": "event", "type": event_type, "created": 1_700_000_123,
+                "data": { "object": object }
+            });
+            if let Some(previous) = previous {
+                event["data"]["previous_attributes"] = previous;
+            }
+            let text = event.to_string();
+            let parsed: StripeEvent = serde_json::from_str(&text).expect("event");
+            let encoded = encode("acme", &parsed).expect("encode");
+            let read_back: BillingEvent =
+                serde_json::from_slice(&encoded.payload).expect("a BillingEvent");
+            let typed = to_billing_event("acme", &parsed).expect("typed");
+            assert_eq!(read_back, typed);
+            // Field for field what the typed envelope serializes to.
+            assert_eq!(
+                serde_json::from_slice::<Value>(&encoded.payload).unwrap(),
+                serde_json::to_value(&typed).unwrap()
+            );
+            assert_eq!(encoded.envelope.id, "evt_9");
+            assert!(encoded.envelope.data.is_null());
+        }
     }
 }

@@ -25,6 +25,7 @@ pub async fn receive(
         Ok(Outcome::Published { duplicate: false }) => "accepted",
         Ok(Outcome::Published { duplicate: true }) => "duplicate",
         Ok(Outcome::Unsubscribed) => "unsubscribed_type",
+        Ok(Outcome::ResourceNotSynced) => "resource_not_synced",
         Err(error) => error.label(),
     };
     // Unknown connection names come from the URL; keep the label set bounded.
@@ -45,6 +46,12 @@ pub async fn receive(
             StatusCode::OK,
             Json(json!({ "received": true, "ignored": "event type not synced" })),
         )),
+        Ok(Outcome::ResourceNotSynced) => Ok((
+            StatusCode::OK,
+            Json(
+                json!({ "received": true, "ignored": "no sync of this connection takes this resource" }),
+            ),
+        )),
         Err(error) => {
             if error.status().is_server_error() {
                 tracing::warn!(reason = %error, "Webhook not stored; Stripe will retry.");
@@ -59,6 +66,7 @@ pub async fn receive(
 enum Outcome {
     Published { duplicate: bool },
     Unsubscribed,
+    ResourceNotSynced,
 }
 
 async fn handle(
@@ -101,11 +109,20 @@ async fn handle(
             .increment(1);
         return Ok(Outcome::Unsubscribed);
     }
-    let billing_event = event::to_billing_event(&endpoint.name, stripe_event)
-        .map_err(IngestError::MalformedEvent)?;
+    if !endpoint.takes(event::object_kind(&stripe_event.event_type)) {
+        return Ok(Outcome::ResourceNotSynced);
+    }
+    let encoded =
+        event::encode(&endpoint.name, &stripe_event).map_err(IngestError::MalformedEvent)?;
+    let subject = state.publisher.topology().event_subject(&encoded.envelope);
     let published = state
         .publisher
-        .publish_event(&billing_event)
+        .publish(
+            subject,
+            &encoded.envelope.id,
+            encoded.payload,
+            async_nats::HeaderMap::new(),
+        )
         .await
         .map_err(|error| {
             tracing::warn!(%error, "Publishing to JetStream failed.");

@@ -198,3 +198,59 @@ fn chrono_now() -> i64 {
         .expect("clock")
         .as_secs() as i64
 }
+
+#[tokio::test]
+async fn stripe_mappings_go_only_to_fields_that_exist() {
+    let stack = Stack::start(StackOptions {
+        extra_config: "[syncs.mapping]\nStripe_Customer_ID = \"id\"".into(),
+        ..Default::default()
+    })
+    .await;
+    // The field does not exist yet: the seed's rule makes that a configuration error.
+    let event = stripe::customer_created_event("cus_MAP1", "mapped@example.com", "Map Ping");
+    assert_eq!(stack.send_stripe(&event).await.status(), 200);
+    let pool = sqlx::PgPool::connect(&stack.db.url).await.expect("db");
+    let (class, message): (String, String) = eventually("a configuration failure", WAIT, || async {
+        sqlx::query_as("SELECT error_class, message FROM sync_failures WHERE record_key = 'customer/cus_MAP1'")
+            .fetch_optional(&pool)
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    assert_eq!(class, "configuration");
+    assert!(message.contains("Stripe_Customer_ID"), "{message}");
+    assert!(
+        stack
+            .sandbox
+            .activecampaign
+            .snapshot(&stack.ac_account)
+            .fields
+            .is_empty(),
+        "no field may be created"
+    );
+
+    // Once the user creates the field, the next event fills it.
+    let created = stack
+        .http
+        .post(format!("{}/api/3/fields", stack.sandbox.activecampaign_base_url(&stack.ac_account)))
+        .header("Api-Token", &stack.ac_token)
+        .json(&serde_json::json!({"field": {"title": "Stripe_Customer_ID", "type": "text", "perstag": "STRIPE_CUSTOMER_ID"}}))
+        .send()
+        .await
+        .expect("create field");
+    assert!(created.status().is_success());
+    // The worker read the field catalogue before the field existed; a miss reads it again.
+    let event = stripe::customer_created_event("cus_MAP2", "mapped2@example.com", "Map Ped");
+    assert_eq!(stack.send_stripe(&event).await.status(), 200);
+    let snapshot = eventually("the mapped field value", WAIT, || async {
+        let s = stack.sandbox.activecampaign.snapshot(&stack.ac_account);
+        let contact = s.contact_by_email("mapped2@example.com")?;
+        (s.field_value(&contact.id, "Stripe_Customer_ID").as_deref() == Some("cus_MAP2"))
+            .then_some(s.clone())
+    })
+    .await;
+    assert!(snapshot.contact_by_email("mapped@example.com").is_none());
+    pool.close().await;
+    stack.stop().await;
+}

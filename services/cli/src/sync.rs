@@ -1,0 +1,143 @@
+//! `billsync sync initial|all|validate` and `billsync sync-now`: runs from Chargebee to one
+//! destination, the validation step before them, and an immediate poll.
+
+use anyhow::{bail, Context};
+use billsync_bus::{Publisher, Topology};
+use billsync_config::Config;
+use billsync_ingest::chargebee::snapshot::{self, RunRequest, RunScope};
+use billsync_ingest::chargebee::{self, PollError};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// Sync the 10 latest customers and show each one's outcome (fix errors, run it again,
+    /// or go on with `sync all`).
+    Initial(RunArgs),
+    /// Sync every customer, subscription and invoice; customers failing validation are
+    /// skipped and listed.
+    All(RunArgs),
+    /// List the customers a full sync would skip (no email; no subscription with
+    /// --require-subscription) and write them to a CSV.
+    Validate(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The Chargebee source connection.
+    #[arg(long)]
+    pub connection: String,
+    /// The destination connection.
+    #[arg(long)]
+    pub to: String,
+    /// Also skip customers without a subscription (for syncs that need one).
+    #[arg(long)]
+    pub require_subscription: bool,
+    /// Where the validation CSV goes.
+    #[arg(long, default_value = "billsync-validation.csv")]
+    pub csv: PathBuf,
+    /// How long to wait for the destination's outcomes.
+    #[arg(long, default_value_t = 300)]
+    pub wait_secs: u64,
+}
+
+fn spinner() -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").expect("template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+pub async fn execute(config: &Config, command: SyncCommand) -> anyhow::Result<()> {
+    let (args, scope) = match command {
+        SyncCommand::Initial(args) => (args, Some(RunScope::LatestCustomers(10))),
+        SyncCommand::All(args) => (args, Some(RunScope::All)),
+        SyncCommand::Validate(args) => (args, None),
+    };
+    let bar = spinner();
+    let Some(scope) = scope else {
+        let issues = snapshot::validate_connection(
+            config,
+            &args.connection,
+            args.require_subscription,
+            |what, n| bar.set_message(format!("read {n} {what}")),
+        )
+        .await?;
+        bar.finish_and_clear();
+        std::fs::write(&args.csv, snapshot::issues_csv(&issues))
+            .with_context(|| format!("writing {}", args.csv.display()))?;
+        println!(
+            "{} customers would be skipped; details in {}",
+            issues.len(),
+            args.csv.display()
+        );
+        for issue in issues.iter().take(20) {
+            println!(
+                "  {:<24} {:<32} {}",
+                issue.customer_id, issue.email, issue.problem
+            );
+        }
+        return Ok(());
+    };
+    let client = billsync_bus::connect(&config.nats.url, "billsync-sync").await?;
+    let request = RunRequest {
+        source: &args.connection,
+        destination: &args.to,
+        scope,
+        require_subscription: args.require_subscription,
+        wait: Duration::from_secs(args.wait_secs),
+    };
+    let report = snapshot::run(config, client, &request, |what, n| {
+        bar.set_message(format!("{what}: {n}"))
+    })
+    .await?;
+    bar.finish_and_clear();
+    if !report.skipped_by_validation.is_empty() {
+        std::fs::write(
+            &args.csv,
+            snapshot::issues_csv(&report.skipped_by_validation),
+        )
+        .with_context(|| format!("writing {}", args.csv.display()))?;
+        println!(
+            "validation: skipped customers are listed in {}",
+            args.csv.display()
+        );
+    }
+    print!("{}", report.render());
+    if report.count("failed") > 0 || !report.pending.is_empty() {
+        println!(
+            "Fix the errors above and run this again, or see them with `billsync errors list \
+             --destination {}`.",
+            args.to
+        );
+        bail!(
+            "{} records failed and {} are pending",
+            report.count("failed"),
+            report.pending.len()
+        );
+    }
+    Ok(())
+}
+
+/// Polls a Chargebee connection now; refused while a poll of it is running anywhere.
+pub async fn sync_now(config: &Config, connection: &str) -> anyhow::Result<()> {
+    let client = billsync_bus::connect(&config.nats.url, "billsync-sync-now").await?;
+    let publisher = Publisher::new(
+        async_nats::jetstream::new(client),
+        Topology::new(&config.nats.prefix),
+        Duration::from_millis(config.ingest.publish_timeout_ms),
+    );
+    match chargebee::sync_now(config, publisher, connection, &CancellationToken::new()).await {
+        Ok(report) => {
+            println!("{}", chargebee::admin::report_json(&report));
+            Ok(())
+        }
+        Err(error @ PollError::AlreadyRunning { .. }) => bail!("{error}"),
+        Err(error) => Err(error).context(format!("polling {connection}")),
+    }
+}

@@ -1,0 +1,45 @@
+//! The real `billsync` binary, for tests that run it as a child process (and kill it).
+//!
+//! Cargo hands `CARGO_BIN_EXE_billsync` only to the CLI crate's own tests; elsewhere the
+//! binary is found beside this test executable in the target directory, built first with the
+//! same profile so that it is never stale.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Path of an up-to-date `billsync` binary (built once per test process).
+pub fn billsync_binary() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(build).clone()
+}
+
+fn build() -> PathBuf {
+    // target/<profile>/deps/<test binary>
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executables live in target/<profile>/deps");
+    let release = profile_dir
+        .file_name()
+        .is_some_and(|name| name == "release");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.args(["build", "--quiet", "-p", "billsync", "--bin", "billsync"]);
+    if release {
+        command.arg("--release");
+    }
+    let status = command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build -p billsync");
+    assert!(status.success(), "cargo build -p billsync failed");
+    let binary = profile_dir.join("billsync");
+    assert!(
+        binary.exists(),
+        "{} is missing after the build",
+        binary.display()
+    );
+    binary
+}

@@ -1,0 +1,303 @@
+//! Chargebee → ActiveCampaign end to end (seed 000): a change in the emulated Chargebee is
+//! polled, published and written to the emulated ActiveCampaign, field by field.
+
+use billsync_e2e::{eventually, Stack, StackOptions};
+use billsync_sandbox::{AcSnapshot, CbCustomerInput, CbSubscriptionInput};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(40);
+
+async fn start(sync_lines: &str) -> Stack {
+    Stack::start(StackOptions {
+        chargebee_sync: Some(sync_lines.to_string()),
+        ..Default::default()
+    })
+    .await
+}
+
+fn customer(id: &str, email: &str, first: &str, last: &str, company: &str) -> CbCustomerInput {
+    CbCustomerInput {
+        id: Some(id.into()),
+        first_name: Some(first.into()),
+        last_name: Some(last.into()),
+        email: Some(email.into()),
+        company: Some(company.into()),
+        ..Default::default()
+    }
+}
+
+async fn snapshot_when(
+    stack: &Stack,
+    what: &str,
+    ready: impl Fn(&AcSnapshot) -> bool,
+) -> AcSnapshot {
+    eventually(what, WAIT, || async {
+        let snapshot = stack.sandbox.activecampaign.snapshot(&stack.ac_account);
+        ready(&snapshot).then_some(snapshot)
+    })
+    .await
+}
+
+/// Creates a list in the emulated account through its API, as a user would in the UI.
+async fn create_list(stack: &Stack, name: &str) -> String {
+    let response = stack
+        .http
+        .post(format!("{}/api/3/lists", stack.sandbox.activecampaign_base_url(&stack.ac_account)))
+        .header("Api-Token", &stack.ac_token)
+        .json(&serde_json::json!({"list": {"name": name, "stringid": name, "sender_url": "https://example.com", "sender_reminder": "You signed up."}}))
+        .send()
+        .await
+        .expect("create list");
+    let body: serde_json::Value = response.json().await.expect("list json");
+    body["list"]["id"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| body["list"]["id"].to_string())
+}
+
+#[tokio::test]
+async fn a_customer_and_subscription_fill_the_seed_fields() {
+    let stack = start("").await;
+    let cb = &stack.sandbox.chargebee;
+    let site = &stack.chargebee_site;
+    cb.create_customer(
+        site,
+        customer(
+            "cb_ada",
+            "ada@example.com",
+            "Ada",
+            "Lovelace",
+            "Analytical Engines",
+        ),
+    )
+    .expect("customer");
+    cb.create_subscription(
+        site,
+        "cb_ada",
+        CbSubscriptionInput {
+            id: Some("sub_ada".into()),
+            plan_id: Some("pro-monthly".into()),
+            status: Some("in_trial".into()),
+            currency_code: Some("EUR".into()),
+            trial_start: Some(1_700_000_000),
+            trial_end: Some(1_701_209_600),
+            next_billing_at: Some(1_701_209_600),
+            start_date: Some(1_700_000_000),
+            mrr: Some(4_900),
+            ..Default::default()
+        },
+    )
+    .expect("subscription");
+
+    let snapshot = snapshot_when(&stack, "the contact with its subscription fields", |s| {
+        s.contact_by_email("ada@example.com")
+            .is_some_and(|c| s.field_value(&c.id, "Cb_subscriptionID").is_some())
+    })
+    .await;
+    let contact = snapshot
+        .contact_by_email("ada@example.com")
+        .expect("contact");
+    assert_eq!(contact.first_name, "Ada");
+    assert_eq!(contact.last_name, "Lovelace");
+    let field = |name: &str| snapshot.field_value(&contact.id, name);
+    assert_eq!(
+        field("Cb_chargebeeCustomerStatus").as_deref(),
+        Some("active")
+    );
+    assert_eq!(field("Cb_orgName").as_deref(), Some("Analytical Engines"));
+    assert_eq!(field("Cb_subscriptionID").as_deref(), Some("sub_ada"));
+    assert_eq!(
+        field("Cb_subscriptionPlanName").as_deref(),
+        Some("pro-monthly")
+    );
+    assert_eq!(field("Cb_subscriptionStatus").as_deref(), Some("in_trial"));
+    assert_eq!(
+        field("Cb_subscriptionTrialStartDate").as_deref(),
+        Some("2023-11-14")
+    );
+    assert_eq!(
+        field("Cb_subscriptionTrialEndDate").as_deref(),
+        Some("2023-11-28")
+    );
+    assert_eq!(
+        field("Cb_subscriptionNextBillingDate").as_deref(),
+        Some("2023-11-28")
+    );
+    assert_eq!(
+        field("Cb_subscriptionStartsOn").as_deref(),
+        Some("2023-11-14")
+    );
+    assert_eq!(field("Cb_currency").as_deref(), Some("EUR"));
+    assert_eq!(field("Cb_subscriptionMRR").as_deref(), Some("49.00"));
+    assert!(field("Cb_subscriptionCreatedOn").is_some());
+    // The custom fields were created once each, by title.
+    let cb_fields: Vec<_> = snapshot
+        .fields
+        .iter()
+        .filter(|f| f.title.starts_with("Cb_"))
+        .collect();
+    assert_eq!(cb_fields.len(), 14, "{:?}", snapshot.fields);
+
+    // A cancellation reaches the same contact.
+    cb.cancel_subscription(site, "sub_ada", Some("Too expensive"))
+        .expect("cancel");
+    let snapshot = snapshot_when(&stack, "the cancellation", |s| {
+        s.contact_by_email("ada@example.com").is_some_and(|c| {
+            s.field_value(&c.id, "Cb_subscriptionStatus").as_deref() == Some("cancelled")
+        })
+    })
+    .await;
+    let contact = snapshot
+        .contact_by_email("ada@example.com")
+        .expect("contact");
+    assert_eq!(
+        snapshot
+            .field_value(&contact.id, "Cb_subscriptionCancellationReason")
+            .as_deref(),
+        Some("Too expensive")
+    );
+    assert_eq!(snapshot.contacts.len(), 1);
+    assert_eq!(
+        snapshot
+            .fields
+            .iter()
+            .filter(|f| f.title.starts_with("Cb_"))
+            .count(),
+        14
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn two_customers_with_one_email_are_an_error_naming_both() {
+    let stack = start("").await;
+    let cb = &stack.sandbox.chargebee;
+    let site = &stack.chargebee_site;
+    cb.create_customer(
+        site,
+        customer("cb_first", "shared@example.com", "First", "Owner", "A"),
+    )
+    .expect("first");
+    snapshot_when(&stack, "the first customer's contact", |s| {
+        s.contact_by_email("shared@example.com").is_some()
+    })
+    .await;
+    cb.create_customer(
+        site,
+        customer("cb_second", "shared@example.com", "Second", "Claimant", "B"),
+    )
+    .expect("second");
+
+    let pool = sqlx::PgPool::connect(&stack.db.url).await.expect("db");
+    let message: String = eventually("a failure row naming both customers", WAIT, || async {
+        sqlx::query_scalar(
+            "SELECT message FROM sync_failures WHERE record_key = 'customer/cb_second'",
+        )
+        .fetch_optional(&pool)
+        .await
+        .ok()
+        .flatten()
+    })
+    .await;
+    assert!(
+        message.contains("cb_first") && message.contains("cb_second"),
+        "{message}"
+    );
+    let snapshot = stack.sandbox.activecampaign.snapshot(&stack.ac_account);
+    assert_eq!(snapshot.contacts.len(), 1);
+    assert_eq!(
+        snapshot.contacts[0].first_name, "First",
+        "the first customer's contact must not be overwritten"
+    );
+    pool.close().await;
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_a_customer_deletes_the_contact_when_so_configured() {
+    let stack = start("[syncs.options]\non_customer_deleted = \"delete\"").await;
+    let cb = &stack.sandbox.chargebee;
+    let site = &stack.chargebee_site;
+    cb.create_customer(
+        site,
+        customer("cb_gone", "gone@example.com", "Soon", "Gone", "C"),
+    )
+    .expect("customer");
+    snapshot_when(&stack, "the contact", |s| {
+        s.contact_by_email("gone@example.com").is_some()
+    })
+    .await;
+    cb.delete_customer(site, "cb_gone").expect("delete");
+    snapshot_when(&stack, "the contact to be deleted", |s| {
+        s.contact_by_email("gone@example.com").is_none()
+    })
+    .await;
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_a_customer_keeps_the_contact_marked_deleted_by_default() {
+    let stack = start("").await;
+    let cb = &stack.sandbox.chargebee;
+    let site = &stack.chargebee_site;
+    cb.create_customer(
+        site,
+        customer("cb_kept", "kept@example.com", "Still", "Here", "D"),
+    )
+    .expect("customer");
+    snapshot_when(&stack, "the contact", |s| {
+        s.contact_by_email("kept@example.com").is_some()
+    })
+    .await;
+    cb.delete_customer(site, "cb_kept").expect("delete");
+    snapshot_when(&stack, "the status field to say deleted", |s| {
+        s.contact_by_email("kept@example.com").is_some_and(|c| {
+            s.field_value(&c.id, "Cb_chargebeeCustomerStatus")
+                .as_deref()
+                == Some("deleted")
+        })
+    })
+    .await;
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn contacts_join_the_list_and_leave_it_when_the_customer_is_deleted() {
+    // A fresh emulated account's first list gets id 1; the worker uses the list only when a
+    // customer arrives, so creating it after start is what a user does.
+    let stack = start("[syncs.options]\nlist_id = 1\non_customer_deleted = \"unsubscribe\"").await;
+    let list = create_list(&stack, "customers").await;
+    assert_eq!(list, "1", "a fresh account's first list has id 1");
+    let cb = &stack.sandbox.chargebee;
+    let site = &stack.chargebee_site;
+    cb.create_customer(
+        site,
+        customer("cb_listed", "listed@example.com", "On", "List", "E"),
+    )
+    .expect("customer");
+    let snapshot = snapshot_when(&stack, "list membership", |s| {
+        s.contact_by_email("listed@example.com")
+            .is_some_and(|c| !s.lists_of(&c.id).is_empty())
+    })
+    .await;
+    let contact = snapshot
+        .contact_by_email("listed@example.com")
+        .expect("contact");
+    assert_eq!(snapshot.lists_of(&contact.id), vec![("1".to_string(), 1)]);
+    cb.delete_customer(site, "cb_listed").expect("delete");
+    let snapshot = snapshot_when(&stack, "the unsubscription", |s| {
+        s.contact_by_email("listed@example.com")
+            .is_some_and(|c| s.lists_of(&c.id) == vec![("1".to_string(), 2)])
+    })
+    .await;
+    let contact = snapshot
+        .contact_by_email("listed@example.com")
+        .expect("contact kept");
+    assert_eq!(
+        snapshot
+            .field_value(&contact.id, "Cb_chargebeeCustomerStatus")
+            .as_deref(),
+        Some("deleted")
+    );
+    stack.stop().await;
+}
