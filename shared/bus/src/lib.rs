@@ -8,6 +8,7 @@
 pub mod delivery;
 pub mod ignores;
 pub mod publish;
+pub mod rate_limit;
 pub mod setup;
 pub mod topology;
 pub mod trace;
@@ -15,5 +16,6 @@ pub mod trace;
 pub use delivery::Delivery;
 pub use ignores::{data_fingerprint, ignore_key, IgnoredRecord};
 pub use publish::{PublishError, Published, Publisher};
+pub use rate_limit::SharedRateLimiter;
 pub use setup::{connect, BusError, StreamSettings};
 pub use topology::Topology;

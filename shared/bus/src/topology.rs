@@ -124,6 +124,11 @@ impl Topology {
         format!("{}_leases", self.prefix)
     }
 
+    /// The next free request slot of each rate-limited vendor account, shared by replicas.
+    pub fn rate_limits_bucket(&self) -> String {
+        format!("{}_rate_limits", self.prefix)
+    }
+
     /// Records an operator chose to ignore until they change.
     pub fn ignores_bucket(&self) -> String {
         format!("{}_ignores", self.prefix)

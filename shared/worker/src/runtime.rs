@@ -125,6 +125,12 @@ pub async fn run_worker<D: Destination>(
         match message {
             Some(Ok(message)) => {
                 if let Some(job) = Job::read(Delivery::new(message), &processor).await {
+                    tracing::debug!(
+                        event_id = %job.event.v1().id,
+                        info = ?job.delivery.info(),
+                        lanes = lanes.active(),
+                        "Dispatching."
+                    );
                     lanes.dispatch(job.event.v1().ordering_key(), job);
                 }
             }

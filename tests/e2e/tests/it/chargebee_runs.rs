@@ -49,7 +49,7 @@ fn request(scope: RunScope) -> RunRequest<'static> {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_initial_sync_reports_exactly_the_ten_latest_customers() {
     // Customer 12 has no email: the initial sync must show its error.
     let (stack, ids) = stack_with_customers(15, &[12]).await;
@@ -110,7 +110,7 @@ async fn the_initial_sync_reports_exactly_the_ten_latest_customers() {
     stack.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validation_lists_exactly_the_customers_without_email_and_sync_all_skips_them() {
     let (stack, ids) = stack_with_customers(6, &[1, 4]).await;
     let issues = snapshot::validate_connection(&stack.config, "cb-test", false, |_, _| {})

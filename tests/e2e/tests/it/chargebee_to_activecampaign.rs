@@ -55,7 +55,7 @@ async fn create_list(stack: &Stack, name: &str) -> String {
         .unwrap_or_else(|| body["list"]["id"].to_string())
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_customer_and_subscription_fill_the_seed_fields() {
     let stack = start("").await;
     let cb = &stack.sandbox.chargebee;
@@ -168,7 +168,7 @@ async fn a_customer_and_subscription_fill_the_seed_fields() {
     stack.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_customers_with_one_email_are_an_error_naming_both() {
     let stack = start("").await;
     let cb = &stack.sandbox.chargebee;
@@ -213,7 +213,7 @@ async fn two_customers_with_one_email_are_an_error_naming_both() {
     stack.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_customer_deletes_the_contact_when_so_configured() {
     let stack = start("[syncs.options]\non_customer_deleted = \"delete\"").await;
     let cb = &stack.sandbox.chargebee;
@@ -235,7 +235,7 @@ async fn deleting_a_customer_deletes_the_contact_when_so_configured() {
     stack.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_customer_keeps_the_contact_marked_deleted_by_default() {
     let stack = start("").await;
     let cb = &stack.sandbox.chargebee;
@@ -261,7 +261,7 @@ async fn deleting_a_customer_keeps_the_contact_marked_deleted_by_default() {
     stack.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contacts_join_the_list_and_leave_it_when_the_customer_is_deleted() {
     // A fresh emulated account's first list gets id 1; the worker uses the list only when a
     // customer arrives, so creating it after start is what a user does.

@@ -1,4 +1,8 @@
 //! End-to-end tests: one binary, one module per flow.
+//!
+//! Every test runs on a multi-threaded runtime, as the services do in production: a test
+//! that blocks a thread (building or running the `billsync` binary) must not stall the
+//! in-process services it is talking to.
 
 mod chargebee_runs;
 mod chargebee_to_activecampaign;

@@ -32,7 +32,7 @@ fn ok(result: Result<String, String>) -> String {
     result.unwrap_or_else(|failure| panic!("billsync failed: {failure}"))
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_lists_ignores_retries_and_exports_sync_errors() {
     let stack = Stack::start(StackOptions::default()).await;
     let (ignored_email, retried_email) = ("cli.ignored@example.com", "cli.retried@example.com");
@@ -186,7 +186,7 @@ async fn the_cli_lists_ignores_retries_and_exports_sync_errors() {
     stack.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_shows_sync_runs_and_their_records() {
     let stack = Stack::start(StackOptions::default()).await;
     send(

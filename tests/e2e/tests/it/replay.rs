@@ -33,7 +33,7 @@ async fn run_replay(config: &std::path::Path, args: &[&str]) -> String {
     stdout
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_re_applies_exactly_the_events_of_a_time_range_to_one_destination() {
     let stack = Stack::start(StackOptions {
         extra_activecampaign: vec!["ac-other".into()],

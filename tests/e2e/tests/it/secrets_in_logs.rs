@@ -17,7 +17,7 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_configured_secret_appears_in_the_logs() {
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let whsec = format!("whsec_logtest{}", &tag[..16]);

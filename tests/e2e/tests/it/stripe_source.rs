@@ -263,7 +263,7 @@ fn customer_event(id: &str) -> Value {
 
 // ----- webhook receiver ------------------------------------------------------------------
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_stopped_gets_503_then_2xx_once_it_is_back() {
     let mut nats = PrivateNats::start();
     let config = write_config(&Setup::new(nats.url()));
@@ -320,7 +320,7 @@ async fn jetstream_stopped_gets_503_then_2xx_once_it_is_back() {
     ingest.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotation_accepts_the_old_and_the_new_secret() {
     let mut setup = Setup::new(ensure_nats());
     setup.secrets = vec![
@@ -374,7 +374,7 @@ async fn a_rotation_accepts_the_old_and_the_new_secret() {
     cleanup(&js, &config.prefix).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_stale_tampered_malformed_and_oversized_webhooks_change_nothing() {
     let mut setup = Setup::new(ensure_nats());
     setup.max_body_bytes = 8 * 1024;
@@ -445,7 +445,7 @@ async fn forged_stale_tampered_malformed_and_oversized_webhooks_change_nothing()
     cleanup(&js, &config.prefix).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsubscribed_types_and_resources_get_2xx_publish_nothing_and_duplicates_collapse() {
     let mut setup = Setup::new(ensure_nats());
     setup.sync_extra = r#"resources = ["customer", "subscription"]"#.into();
@@ -543,7 +543,7 @@ fn sandbox_ids(
     sandbox.stripe.ids("acct", resource).into_iter().collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_of_5000_customers_killed_midway_resumes_and_publishes_each_object_once() {
     let sandbox = stripe_sandbox(&StripeSeed {
         customers: 5_000,
@@ -643,7 +643,7 @@ async fn a_backfill_of_5000_customers_killed_midway_resumes_and_publishes_each_o
     cleanup(&js, &config.prefix).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn historical_and_new_runs_the_backfill_once_across_replicas() {
     let sandbox = stripe_sandbox(&StripeSeed {
         customers: 300,
@@ -707,7 +707,7 @@ async fn historical_and_new_runs_the_backfill_once_across_replicas() {
     cleanup(&js, &config.prefix).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_reach_activecampaign_like_live_events() {
     let key_dir = tempfile::tempdir().unwrap();
     let key_file = key_dir.path().join("stripe-key");

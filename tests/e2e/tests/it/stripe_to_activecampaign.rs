@@ -20,7 +20,7 @@ async fn contact_with_tags(stack: &Stack, email: &str, tags: usize) -> AcSnapsho
     .await
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customer_created_becomes_a_tagged_contact() {
     let stack = Stack::start(StackOptions::default()).await;
     let event =
@@ -44,7 +44,7 @@ async fn customer_created_becomes_a_tagged_contact() {
     stack.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_webhook_twice_leaves_one_contact_and_one_set_of_tags() {
     let stack = Stack::start(StackOptions::default()).await;
     let event =
@@ -100,7 +100,7 @@ async fn the_same_webhook_twice_leaves_one_contact_and_one_set_of_tags() {
     stack.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_signature_gets_400_and_publishes_nothing() {
     let stack = Stack::start(StackOptions::default()).await;
     let event = stripe::customer_created_event("cus_E2E3", "forged@example.com", "Mal Lory");
@@ -144,7 +144,7 @@ async fn a_wrong_signature_gets_400_and_publishes_nothing() {
     stack.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crm_refusal_becomes_one_failure_row() {
     let stack = Stack::start(StackOptions::default()).await;
     stack.sandbox.activecampaign.set_faults(
@@ -199,7 +199,7 @@ fn chrono_now() -> i64 {
         .as_secs() as i64
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stripe_mappings_go_only_to_fields_that_exist() {
     let stack = Stack::start(StackOptions {
         extra_config: "[syncs.mapping]\nStripe_Customer_ID = \"id\"".into(),

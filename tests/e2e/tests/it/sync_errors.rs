@@ -25,7 +25,7 @@ async fn ignore_entry(stack: &Stack, customer: &str) -> Option<serde_json::Value
     Some(serde_json::from_slice(&bytes).expect("JSON entry"))
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ignored_record_does_not_sync_again_until_it_changes() {
     let stack = Stack::start(StackOptions::default()).await;
     let email = "ida.ignored@example.com";
@@ -142,7 +142,7 @@ async fn an_ignored_record_does_not_sync_again_until_it_changes() {
     stack.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_reaches_only_the_destination_that_failed() {
     let stack = Stack::start(StackOptions {
         extra_activecampaign: vec!["ac-second".into()],

@@ -253,7 +253,7 @@ impl Browser {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_ignores_and_retries_failures_in_the_browser() {
     let stack = Stack::start(StackOptions::default()).await;
     let (ignored_email, retried_email) = ("web.ignored@example.com", "web.retried@example.com");

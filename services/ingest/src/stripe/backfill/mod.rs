@@ -139,6 +139,9 @@ pub struct BackfillReport {
     pub run_id: String,
     pub resumed: bool,
     pub resources: Vec<(StripeResource, ResourceCursor)>,
+    /// The run covered every resource the connection's syncs take, so it counts as the
+    /// connection's historical sync.
+    pub marked_historical: bool,
 }
 
 impl BackfillReport {
@@ -292,6 +295,7 @@ impl StripeBackfill {
             run_id: run.run_id.clone(),
             resumed,
             resources: Vec::new(),
+            marked_historical: false,
         };
         for resource in run.resources() {
             let cursor = self
@@ -312,6 +316,7 @@ impl StripeBackfill {
                     finished_at: Utc::now(),
                 })
                 .await?;
+            report.marked_historical = true;
         }
         Ok(Completed::Ran(report))
     }
@@ -540,10 +545,16 @@ async fn historical_sync(
             Err(error) => Err(error),
         };
         match outcome {
-            Ok(Completed::Ran(report)) => {
+            Ok(Completed::Ran(report)) if report.marked_historical => {
                 tracing::info!(%connection, run_id = %report.run_id, published = report.published(),
                     "Historical sync of the Stripe connection finished.");
                 return;
+            }
+            Ok(Completed::Ran(report)) => {
+                // The run resumed was a `billsync backfill --resource` of fewer resources than
+                // the syncs take; a full run follows at once.
+                tracing::info!(%connection, run_id = %report.run_id,
+                    "Finished an unfinished partial backfill; starting the historical sync.");
             }
             Ok(Completed::AlreadyDone(marker)) => {
                 tracing::debug!(%connection, run_id = %marker.run_id, "Historical sync already ran.");
@@ -584,4 +595,40 @@ fn holder_id() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "billsync".into());
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     format!("{host}-{}-{}", std::process::id(), &nonce[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "[[sources.stripe]]\nname = \"s\"\nwebhook_secrets = [{{ env = \"PATH\" }}]\n{extra}\n"
+        );
+        Config::from_toml(&text, Path::new("/etc/billsync.toml")).expect("config")
+    }
+
+    #[test]
+    fn a_historical_sync_without_an_api_key_fails_at_start_naming_the_key() {
+        let error =
+            check_config(&config("sync_type = \"historical_and_new\"")).expect_err("needs a key");
+        let message = error.to_string();
+        assert!(
+            message.starts_with("/etc/billsync.toml: sources.stripe[0].api_key: sync_type"),
+            "{message}"
+        );
+        check_config(&config("sync_type = \"new_only\"")).expect("no key needed");
+        check_config(&config(
+            "sync_type = \"historical_and_new\"\napi_key = { env = \"PATH\" }",
+        ))
+        .expect("key given");
+    }
+
+    #[test]
+    fn run_ids_name_their_connection_and_differ() {
+        let a = new_run_id("stripe-live");
+        assert!(a.starts_with("stripe-live-2"), "{a}");
+        assert_ne!(a, new_run_id("stripe-live"));
+    }
 }

@@ -1,0 +1,113 @@
+//! A request rate shared by every replica: ActiveCampaign allows 5 requests/s per account
+//! however many workers call it, so the spacing lives in NATS KV, not in one process.
+//!
+//! The bucket holds, per account, the next free slot (Unix microseconds). Taking a slot is
+//! a compare-and-set: read the slot and its revision, write slot + interval at that
+//! revision, then wait until the slot. A 429's `Retry-After` moves the slot for everyone.
+//! Should NATS be unreachable, the limiter falls back to spacing this process alone, so an
+//! outage of the bus never stops a CRM write that JetStream already delivered.
+
+use async_nats::jetstream::kv;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub struct SharedRateLimiter {
+    store: kv::Store,
+    key: String,
+    interval: Duration,
+    local_next: Mutex<tokio::time::Instant>,
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+impl SharedRateLimiter {
+    /// `rate` requests per second for `key` (a KV key, e.g. `activecampaign.ac-main`).
+    pub fn new(store: kv::Store, key: &str, rate: u32) -> Self {
+        // A 2% margin absorbs clock differences between replicas and window edges.
+        let interval = Duration::from_secs(1).mul_f64(1.02 / f64::from(rate.max(1)));
+        Self {
+            store,
+            key: key.to_string(),
+            interval,
+            local_next: Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    /// Waits for this caller's slot.
+    pub async fn acquire(&self) {
+        let wait = match self.reserve().await {
+            Ok(wait) => wait,
+            Err(error) => {
+                tracing::warn!(%error, key = %self.key, "Shared rate limit unavailable; spacing requests locally.");
+                self.reserve_locally()
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+
+    /// Nobody, in any replica, sends before `now + delay`.
+    pub async fn back_off(&self, delay: Duration) {
+        let until = now_micros() + delay.as_micros() as u64;
+        for _ in 0..20 {
+            let Ok(entry) = self.store.entry(&self.key).await else {
+                return;
+            };
+            let (current, revision) = match &entry {
+                Some(e) => (parse(&e.value), Some(e.revision)),
+                None => (0, None),
+            };
+            if current >= until {
+                return;
+            }
+            if self.write(until, revision).await {
+                return;
+            }
+        }
+    }
+
+    async fn reserve(&self) -> Result<Duration, async_nats::Error> {
+        let step = self.interval.as_micros() as u64;
+        loop {
+            let entry = self.store.entry(&self.key).await?;
+            let (next, revision) = match &entry {
+                Some(e) => (parse(&e.value), Some(e.revision)),
+                None => (0, None),
+            };
+            let now = now_micros();
+            let slot = next.max(now);
+            if self.write(slot + step, revision).await {
+                return Ok(Duration::from_micros(slot - now));
+            }
+            // Another replica took the slot first: read again.
+        }
+    }
+
+    /// Writes `value` if the entry is still at `revision` (or absent when `None`).
+    async fn write(&self, value: u64, revision: Option<u64>) -> bool {
+        let bytes = value.to_string().into_bytes().into();
+        match revision {
+            Some(revision) => self.store.update(&self.key, bytes, revision).await.is_ok(),
+            None => self.store.create(&self.key, bytes).await.is_ok(),
+        }
+    }
+
+    fn reserve_locally(&self) -> Duration {
+        let mut next = self.local_next.lock().expect("rate limiter lock poisoned");
+        let now = tokio::time::Instant::now();
+        let slot = (*next).max(now);
+        *next = slot + self.interval;
+        slot - now
+    }
+}
+
+fn parse(bytes: &[u8]) -> u64 {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
