@@ -1,11 +1,13 @@
 //! One ActiveCampaign connection as a billsync destination.
 
-use crate::api::ActiveCampaignClient;
+use crate::api::{ActiveCampaignClient, EventTracker};
 use crate::chargebee::{self, CustomerSubscriptions, OnCustomerDeleted};
 use crate::contacts::{ContactBook, CustomerRef, MissingFields, STANDARD_FIELDS};
+use crate::ecommerce::{EcomBook, EcomCustomerRef, OrderWrite};
 use crate::error::StartError;
 use crate::options::SyncOptions;
 use crate::stripe;
+use crate::stripe_orders::{self, DeepData, OrderSources};
 use async_nats::jetstream::kv;
 use billsync_bus::Topology;
 use billsync_config::{ActiveCampaignConnection, Config, ConnectionKind, SyncConfig};
@@ -20,6 +22,8 @@ use std::time::Duration;
 pub struct ActiveCampaignDestination {
     name: String,
     contacts: ContactBook,
+    /// Deep data: e-commerce connections, customers and orders.
+    ecommerce: EcomBook,
     kv: kv::Store,
     /// How each source connection feeding this destination is applied.
     syncs: HashMap<String, SyncRules>,
@@ -31,6 +35,10 @@ struct SyncRules {
     source: SourceKind,
     mapping: Mapping,
     options: SyncOptions,
+    /// Which Stripe objects may record a purchase (the sync's `resources`).
+    orders: OrderSources,
+    /// Set when the sync tracks events (`track_events = true`).
+    tracker: Option<EventTracker>,
 }
 
 impl ActiveCampaignDestination {
@@ -38,6 +46,7 @@ impl ActiveCampaignDestination {
         config: &Config,
         connection: &ActiveCampaignConnection,
         kv: kv::Store,
+        rate_limits: kv::Store,
         timeout: Duration,
     ) -> Result<Self, StartError> {
         let file = config.origin.display().to_string();
@@ -51,10 +60,50 @@ impl ActiveCampaignDestination {
                 Some(ConnectionKind::Source(kind)) => kind,
                 _ => unreachable!("Config::load checked that every sync names a source"),
             };
+            let options = SyncOptions::parse(&file, &key, sync)?;
+            let tracker = match (&options.tracking, source) {
+                (None, _) => None,
+                (Some(_), SourceKind::Chargebee) => {
+                    return Err(StartError::Mapping {
+                        file: file.clone(),
+                        key: format!("{key}.options.track_events"),
+                        reason: "event tracking is for Stripe syncs (seed 001's \"Stripe event \
+                                 received\" trigger)"
+                            .into(),
+                    })
+                }
+                (Some(tracking), SourceKind::Stripe) => {
+                    let Some(event_key) = event_key(connection) else {
+                        let index = config
+                            .destinations
+                            .activecampaign
+                            .iter()
+                            .position(|c| c.name == connection.name)
+                            .unwrap_or_default();
+                        return Err(StartError::Mapping {
+                            file: file.clone(),
+                            key: format!("destinations.activecampaign[{index}].event_key"),
+                            reason: format!(
+                                "{key}.options.track_events = true needs the account's Event Key \
+                                 (Settings > Tracking > Event Tracking) as a secret, \
+                                 {{ env = \"NAME\" }} or {{ file = \"/path\" }}"
+                            ),
+                        });
+                    };
+                    Some(EventTracker::new(
+                        &tracking.url,
+                        &tracking.actid,
+                        event_key,
+                        timeout,
+                    ))
+                }
+            };
             let rules = SyncRules {
                 source,
                 mapping: mapping_for(&file, &key, source, sync)?,
-                options: SyncOptions::parse(&file, &key, sync)?,
+                options,
+                orders: OrderSources::from_resources(&sync.resources),
+                tracker,
             };
             syncs.insert(sync.source.clone(), rules);
         }
@@ -63,10 +112,16 @@ impl ActiveCampaignDestination {
             connection.api_token.expose(),
             connection.requests_per_second,
             timeout,
-        );
+        )
+        .with_shared_limiter(billsync_bus::SharedRateLimiter::new(
+            rate_limits,
+            &account_rate_key(&connection.base_url),
+            connection.requests_per_second,
+        ));
         Ok(Self {
             name: connection.name.clone(),
             contacts: ContactBook::new(client, &connection.name, kv.clone()),
+            ecommerce: EcomBook::new(&connection.name, kv.clone()),
             kv,
             syncs,
             credentials_refused: AtomicBool::new(false),
@@ -94,10 +149,15 @@ impl ActiveCampaignDestination {
         let fields = stripe::customer_view(event)
             .map(|view| rules.mapping.apply(&view))
             .unwrap_or_default();
-        let contact_id = match (&event.customer_id, fields.contains_key("email")) {
-            (Some(customer), true) => {
+        let mapped_email = fields
+            .get("email")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let (contact_id, email) = match (&event.customer_id, mapped_email) {
+            (Some(customer), Some(email)) => {
                 let customer = CustomerRef::of(event, customer);
-                self.contacts
+                let contact = self
+                    .contacts
                     .upsert(
                         &customer,
                         &fields,
@@ -105,9 +165,10 @@ impl ActiveCampaignDestination {
                         rules.options.list_id.as_deref(),
                         false,
                     )
-                    .await?
+                    .await?;
+                (contact, email)
             }
-            (None, true) => {
+            (None, Some(email)) => {
                 // A guest checkout or charge without a customer: the email is all there is.
                 let guest = format!("guest-{}", event.object_id);
                 let customer = CustomerRef {
@@ -115,7 +176,8 @@ impl ActiveCampaignDestination {
                     connection: &event.connection,
                     customer_id: &guest,
                 };
-                self.contacts
+                let contact = self
+                    .contacts
                     .upsert(
                         &customer,
                         &fields,
@@ -123,25 +185,98 @@ impl ActiveCampaignDestination {
                         rules.options.list_id.as_deref(),
                         false,
                     )
-                    .await?
+                    .await?;
+                (contact, email)
             }
-            (customer, false) => self.linked_contact(event, customer.as_deref()).await?,
+            (customer, None) => self.linked_contact(event, customer.as_deref()).await?,
         };
         for tag in stripe::tags_for(event) {
             let tag_id = client.ensure_tag(&tag).await?;
             client.tag_contact(&contact_id, &tag_id).await?;
+        }
+        if rules.options.deep_data && stripe_orders::customer_is_live(event) {
+            self.apply_deep_data(rules, event, &email).await?;
+        }
+        if let (Some(tracker), Some(tracking)) = (&rules.tracker, &rules.options.tracking) {
+            if self.ecommerce.needs_tracking(event).await? {
+                tracker
+                    .track(&tracking.name, &event.event_type, &email)
+                    .await?;
+                self.ecommerce.mark_tracked(event).await?;
+            }
         }
         Ok(Delivered::Written {
             crm_id: Some(contact_id),
         })
     }
 
-    /// The contact of an event without customer data, from an earlier event's link.
+    /// The e-commerce side of a Stripe event (see `stripe_orders` for which object records
+    /// which order): customer events keep the e-commerce customer current, payments and
+    /// subscriptions write their order, refunds of invoice payments lower the invoice's.
+    async fn apply_deep_data(
+        &self,
+        rules: &SyncRules,
+        event: &BillingEventV1,
+        email: &str,
+    ) -> Result<(), DeliveryError> {
+        let client = &self.contacts.client;
+        let guest = email.trim().to_lowercase();
+        let customer = |accepts_marketing| EcomCustomerRef {
+            source_connection: &event.connection,
+            externalid: event.customer_id.as_deref().unwrap_or(&guest),
+            email,
+            accepts_marketing,
+        };
+        let outcome = match stripe_orders::plan(event, rules.orders) {
+            DeepData::Nothing(reason) => {
+                if event.object == ObjectKind::Customer && event.customer_id.is_some() {
+                    let connection = self
+                        .ecommerce
+                        .connection_id(client, &event.connection)
+                        .await?;
+                    self.ecommerce
+                        .customer_id(client, &connection, &customer(None))
+                        .await?;
+                }
+                tracing::debug!(%reason, "No order to write for this event.");
+                return Ok(());
+            }
+            DeepData::Refund { order, refunded } => {
+                self.ecommerce
+                    .record_refund(client, event, &order, refunded)
+                    .await?
+            }
+            DeepData::Order(planned) => {
+                let connection = self
+                    .ecommerce
+                    .connection_id(client, &event.connection)
+                    .await?;
+                let customer_id = self
+                    .ecommerce
+                    .customer_id(client, &connection, &customer(planned.accepts_marketing))
+                    .await?;
+                self.ecommerce
+                    .write_order(client, event, &planned, &connection, &customer_id, email)
+                    .await?
+            }
+        };
+        let label = match outcome {
+            OrderWrite::Written(_) => "written",
+            OrderWrite::Unchanged(_) => "unchanged",
+            OrderWrite::Stale => "stale",
+            OrderWrite::Deferred => "deferred",
+        };
+        metrics::counter!("billsync_activecampaign_orders_total", "outcome" => label).increment(1);
+        Ok(())
+    }
+
+    /// The contact (id and email) of an event without customer data, from an earlier
+    /// event's link.
     async fn linked_contact(
         &self,
         event: &BillingEventV1,
         customer: Option<&str>,
-    ) -> Result<String, DeliveryError> {
+    ) -> Result<(String, String), DeliveryError> {
         let missing = |what: String| {
             DeliveryError::permanent(
                 FailureClass::InvalidEvent,
@@ -157,7 +292,7 @@ impl ActiveCampaignDestination {
             .contacts
             .link(&CustomerRef::of(event, customer))
             .await?;
-        link.map(|l| l.contact_id).ok_or_else(|| {
+        link.map(|l| (l.contact_id, l.email)).ok_or_else(|| {
             missing(format!(
                 "carries no email and customer {customer} has not been synced yet"
             ))
@@ -422,6 +557,29 @@ fn mapping_for(
         });
     }
     Ok(mapping)
+}
+
+/// The account's event tracking key (`destinations.activecampaign[].event_key`), a secret;
+/// `track_events = true` without it is refused at start naming that key.
+fn event_key(connection: &ActiveCampaignConnection) -> Option<&str> {
+    connection.event_key.as_ref().map(|key| key.expose())
+}
+
+/// The rate-limit key of an ActiveCampaign account: its API URL, so two connections to one
+/// account (say, two API keys) share its 5 requests/s as ActiveCampaign counts them.
+fn account_rate_key(base_url: &str) -> String {
+    let account: String = base_url
+        .trim_end_matches('/')
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("activecampaign.{account}")
 }
 
 fn kv_error(error: impl std::fmt::Display) -> DeliveryError {

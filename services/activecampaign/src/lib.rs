@@ -7,9 +7,11 @@ pub mod api;
 mod chargebee;
 mod contacts;
 mod destination;
+mod ecommerce;
 mod error;
 mod options;
 mod stripe;
+mod stripe_orders;
 
 pub use destination::ActiveCampaignDestination;
 pub use error::StartError;
@@ -43,15 +45,27 @@ pub async fn run(
         )
         .await
         .context("opening the links bucket")?;
+    let rate_limits = topology
+        .ensure_bucket(
+            &js,
+            topology.rate_limits_bucket(),
+            &StreamSettings::from(&config.nats),
+            Duration::ZERO,
+        )
+        .await
+        .context("opening the rate limits bucket")?;
     let timeout = Duration::from_millis(config.workers.request_timeout_ms);
 
     let mut destinations = Vec::new();
     for connection in &config.destinations.activecampaign {
-        let destination =
-            ActiveCampaignDestination::new(&config, connection, links.clone(), timeout)
-                .with_context(|| {
-                    format!("configuring ActiveCampaign connection {}", connection.name)
-                })?;
+        let destination = ActiveCampaignDestination::new(
+            &config,
+            connection,
+            links.clone(),
+            rate_limits.clone(),
+            timeout,
+        )
+        .with_context(|| format!("configuring ActiveCampaign connection {}", connection.name))?;
         destinations.push(Arc::new(destination));
     }
 

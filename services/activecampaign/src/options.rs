@@ -1,5 +1,6 @@
 //! The `[syncs.options]` an ActiveCampaign sync understands, checked at start.
 
+use crate::api::DEFAULT_TRACKING_URL;
 use crate::chargebee::OnCustomerDeleted;
 use crate::error::StartError;
 use billsync_config::SyncConfig;
@@ -15,9 +16,38 @@ pub struct SyncOptions {
     /// Chargebee only: whether customers who bought a gift subscription for someone else
     /// are synced.
     pub sync_gift_purchasers: bool,
+    /// Stripe only: e-commerce connection, customers and orders (seed 001's deep data).
+    pub deep_data: bool,
+    /// Stripe only: an AC tracked event per Stripe event, for automations that start on
+    /// "Stripe event received" (seed 001's trigger); off unless asked for.
+    pub tracking: Option<TrackingOptions>,
 }
 
-const KNOWN: &[&str] = &["list_id", "on_customer_deleted", "sync_gift_purchasers"];
+/// How Stripe events become AC tracked events: event `name`, with the Stripe event type as
+/// the event's value, so an automation's event trigger can pick types by value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackingOptions {
+    /// The account's event tracking `actid` (Settings > Tracking > Event Tracking).
+    pub actid: String,
+    /// `https://trackcmp.net` unless set (the sandbox serves its own).
+    pub url: String,
+    pub name: String,
+}
+
+/// The tracked event's name unless `track_event_name` says otherwise (trackcmp allows 32
+/// characters; Stripe's longest event types are longer, so the type goes in the value).
+pub const DEFAULT_TRACKED_EVENT: &str = "Stripe event received";
+
+const KNOWN: &[&str] = &[
+    "list_id",
+    "on_customer_deleted",
+    "sync_gift_purchasers",
+    "deep_data",
+    "track_events",
+    "track_actid",
+    "track_url",
+    "track_event_name",
+];
 
 impl SyncOptions {
     pub fn parse(file: &str, key: &str, sync: &SyncConfig) -> Result<SyncOptions, StartError> {
@@ -87,10 +117,60 @@ impl SyncOptions {
                 ))
             }
         };
+        let flag = |option: &str, default: bool| match options.get(option) {
+            None => Ok(default),
+            Some(toml::Value::Boolean(b)) => Ok(*b),
+            Some(other) => Err(err(option, format!("{other} must be true or false"))),
+        };
+        let deep_data = flag("deep_data", true)?;
+        let text = |option: &str| match options.get(option) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
+            Some(other) => Err(err(option, format!("{other} must be a non-empty string"))),
+        };
+        let actid = match options.get("track_actid") {
+            Some(toml::Value::Integer(id)) if *id > 0 => Some(id.to_string()),
+            _ => text("track_actid")?,
+        };
+        if actid
+            .as_deref()
+            .is_some_and(|a| !a.chars().all(|c| c.is_ascii_digit()))
+        {
+            return Err(err(
+                "track_actid",
+                "must be the account's numeric actid (Settings > Tracking > Event Tracking)".into(),
+            ));
+        }
+        let url = text("track_url")?.unwrap_or_else(|| DEFAULT_TRACKING_URL.to_string());
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(err("track_url", format!("{url:?} is not an http(s) URL")));
+        }
+        let name = text("track_event_name")?.unwrap_or_else(|| DEFAULT_TRACKED_EVENT.to_string());
+        if name.chars().count() > 32 {
+            return Err(err(
+                "track_event_name",
+                format!("{name:?} is longer than the 32 characters AC allows for event names"),
+            ));
+        }
+        let tracking = if flag("track_events", false)? {
+            let actid = actid.ok_or_else(|| {
+                err(
+                    "track_actid",
+                    "track_events = true needs the account's event tracking actid (Settings > \
+                     Tracking > Event Tracking)"
+                        .into(),
+                )
+            })?;
+            Some(TrackingOptions { actid, url, name })
+        } else {
+            None
+        };
         Ok(SyncOptions {
             list_id,
             on_customer_deleted,
             sync_gift_purchasers,
+            deep_data,
+            tracking,
         })
     }
 }
@@ -114,6 +194,41 @@ mod tests {
         assert_eq!(options.list_id, None);
         assert_eq!(options.on_customer_deleted, OnCustomerDeleted::Keep);
         assert!(!options.sync_gift_purchasers);
+        assert!(options.deep_data);
+        assert_eq!(options.tracking, None);
+    }
+
+    #[test]
+    fn deep_data_and_event_tracking_options() {
+        assert!(!parse("deep_data = false").expect("valid").deep_data);
+        assert_eq!(
+            parse("deep_data = \"no\"").expect_err("not a bool"),
+            "b.toml: syncs[0].options.deep_data: \"no\" must be true or false"
+        );
+        assert!(parse("track_events = true")
+            .expect_err("needs the actid")
+            .starts_with("b.toml: syncs[0].options.track_actid: track_events = true needs"));
+        let tracking = parse("track_events = true\ntrack_actid = 123456")
+            .expect("valid")
+            .tracking
+            .expect("on");
+        assert_eq!(
+            tracking,
+            TrackingOptions {
+                actid: "123456".into(),
+                url: "https://trackcmp.net".into(),
+                name: "Stripe event received".into(),
+            }
+        );
+        assert!(parse("track_actid = \"12a\"").is_err());
+        assert!(parse("track_url = \"ftp://x\"").is_err());
+        assert!(
+            parse("track_event_name = \"a name far longer than thirty-two chars\"")
+                .expect_err("too long")
+                .contains("32 characters")
+        );
+        // Settings without track_events are checked but change nothing.
+        assert_eq!(parse("track_actid = \"99\"").expect("valid").tracking, None);
     }
 
     #[test]
@@ -121,7 +236,8 @@ mod tests {
         assert_eq!(
             parse("list = 3").expect_err("unknown"),
             "b.toml: syncs[0].options.list: unknown option; ActiveCampaign syncs know list_id, \
-             on_customer_deleted, sync_gift_purchasers"
+             on_customer_deleted, sync_gift_purchasers, deep_data, track_events, track_actid, \
+             track_url, track_event_name"
         );
         assert!(parse("on_customer_deleted = \"unsubscribe\"")
             .expect_err("needs a list")

@@ -176,3 +176,283 @@ async fn a_timeout_is_retryable() {
         other => panic!("expected a retryable timeout, got {other:?}"),
     }
 }
+
+mod deep_data {
+    use super::sandbox;
+    use billsync_activecampaign::api::types::{
+        ConnectionInput, EcomCustomerInput, EcomOrderInput, OrderProductInput,
+    };
+    use billsync_activecampaign::api::{ActiveCampaignClient, EventTracker};
+    use billsync_events::FailureClass;
+    use billsync_sandbox::{AcAccount, AcFaults};
+    use billsync_worker::DeliveryError;
+    use std::time::Duration;
+
+    fn client(base: &str) -> ActiveCampaignClient {
+        ActiveCampaignClient::new(base, "good-token", 100, Duration::from_secs(5))
+    }
+
+    fn stripe_connection() -> ConnectionInput<'static> {
+        ConnectionInput {
+            service: "stripe",
+            externalid: "stripe-live",
+            name: "Stripe (stripe-live) via billsync",
+            logo_url: "https://example.com/logo.png",
+            link_url: "https://dashboard.stripe.com",
+        }
+    }
+
+    fn customer<'a>(connection: &'a str, email: &'a str) -> EcomCustomerInput<'a> {
+        EcomCustomerInput {
+            connectionid: connection,
+            externalid: "cus_1",
+            email,
+            accepts_marketing: None,
+        }
+    }
+
+    fn order(connection: &str, customer: &str, total: i64) -> EcomOrderInput {
+        EcomOrderInput {
+            externalid: "ch_1".into(),
+            source: 1,
+            email: "ada@example.com".into(),
+            order_products: vec![OrderProductInput {
+                externalid: "ch_1".into(),
+                name: "Pro plan".into(),
+                price: 4900,
+                quantity: 1,
+                category: Some("payment".into()),
+                sku: None,
+                description: None,
+            }],
+            total_price: total,
+            shipping_amount: None,
+            tax_amount: None,
+            discount_amount: None,
+            currency: "USD".into(),
+            connectionid: connection.into(),
+            customerid: customer.into(),
+            external_created_date: "2024-04-10T12:00:00+00:00".into(),
+            external_updated_date: "2024-04-10T12:00:00+00:00".into(),
+            order_number: None,
+            order_url: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn connections_customers_and_orders_are_found_before_they_are_created() {
+        let (sandbox, base) = sandbox(100).await;
+        let client = client(&base);
+        let connection = client
+            .ensure_connection(stripe_connection())
+            .await
+            .expect("created");
+        assert_eq!(
+            client
+                .ensure_connection(stripe_connection())
+                .await
+                .expect("found"),
+            connection
+        );
+        let (created, was_new) = client
+            .ensure_ecom_customer(customer(&connection, "ada@example.com"))
+            .await
+            .expect("created");
+        assert!(was_new);
+        let (found, was_new) = client
+            .ensure_ecom_customer(customer(&connection, "ada@example.com"))
+            .await
+            .expect("found");
+        assert_eq!((found.id.as_str(), was_new), (created.id.as_str(), false));
+        client
+            .update_ecom_customer(&created.id, customer(&connection, "ada.new@example.com"))
+            .await
+            .expect("updated");
+
+        let id = client
+            .upsert_ecom_order(&order(&connection, &created.id, 4900), None)
+            .await
+            .expect("created");
+        // Without a remembered id (lost KV, another replica) the order is found, not doubled.
+        let again = client
+            .upsert_ecom_order(&order(&connection, &created.id, 3400), None)
+            .await
+            .expect("found and updated");
+        assert_eq!(again, id);
+        let known = client
+            .upsert_ecom_order(&order(&connection, &created.id, 0), Some(&id))
+            .await
+            .expect("updated by id");
+        assert_eq!(known, id);
+
+        let snapshot = sandbox.activecampaign.snapshot("acme");
+        assert_eq!(snapshot.connections.len(), 1);
+        assert_eq!(snapshot.ecom_customers.len(), 1);
+        assert_eq!(snapshot.ecom_customers[0].email, "ada.new@example.com");
+        assert_eq!(snapshot.ecom_orders_with("ch_1").len(), 1);
+        let stored = snapshot.ecom_order("ch_1").expect("order");
+        assert_eq!(stored.total_price, 0);
+        assert_eq!(stored.source, 1);
+        assert_eq!(stored.customerid, created.id);
+        assert_eq!(stored.order_products[0].name, "Pro plan");
+    }
+
+    #[tokio::test]
+    async fn a_422_duplicate_from_a_concurrent_create_is_read_again() {
+        let (sandbox, base) = sandbox(100).await;
+        // Both lookups answer "none" before either create lands; one create gets the 422.
+        sandbox.activecampaign.set_faults(
+            "acme",
+            AcFaults {
+                latency_ms: 200,
+                ..AcFaults::default()
+            },
+        );
+        let (a, b) = (client(&base), client(&base));
+        let (first, second) = tokio::join!(
+            a.ensure_connection(stripe_connection()),
+            b.ensure_connection(stripe_connection())
+        );
+        let connection = first.expect("one creates");
+        assert_eq!(second.expect("the other reads it"), connection);
+        // Two lookups, two creates (one refused with 422), one lookup again.
+        assert_eq!(sandbox.activecampaign.request_count("acme"), 5);
+
+        let (first, second) = tokio::join!(
+            a.ensure_ecom_customer(customer(&connection, "ada@example.com")),
+            b.ensure_ecom_customer(customer(&connection, "ada@example.com"))
+        );
+        let (first, second) = (first.expect("created"), second.expect("found"));
+        assert_eq!(first.0.id, second.0.id);
+        assert!(first.1 ^ second.1, "exactly one of them created it");
+        assert_eq!(sandbox.activecampaign.request_count("acme"), 10);
+
+        let wanted = order(&connection, &first.0.id, 4900);
+        let (one, other) = tokio::join!(
+            a.upsert_ecom_order(&wanted, None),
+            b.upsert_ecom_order(&wanted, None)
+        );
+        assert_eq!(one.expect("created"), other.expect("found after the 422"));
+        // ... and the order's loser updates the order it found.
+        assert_eq!(sandbox.activecampaign.request_count("acme"), 16);
+
+        let snapshot = sandbox.activecampaign.snapshot("acme");
+        assert_eq!(snapshot.connections.len(), 1);
+        assert_eq!(snapshot.ecom_customers.len(), 1);
+        assert_eq!(snapshot.ecom_orders.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_order_deleted_in_activecampaign_is_created_again() {
+        let (sandbox, base) = sandbox(100).await;
+        let client = client(&base);
+        let connection = client
+            .ensure_connection(stripe_connection())
+            .await
+            .expect("connection");
+        let (customer, _) = client
+            .ensure_ecom_customer(customer(&connection, "ada@example.com"))
+            .await
+            .expect("customer");
+        let id = client
+            .upsert_ecom_order(&order(&connection, &customer.id, 4900), None)
+            .await
+            .expect("created");
+        let deleted = reqwest::Client::new()
+            .delete(format!("{base}/api/3/ecomOrders/{id}"))
+            .header("Api-Token", "good-token")
+            .send()
+            .await
+            .expect("delete");
+        assert!(deleted.status().is_success());
+        let recreated = client
+            .upsert_ecom_order(&order(&connection, &customer.id, 4900), Some(&id))
+            .await
+            .expect("recreated after the 404");
+        assert_ne!(recreated, id);
+        assert_eq!(
+            sandbox
+                .activecampaign
+                .snapshot("acme")
+                .ecom_orders_with("ch_1")
+                .len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_order_is_permanent_with_acs_detail() {
+        let (_sandbox, base) = sandbox(100).await;
+        let client = client(&base);
+        let connection = client
+            .ensure_connection(stripe_connection())
+            .await
+            .expect("connection");
+        // Customer 999 does not exist: a 422 that is not a duplicate.
+        match client
+            .upsert_ecom_order(&order(&connection, "999", 4900), None)
+            .await
+        {
+            Err(DeliveryError::Permanent {
+                class,
+                http_status,
+                message,
+                detail,
+            }) => {
+                assert_eq!(class, FailureClass::Rejected);
+                assert_eq!(http_status, Some(422));
+                assert!(message.contains("POST /ecomOrders"), "{message}");
+                assert!(detail.get("errors").is_some(), "{detail}");
+            }
+            other => panic!("expected a permanent 422, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn tracked_events_carry_the_accounts_actid_and_key() {
+        let (sandbox, _base) = sandbox(100).await;
+        let account = AcAccount::new("acme", "good-token");
+        let url = sandbox.activecampaign.tracking_base_url("acme");
+        let tracker = EventTracker::new(
+            &url,
+            &account.event_actid,
+            &account.event_key,
+            Duration::from_secs(5),
+        );
+        tracker
+            .track(
+                "Stripe event received",
+                "charge.succeeded",
+                "ada@example.com",
+            )
+            .await
+            .expect("tracked");
+        let tracked = sandbox.activecampaign.snapshot("acme").tracked_events;
+        assert_eq!(tracked.len(), 1);
+        assert_eq!(tracked[0].event, "Stripe event received");
+        assert_eq!(tracked[0].eventdata.as_deref(), Some("charge.succeeded"));
+        assert_eq!(tracked[0].email, "ada@example.com");
+
+        let wrong = EventTracker::new(
+            &url,
+            &account.event_actid,
+            "not-the-key",
+            Duration::from_secs(5),
+        );
+        match wrong
+            .track(
+                "Stripe event received",
+                "charge.succeeded",
+                "ada@example.com",
+            )
+            .await
+        {
+            Err(DeliveryError::Permanent { class, message, .. }) => {
+                assert_eq!(class, FailureClass::Configuration);
+                assert!(message.contains("actid and key"), "{message}");
+                assert!(!message.contains("not-the-key"), "{message}");
+            }
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+}

@@ -287,6 +287,9 @@ pub struct ActiveCampaignConnection {
     /// ActiveCampaign allows 5 requests/s per account, shared by every key.
     #[serde(default = "default_ac_rate")]
     pub requests_per_second: u32,
+    /// Settings > Tracking > Event Tracking "Event Key", for syncs with `track_events = true`.
+    #[serde(default)]
+    pub event_key: Option<SecretRef>,
 }
 
 fn default_ac_rate() -> u32 {

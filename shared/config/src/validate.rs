@@ -164,6 +164,15 @@ impl Config {
                 &err,
                 role.needs(DestinationKind::Activecampaign),
             )?;
+            if let Some(key) = c.event_key.as_mut() {
+                resolve(
+                    key,
+                    var,
+                    &format!("{at}.event_key"),
+                    &err,
+                    role.needs(DestinationKind::Activecampaign),
+                )?;
+            }
             if c.requests_per_second == 0 {
                 return Err(err(
                     format!("{at}.requests_per_second"),

@@ -420,6 +420,7 @@ destination = "ac-test"
             topology.cursors_bucket(),
             topology.leases_bucket(),
             topology.ignores_bucket(),
+            topology.rate_limits_bucket(),
         ] {
             let _ = js.delete_key_value(bucket).await;
         }

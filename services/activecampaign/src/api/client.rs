@@ -20,6 +20,8 @@ pub struct ActiveCampaignClient {
     api: String,
     token: SecretString,
     limiter: RateLimiter,
+    /// The account's rate shared with every replica, when the worker runs with NATS.
+    shared_limiter: Option<billsync_bus::SharedRateLimiter>,
     /// Tag name → id; tags are never deleted by billsync, so the cache never goes stale
     /// in a way that matters (a deleted tag makes contactTags fail, and the entry is dropped).
     tags: Mutex<HashMap<String, String>>,
@@ -37,8 +39,16 @@ impl ActiveCampaignClient {
             api: format!("{}/api/3", base_url.trim_end_matches('/')),
             token: SecretString::from(token.to_string()),
             limiter: RateLimiter::per_second(requests_per_second),
+            shared_limiter: None,
             tags: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Spaces requests by a rate shared with every replica (ActiveCampaign's limit is per
+    /// account, whatever the number of workers).
+    pub fn with_shared_limiter(mut self, limiter: billsync_bus::SharedRateLimiter) -> Self {
+        self.shared_limiter = Some(limiter);
+        self
     }
 
     /// `POST /contact/sync`: creates or updates the contact with this email (email is unique
@@ -205,6 +215,229 @@ impl ActiveCampaignClient {
         }
     }
 
+    /// The id of the deep data connection of `service` with this `externalid`, creating it
+    /// when the account has none. Looked up first, so restarts and replicas find the one that
+    /// exists; a 422 on create means another replica won the race, so it is read again.
+    pub async fn ensure_connection(
+        &self,
+        connection: ConnectionInput<'_>,
+    ) -> Result<String, DeliveryError> {
+        if let Some(found) = self
+            .find_connection(connection.service, connection.externalid)
+            .await?
+        {
+            return Ok(found.id);
+        }
+        let request = ConnectionRequest {
+            connection: connection.clone(),
+        };
+        match self
+            .call::<ConnectionEnvelope>(Method::POST, "/connections", Some(&request))
+            .await
+        {
+            Ok(created) => Ok(created.connection.id),
+            Err(DeliveryError::Permanent {
+                http_status: Some(422),
+                ..
+            }) => self
+                .find_connection(connection.service, connection.externalid)
+                .await?
+                .map(|c| c.id)
+                .ok_or_else(|| {
+                    DeliveryError::permanent(
+                        FailureClass::Rejected,
+                        format!(
+                            "ActiveCampaign refused to create the {} connection {:?} and has none                              of that id",
+                            connection.service, connection.externalid
+                        ),
+                    )
+                }),
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn find_connection(
+        &self,
+        service: &str,
+        externalid: &str,
+    ) -> Result<Option<Connection>, DeliveryError> {
+        let path = format!(
+            "/connections?filters[service]={}&filters[externalid]={}",
+            urlencode(service),
+            urlencode(externalid)
+        );
+        let list: ConnectionList = self.call(Method::GET, &path, None::<&()>).await?;
+        // Filters are exact in AC; checking again costs nothing and guards a lenient server.
+        Ok(list
+            .connections
+            .into_iter()
+            .find(|c| c.service == service && c.externalid == externalid))
+    }
+
+    /// The e-commerce customer `externalid` of connection `connectionid`, if AC has it.
+    pub async fn find_ecom_customer(
+        &self,
+        connectionid: &str,
+        externalid: &str,
+    ) -> Result<Option<EcomCustomer>, DeliveryError> {
+        let path = format!(
+            "/ecomCustomers?filters[connectionid]={}&filters[externalid]={}",
+            urlencode(connectionid),
+            urlencode(externalid)
+        );
+        let list: EcomCustomerList = self.call(Method::GET, &path, None::<&()>).await?;
+        Ok(list
+            .ecom_customers
+            .into_iter()
+            .find(|c| c.externalid == externalid))
+    }
+
+    /// Finds the e-commerce customer or creates it (a 422 race is read again). Returns it and
+    /// whether it had to be created.
+    pub async fn ensure_ecom_customer(
+        &self,
+        customer: EcomCustomerInput<'_>,
+    ) -> Result<(EcomCustomer, bool), DeliveryError> {
+        if let Some(found) = self
+            .find_ecom_customer(customer.connectionid, customer.externalid)
+            .await?
+        {
+            return Ok((found, false));
+        }
+        let request = EcomCustomerRequest {
+            ecom_customer: customer.clone(),
+        };
+        match self
+            .call::<EcomCustomerEnvelope>(Method::POST, "/ecomCustomers", Some(&request))
+            .await
+        {
+            Ok(created) => Ok((created.ecom_customer, true)),
+            Err(DeliveryError::Permanent {
+                http_status: Some(422),
+                ..
+            }) => {
+                let found = self
+                    .find_ecom_customer(customer.connectionid, customer.externalid)
+                    .await?;
+                found.map(|c| (c, false)).ok_or_else(|| {
+                    DeliveryError::permanent(
+                        FailureClass::Rejected,
+                        format!(
+                            "ActiveCampaign refused to create e-commerce customer {:?} and has                              none of that id",
+                            customer.externalid
+                        ),
+                    )
+                })
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// `PUT /ecomCustomers/{id}`.
+    pub async fn update_ecom_customer(
+        &self,
+        id: &str,
+        customer: EcomCustomerInput<'_>,
+    ) -> Result<(), DeliveryError> {
+        let request = EcomCustomerRequest {
+            ecom_customer: customer,
+        };
+        let _: Value = self
+            .call(Method::PUT, &format!("/ecomCustomers/{id}"), Some(&request))
+            .await?;
+        Ok(())
+    }
+
+    /// The order `externalid` of connection `connectionid`, if AC has it.
+    pub async fn find_ecom_order(
+        &self,
+        connectionid: &str,
+        externalid: &str,
+    ) -> Result<Option<EcomOrder>, DeliveryError> {
+        let path = format!(
+            "/ecomOrders?filters[connectionid]={}&filters[externalid]={}",
+            urlencode(connectionid),
+            urlencode(externalid)
+        );
+        let list: EcomOrderList = self.call(Method::GET, &path, None::<&()>).await?;
+        Ok(list
+            .ecom_orders
+            .into_iter()
+            .find(|o| o.externalid.as_deref() == Some(externalid)))
+    }
+
+    /// Writes `order` and returns its id: a `PUT` to `known_id` when billsync remembers one,
+    /// else a lookup by external id, then `PUT` or `POST`. An order deleted in AC (404 on
+    /// the `PUT`) is looked up again; a 422 duplicate on `POST` (another replica, or a
+    /// lookup that raced a create) is read again and updated. No path creates a second order
+    /// of one external id.
+    pub async fn upsert_ecom_order(
+        &self,
+        order: &EcomOrderInput,
+        known_id: Option<&str>,
+    ) -> Result<String, DeliveryError> {
+        if let Some(id) = known_id {
+            match self.update_ecom_order(id, order).await {
+                Ok(()) => return Ok(id.to_string()),
+                Err(DeliveryError::Permanent {
+                    http_status: Some(404),
+                    ..
+                }) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        if let Some(found) = self
+            .find_ecom_order(&order.connectionid, &order.externalid)
+            .await?
+        {
+            self.update_ecom_order(&found.id, order).await?;
+            return Ok(found.id);
+        }
+        let request = EcomOrderRequest { ecom_order: order };
+        match self
+            .call::<EcomOrderEnvelope>(Method::POST, "/ecomOrders", Some(&request))
+            .await
+        {
+            Ok(created) => Ok(created.ecom_order.id),
+            Err(DeliveryError::Permanent {
+                http_status: Some(422),
+                message,
+                detail,
+                class,
+            }) => {
+                let Some(found) = self
+                    .find_ecom_order(&order.connectionid, &order.externalid)
+                    .await?
+                else {
+                    // Not a duplicate: AC refused the order itself.
+                    return Err(DeliveryError::Permanent {
+                        class,
+                        message,
+                        http_status: Some(422),
+                        detail,
+                    });
+                };
+                self.update_ecom_order(&found.id, order).await?;
+                Ok(found.id)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn update_ecom_order(
+        &self,
+        id: &str,
+        order: &EcomOrderInput,
+    ) -> Result<(), DeliveryError> {
+        let request = EcomOrderUpdateRequest {
+            ecom_order: EcomOrderUpdate::from(order),
+        };
+        let _: Value = self
+            .call(Method::PUT, &format!("/ecomOrders/{id}"), Some(&request))
+            .await?;
+        Ok(())
+    }
+
     /// A cheap authenticated call, for readiness and start-up checks.
     pub async fn check(&self) -> Result<(), DeliveryError> {
         let _: Value = self
@@ -219,7 +452,10 @@ impl ActiveCampaignClient {
         path: &str,
         body: Option<&impl Serialize>,
     ) -> Result<T, DeliveryError> {
-        self.limiter.acquire().await;
+        match &self.shared_limiter {
+            Some(shared) => shared.acquire().await,
+            None => self.limiter.acquire().await,
+        }
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path}", self.api))
@@ -245,6 +481,9 @@ impl ActiveCampaignClient {
         }) = &classified
         {
             self.limiter.back_off(*delay);
+            if let Some(shared) = &self.shared_limiter {
+                shared.back_off(*delay).await;
+            }
         }
         classified.map_err(|e| with_endpoint(e, &method, endpoint))?;
         serde_json::from_slice(&bytes).map_err(|error| {
@@ -261,18 +500,37 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<
     let detail: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     if status.is_success() {
         // A 2xx with an `errors` array is still a refusal.
-        return match detail.get("errors").and_then(Value::as_array) {
-            Some(errors) if !errors.is_empty() => Err(DeliveryError::Permanent {
-                class: FailureClass::Rejected,
+        if let Some(errors) = detail.get("errors").and_then(Value::as_array) {
+            if !errors.is_empty() {
+                return Err(DeliveryError::Permanent {
+                    class: FailureClass::Rejected,
+                    message: format!(
+                        "ActiveCampaign reported errors: {}",
+                        describe(&detail, body)
+                    ),
+                    http_status: Some(status.as_u16()),
+                    detail,
+                });
+            }
+        }
+        // Event tracking (trackcmp) answers 200 with `success: 0` when it refuses an event;
+        // what it refuses (actid, key, tracking switched off) is the account's set-up.
+        let refused = matches!(detail.get("success"), Some(Value::Number(n)) if n.as_i64() == Some(0))
+            || detail.get("success").and_then(Value::as_str) == Some("0");
+        if refused {
+            return Err(DeliveryError::Permanent {
+                class: FailureClass::Configuration,
                 message: format!(
-                    "ActiveCampaign reported errors: {}",
+                    "ActiveCampaign's event tracking refused the event: {}; check the event \
+                     tracking actid and key (Settings > Tracking > Event Tracking) and that \
+                     event tracking is on",
                     describe(&detail, body)
                 ),
                 http_status: Some(status.as_u16()),
                 detail,
-            }),
-            _ => Ok(()),
-        };
+            });
+        }
+        return Ok(());
     }
     let code = status.as_u16();
     match status {
@@ -388,7 +646,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs_f64)
 }
 
-fn transport_error(error: reqwest::Error) -> DeliveryError {
+pub(super) fn transport_error(error: reqwest::Error) -> DeliveryError {
     let what = if error.is_timeout() {
         "timed out"
     } else if error.is_connect() {
@@ -404,7 +662,7 @@ fn transport_error(error: reqwest::Error) -> DeliveryError {
     }
 }
 
-fn urlencode(text: &str) -> String {
+pub(crate) fn urlencode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         match byte {

@@ -2,7 +2,9 @@
 
 mod client;
 mod rate_limit;
+mod tracking;
 pub mod types;
 
 pub use client::{classify, ActiveCampaignClient};
 pub use rate_limit::RateLimiter;
+pub use tracking::{EventTracker, DEFAULT_TRACKING_URL};

@@ -131,3 +131,194 @@ pub struct ContactTagInput<'a> {
     pub contact: &'a str,
     pub tag: &'a str,
 }
+
+/// `POST /connections`: the e-commerce connection deep data hangs off.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionRequest<'a> {
+    pub connection: ConnectionInput<'a>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionInput<'a> {
+    pub service: &'a str,
+    pub externalid: &'a str,
+    pub name: &'a str,
+    pub logo_url: &'a str,
+    pub link_url: &'a str,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConnectionEnvelope {
+    pub connection: Connection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConnectionList {
+    pub connections: Vec<Connection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Connection {
+    pub id: String,
+    pub service: String,
+    pub externalid: String,
+}
+
+/// `POST /ecomCustomers` and `PUT /ecomCustomers/{id}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EcomCustomerRequest<'a> {
+    #[serde(rename = "ecomCustomer")]
+    pub ecom_customer: EcomCustomerInput<'a>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EcomCustomerInput<'a> {
+    pub connectionid: &'a str,
+    pub externalid: &'a str,
+    pub email: &'a str,
+    /// `"1"` opted in, `"0"` not; left out when the billing system does not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepts_marketing: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EcomCustomerEnvelope {
+    #[serde(rename = "ecomCustomer")]
+    pub ecom_customer: EcomCustomer,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EcomCustomerList {
+    #[serde(rename = "ecomCustomers")]
+    pub ecom_customers: Vec<EcomCustomer>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EcomCustomer {
+    pub id: String,
+    #[serde(default)]
+    pub externalid: String,
+    #[serde(default)]
+    pub email: String,
+}
+
+/// `POST /ecomOrders` and `PUT /ecomOrders/{id}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EcomOrderRequest<'a> {
+    #[serde(rename = "ecomOrder")]
+    pub ecom_order: &'a EcomOrderInput,
+}
+
+/// An order as billsync writes it. Amounts are in the currency's smallest unit (AC's
+/// "cents"), as Stripe sends them. Kept as owned data: the worker remembers the last order it
+/// wrote (NATS KV) to skip writes that would change nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EcomOrderInput {
+    pub externalid: String,
+    /// 1 real-time (shows on the dashboard, starts "Makes a purchase"), 0 historical.
+    /// Not among the update fields: AC keeps the source an order was created with.
+    pub source: u8,
+    pub email: String,
+    pub order_products: Vec<OrderProductInput>,
+    pub total_price: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipping_amount: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tax_amount: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discount_amount: Option<i64>,
+    pub currency: String,
+    pub connectionid: String,
+    pub customerid: String,
+    pub external_created_date: String,
+    pub external_updated_date: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_url: Option<String>,
+}
+
+/// `PUT /ecomOrders/{id}`: the spec's update fields only (no `source`, `connectionid`,
+/// `customerid` or `externalCreatedDate`, which AC keeps from the create).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EcomOrderUpdate<'a> {
+    pub externalid: &'a str,
+    pub email: &'a str,
+    pub order_products: &'a [OrderProductInput],
+    pub total_price: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shipping_amount: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tax_amount: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discount_amount: Option<i64>,
+    pub currency: &'a str,
+    pub external_updated_date: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_number: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_url: Option<&'a str>,
+}
+
+impl<'a> From<&'a EcomOrderInput> for EcomOrderUpdate<'a> {
+    fn from(order: &'a EcomOrderInput) -> Self {
+        Self {
+            externalid: &order.externalid,
+            email: &order.email,
+            order_products: &order.order_products,
+            total_price: order.total_price,
+            shipping_amount: order.shipping_amount,
+            tax_amount: order.tax_amount,
+            discount_amount: order.discount_amount,
+            currency: &order.currency,
+            external_updated_date: &order.external_updated_date,
+            order_number: order.order_number.as_deref(),
+            order_url: order.order_url.as_deref(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EcomOrderUpdateRequest<'a> {
+    #[serde(rename = "ecomOrder")]
+    pub ecom_order: EcomOrderUpdate<'a>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderProductInput {
+    pub externalid: String,
+    pub name: String,
+    /// Per unit, in cents; AC refuses negative prices.
+    pub price: i64,
+    pub quantity: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sku: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EcomOrderEnvelope {
+    #[serde(rename = "ecomOrder")]
+    pub ecom_order: EcomOrder,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EcomOrderList {
+    #[serde(rename = "ecomOrders")]
+    pub ecom_orders: Vec<EcomOrder>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EcomOrder {
+    pub id: String,
+    #[serde(default)]
+    pub externalid: Option<String>,
+}

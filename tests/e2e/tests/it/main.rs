@@ -10,6 +10,7 @@ mod operator_api;
 mod operator_cli;
 mod replay;
 mod secrets_in_logs;
+mod stripe_deep_data;
 mod stripe_source;
 mod stripe_to_activecampaign;
 mod sync_errors;

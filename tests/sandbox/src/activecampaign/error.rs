@@ -195,6 +195,40 @@ impl ApiError {
         )
     }
 
+    /// 422 of `POST /connections` for a `(service, externalid)` another connection has. Not in
+    /// the spec; AC refuses a second connection of one external account, and the body takes
+    /// the spec's `duplicate` shape.
+    pub(crate) fn duplicate_connection() -> Self {
+        Self::unprocessable(
+            "The integration already exists in the system.",
+            "",
+            "duplicate",
+            "externalid",
+        )
+    }
+
+    /// 422 for an e-commerce customer whose `(connectionid, externalid)` is taken. Not in the
+    /// spec; shaped like its `duplicate` answers.
+    pub(crate) fn duplicate_ecom_customer() -> Self {
+        Self::unprocessable(
+            "The customer already exists in the system.",
+            "",
+            "duplicate",
+            "externalid",
+        )
+    }
+
+    /// 422 for an order whose `(connectionid, externalid)` (or cart whose
+    /// `externalcheckoutid`) is taken. Not in the spec; shaped like its `duplicate` answers.
+    pub(crate) fn duplicate_ecom_order() -> Self {
+        Self::unprocessable(
+            "The order already exists in the system.",
+            "",
+            "duplicate",
+            "externalid",
+        )
+    }
+
     /// 429 once an account's requests-per-second budget is spent. The spec declares no 429;
     /// AC's rate-limit page says 429 with `Retry-After` in whole seconds. The body is not
     /// documented, so it is a plain message.

@@ -5,10 +5,13 @@
 //! `specs/activecampaign/activecampaign-v3.json`; where it and AC's docs disagree the docs
 //! win, and the place that depends on it says so.
 
+mod ecommerce;
+mod ecommerce_routes;
 mod error;
 mod rate_limit;
 pub(crate) mod routes;
 mod state;
+mod tracking;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -18,6 +21,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use serde::{Deserialize, Serialize};
 
+pub use ecommerce::{
+    AcConnection, AcEcomCustomer, AcEcomOrder, AcOrderDiscount, AcOrderProduct, AcTrackedEvent,
+};
 use rate_limit::SlidingWindow;
 use state::AccountData;
 pub use state::{
@@ -35,12 +41,26 @@ pub struct AcAccount {
     /// The value the `Api-Token` header must carry.
     pub api_token: String,
     pub requests_per_second: u32,
+    /// Event tracking's `actid` (Settings > Tracking > Event Tracking), which
+    /// `trackcmp.net/event` requires beside the event key.
+    pub event_actid: String,
+    /// Event tracking's "Event Key", a secret like the API token.
+    pub event_key: String,
 }
 
 impl AcAccount {
+    /// An account whose event tracking `actid` and key are derived from its name (40 hex
+    /// digits, as AC's keys are), so a test can compute them without asking the sandbox.
     pub fn new(name: impl Into<String>, api_token: impl Into<String>) -> Self {
+        use sha2::{Digest, Sha256};
+        let name = name.into();
+        let digest = Sha256::digest(format!("event-tracking:{name}").as_bytes());
+        let actid = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % 900_000_000
+            + 100_000_000;
         Self {
-            name: name.into(),
+            event_actid: actid.to_string(),
+            event_key: hex::encode(&digest[4..24]),
+            name,
             api_token: api_token.into(),
             requests_per_second: DEFAULT_REQUESTS_PER_SECOND,
         }
@@ -59,6 +79,8 @@ impl fmt::Debug for AcAccount {
             .field("name", &self.name)
             .field("api_token", &"[redacted]")
             .field("requests_per_second", &self.requests_per_second)
+            .field("event_actid", &self.event_actid)
+            .field("event_key", &"[redacted]")
             .finish()
     }
 }
@@ -94,6 +116,8 @@ pub(crate) struct Account {
     name: String,
     api_token: String,
     requests_per_second: u32,
+    event_actid: String,
+    event_key: String,
     /// `.../activecampaign/{account}/api/3`, for the `links` in responses.
     api_url: String,
     faults: Mutex<AcFaults>,
@@ -122,6 +146,11 @@ impl Account {
 
     pub(crate) fn requests_per_second(&self) -> u32 {
         self.requests_per_second
+    }
+
+    /// Whether `actid` and `key` are this account's event tracking credentials.
+    pub(crate) fn tracking_credentials_match(&self, actid: &str, key: &str) -> bool {
+        actid.trim() == self.event_actid && key.trim().as_bytes() == self.event_key.as_bytes()
     }
 
     pub(crate) fn faults(&self) -> AcFaults {
@@ -181,6 +210,8 @@ impl ActiveCampaign {
             name: account.name.clone(),
             api_token: account.api_token,
             requests_per_second: account.requests_per_second,
+            event_actid: account.event_actid,
+            event_key: account.event_key,
             api_url,
             faults: Mutex::default(),
             window: Mutex::default(),
@@ -224,6 +255,12 @@ impl ActiveCampaign {
     /// If no account has this name.
     pub fn request_count(&self, account: &str) -> u64 {
         self.expect(account).requests.load(Ordering::Relaxed)
+    }
+
+    /// `http://127.0.0.1:PORT/activecampaign/{account}/trackcmp`: what `https://trackcmp.net`
+    /// is to a client, which appends `/event`.
+    pub fn tracking_base_url(&self, account: &str) -> String {
+        format!("{}/{account}/trackcmp", self.registry.base_url)
     }
 
     /// Names of all accounts, sorted.

@@ -1,5 +1,6 @@
 //! HTTP surface of the ActiveCampaign emulator: the v3 API under
-//! `/activecampaign/{account}/api/3` and the unauthenticated `/__sandbox/activecampaign`
+//! `/activecampaign/{account}/api/3`, event tracking's `trackcmp` under
+//! `/activecampaign/{account}/trackcmp`, and the unauthenticated `/__sandbox/activecampaign`
 //! read-back and fault controls.
 
 use std::collections::HashMap;
@@ -14,9 +15,10 @@ use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
+use super::ecommerce_routes as ecom;
 use super::error::ApiError;
 use super::state::{AccountData, ContactFilter, FieldInput, ListInput};
-use super::{wire, AcFaults, Account, ActiveCampaign};
+use super::{tracking, wire, AcFaults, Account, ActiveCampaign};
 
 type Reply = Result<Response, ApiError>;
 type Params = Path<HashMap<String, String>>;
@@ -47,6 +49,40 @@ pub(crate) fn api(ac: ActiveCampaign) -> Router {
         .route("/lists", get(list_lists).post(create_list))
         .route("/lists/{id}", get(get_list))
         .route("/contactLists", post(set_list_status))
+        .route(
+            "/connections",
+            get(ecom::list_connections).post(ecom::create_connection),
+        )
+        .route("/connections/{id}", get(ecom::get_connection))
+        .route(
+            "/ecomCustomers",
+            get(ecom::list_customers).post(ecom::create_customer),
+        )
+        .route(
+            "/ecomCustomers/{id}",
+            get(ecom::get_customer)
+                .put(ecom::update_customer)
+                .delete(ecom::delete_customer),
+        )
+        .route(
+            "/ecomOrders",
+            get(ecom::list_orders).post(ecom::create_order),
+        )
+        .route(
+            "/ecomOrders/{id}",
+            get(ecom::get_order)
+                .put(ecom::update_order)
+                .delete(ecom::delete_order),
+        )
+        .route(
+            "/eventTracking",
+            get(tracking::status).put(tracking::set_status),
+        )
+        .route(
+            "/eventTrackingEvents",
+            get(tracking::list_names).post(tracking::create_name),
+        )
+        .route("/eventTrackingEvents/{name}", delete(tracking::delete_name))
         .fallback(route_not_found)
         .method_not_allowed_fallback(route_not_found)
         .layer(middleware::from_fn_with_state(ac, gatekeeper))
@@ -59,6 +95,11 @@ pub(crate) fn control(ac: ActiveCampaign) -> Router {
         .route(
             "/__sandbox/activecampaign/{account}/faults",
             get(read_faults).put(write_faults),
+        )
+        // trackcmp.net stands beside the v3 API, with its own credentials (see `tracking`).
+        .route(
+            "/activecampaign/{account}/trackcmp/event",
+            post(tracking::track_event),
         )
         .with_state(ac)
 }

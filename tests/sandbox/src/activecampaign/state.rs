@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use super::ecommerce::{AcConnection, AcEcomCustomer, AcEcomOrder, AcTrackedEvent, EcomData};
 use super::error::ApiError;
 
 /// A contact, unique per account by email (compared case-insensitively).
@@ -100,6 +101,16 @@ pub struct AcSnapshot {
     pub contact_tags: Vec<AcContactTag>,
     pub lists: Vec<AcList>,
     pub contact_lists: Vec<AcContactList>,
+    /// Deep data: e-commerce connections, customers and orders.
+    #[serde(default)]
+    pub connections: Vec<AcConnection>,
+    #[serde(default)]
+    pub ecom_customers: Vec<AcEcomCustomer>,
+    #[serde(default)]
+    pub ecom_orders: Vec<AcEcomOrder>,
+    /// Events accepted by `trackcmp.net/event`, oldest first.
+    #[serde(default)]
+    pub tracked_events: Vec<AcTrackedEvent>,
 }
 
 impl AcSnapshot {
@@ -233,6 +244,8 @@ pub(crate) struct AccountData {
     lists: BTreeMap<u64, AcList>,
     /// Keyed by `(contact, list)`.
     contact_lists: BTreeMap<(u64, u64), AcContactList>,
+    /// Connections, e-commerce customers and orders, and tracked events.
+    pub(crate) ecom: EcomData,
 }
 
 /// AC's timestamp format: local time with offset, e.g. `2022-04-14T10:03:23-05:00`.
@@ -740,7 +753,7 @@ impl AccountData {
         contact_tags.sort_by_key(|ct| numeric(&ct.id));
         let mut contact_lists: Vec<AcContactList> = self.contact_lists.values().cloned().collect();
         contact_lists.sort_by_key(|cl| numeric(&cl.id));
-        AcSnapshot {
+        let mut snapshot = AcSnapshot {
             contacts: self.contacts.values().cloned().collect(),
             fields: self.fields.values().cloned().collect(),
             field_values,
@@ -748,7 +761,10 @@ impl AccountData {
             contact_tags,
             lists: self.lists.values().cloned().collect(),
             contact_lists,
-        }
+            ..AcSnapshot::default()
+        };
+        self.ecom.fill(&mut snapshot);
+        snapshot
     }
 }
 

@@ -3,6 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::ecommerce::{AcConnection, AcEcomCustomer, AcEcomOrder, AcOrderProduct};
 use super::error::ApiError;
 use super::state::{
     AcContact, AcContactList, AcContactTag, AcField, AcFieldValue, AcList, AcTag, ContactInput,
@@ -38,6 +39,15 @@ pub(crate) fn text(object: &Map<String, Value>, key: &str) -> Option<String> {
 pub(crate) fn id(object: &Map<String, Value>, key: &str) -> Option<u64> {
     match object.get(key)? {
         Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// An integer attribute (cents, quantities, `source`), sent as `4900` or `"4900"`.
+pub(crate) fn integer(object: &Map<String, Value>, key: &str) -> Option<i64> {
+    match object.get(key)? {
+        Value::Number(n) => n.as_i64(),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
@@ -287,6 +297,156 @@ pub(crate) fn contact_list(
         },
         "id": cl.id,
         "automation": null
+    })
+}
+
+/// A connection as `POST /connections` and `GET /connections` show it.
+pub(crate) fn connection(api: &str, c: &AcConnection) -> Value {
+    json!({
+        "service": c.service,
+        "externalid": c.externalid,
+        "name": c.name,
+        "isInternal": "0",
+        "connectionType": "ecommerce",
+        "status": "1",
+        "syncStatus": "0",
+        "lastSync": null,
+        "logoUrl": c.logo_url,
+        "linkUrl": c.link_url,
+        "listId": c.list_id,
+        "cdate": c.cdate,
+        "udate": c.udate,
+        "links": {
+            "options": format!("{api}/connections/{}/options", c.id),
+            "customers": format!("{api}/connections/{}/customers", c.id)
+        },
+        "id": c.id
+    })
+}
+
+/// An e-commerce customer with the totals AC keeps for it (`totalRevenue` in cents over its
+/// orders, as the spec's examples show them: strings).
+pub(crate) fn ecom_customer<'a>(
+    api: &str,
+    c: &AcEcomCustomer,
+    orders: impl Iterator<Item = &'a AcEcomOrder>,
+) -> Value {
+    let (mut revenue, mut count, mut products) = (0i64, 0i64, 0i64);
+    for order in orders {
+        revenue += order.total_price;
+        count += 1;
+        products += order.order_products.iter().map(|p| p.quantity).sum::<i64>();
+    }
+    let average = if count > 0 { revenue / count } else { 0 };
+    json!({
+        "connectionid": c.connectionid,
+        "externalid": c.externalid,
+        "email": c.email,
+        "totalRevenue": revenue.to_string(),
+        "totalOrders": count.to_string(),
+        "totalProducts": products.to_string(),
+        "avgRevenuePerOrder": average.to_string(),
+        "avgProductCategory": "",
+        "tstamp": c.tstamp,
+        "acceptsMarketing": c.accepts_marketing,
+        "links": {
+            "connection": format!("{api}/ecomCustomers/{}/connection", c.id),
+            "orders": format!("{api}/ecomCustomers/{}/orders", c.id)
+        },
+        "id": c.id,
+        "connection": c.connectionid
+    })
+}
+
+/// An order as `GET /ecomOrders` shows it: products and discounts by id only.
+pub(crate) fn ecom_order(api: &str, o: &AcEcomOrder) -> Value {
+    json!({
+        "externalid": o.externalid,
+        "externalcheckoutid": o.externalcheckoutid,
+        "source": o.source.to_string(),
+        "email": o.email,
+        "currency": o.currency,
+        "connectionid": o.connectionid,
+        "customerid": o.customerid,
+        "orderUrl": o.order_url,
+        "orderNumber": o.order_number,
+        "shippingMethod": o.shipping_method,
+        "totalPrice": o.total_price,
+        "shippingAmount": o.shipping_amount,
+        "taxAmount": o.tax_amount,
+        "discountAmount": o.discount_amount,
+        "externalCreatedDate": o.external_created_date,
+        "externalUpdatedDate": o.external_updated_date,
+        "abandonedDate": o.abandoned_date,
+        "totalProducts": o.order_products.len(),
+        "createdDate": o.created_date,
+        "updatedDate": o.updated_date,
+        "state": o.state,
+        "connection": o.connectionid,
+        "orderProducts": o.order_products.iter().map(|p| p.id.clone()).collect::<Vec<_>>(),
+        "customer": o.customerid,
+        "orderDate": o.external_created_date,
+        "tstamp": o.updated_date,
+        "links": {
+            "connection": format!("{api}/ecomOrders/{}/connection", o.id),
+            "customer": format!("{api}/ecomOrders/{}/customer", o.id),
+            "orderProducts": format!("{api}/ecomOrders/{}/orderProducts", o.id),
+            "orderDiscounts": format!("{api}/ecomOrders/{}/orderDiscounts", o.id),
+            "orderActivities": format!("{api}/ecomOrders/{}/orderActivities", o.id)
+        },
+        "id": o.id
+    })
+}
+
+/// The answer of order writes: the order with its products and discounts spelled out, as in
+/// the spec's `POST /ecomOrders` and `PUT /ecomOrders/{id}` examples.
+pub(crate) fn ecom_order_written(api: &str, o: &AcEcomOrder) -> Value {
+    let products: Vec<Value> = o
+        .order_products
+        .iter()
+        .map(|p| order_product(api, o, p))
+        .collect();
+    let discounts: Vec<Value> = o
+        .order_discounts
+        .iter()
+        .map(|d| {
+            json!({
+                "name": d.name,
+                "type": d.discount_type,
+                "orderid": o.id,
+                "discountAmount": d.discount_amount.to_string(),
+                "id": d.id,
+                "createdDate": o.created_date,
+                "updatedDate": o.updated_date
+            })
+        })
+        .collect();
+    json!({
+        "ecomOrderProducts": products,
+        "ecomOrderDiscounts": discounts,
+        "ecomOrder": ecom_order(api, o),
+    })
+}
+
+fn order_product(api: &str, o: &AcEcomOrder, p: &AcOrderProduct) -> Value {
+    json!({
+        "orderid": o.id,
+        "connectionid": o.connectionid,
+        "externalid": p.externalid,
+        "sku": p.sku,
+        "name": p.name,
+        "description": p.description,
+        "price": p.price.to_string(),
+        "quantity": p.quantity.to_string(),
+        "category": p.category,
+        "imageUrl": p.image_url,
+        "productUrl": p.product_url,
+        "createdDate": o.created_date,
+        "updatedDate": o.updated_date,
+        "tstamp": o.updated_date,
+        "links": {"ecomOrder": format!("{api}/ecomOrderProducts/{}/ecomOrder", p.id)},
+        "id": p.id,
+        "ecomOrder": o.id
     })
 }
 

@@ -457,3 +457,285 @@ async fn injected_failures_and_unknown_routes() {
         (StatusCode::NOT_FOUND, json!({"message": "Not Found"}))
     );
 }
+
+impl Ac {
+    async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::PUT, path, Some(body)).await
+    }
+}
+
+/// Creates the Stripe connection and one e-commerce customer; returns their ids.
+async fn connection_and_customer(ac: &Ac) -> (String, String) {
+    let (status, created) = ac
+        .post(
+            "/connections",
+            json!({"connection": {"service": "stripe", "externalid": "stripe-live",
+                "name": "Stripe", "logoUrl": "https://example.com/logo.png",
+                "linkUrl": "https://dashboard.stripe.com"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let connection = created["connection"]["id"].as_str().expect("id").to_owned();
+    let (status, created) = ac
+        .post(
+            "/ecomCustomers",
+            json!({"ecomCustomer": {"connectionid": connection, "externalid": "cus_1",
+                "email": "ada@example.com", "acceptsMarketing": "1"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let customer = created["ecomCustomer"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    (connection, customer)
+}
+
+#[tokio::test]
+async fn connections_and_ecom_customers_are_unique_per_external_id() {
+    let sandbox = spawn_sandbox().await;
+    let ac = acme(&sandbox);
+    let (connection, customer) = connection_and_customer(&ac).await;
+
+    let (status, body) = ac
+        .post(
+            "/connections",
+            json!({"connection": {"service": "stripe", "externalid": "stripe-live",
+                "name": "Again", "logoUrl": "x", "linkUrl": "y"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["errors"][0]["code"], "duplicate");
+    let (status, body) = ac
+        .post(
+            "/connections",
+            json!({"connection": {"service": "stripe", "externalid": "other"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["errors"][0]["code"], "field_missing");
+
+    let (status, found) = ac
+        .get("/connections?filters[service]=stripe&filters[externalid]=stripe-live")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(found["connections"].as_array().expect("list").len(), 1);
+    assert_eq!(found["connections"][0]["id"], connection.as_str());
+    let (_, none) = ac.get("/connections?filters[externalid]=nope").await;
+    assert_eq!(none["connections"], json!([]));
+
+    let (status, body) = ac
+        .post(
+            "/ecomCustomers",
+            json!({"ecomCustomer": {"connectionid": connection, "externalid": "cus_1",
+                "email": "other@example.com"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["errors"][0]["code"], "duplicate");
+    let (status, body) = ac
+        .post(
+            "/ecomCustomers",
+            json!({"ecomCustomer": {"connectionid": "999", "externalid": "cus_2",
+                "email": "b@example.com"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    let path =
+        format!("/ecomCustomers?filters[connectionid]={connection}&filters[externalid]=cus_1");
+    let (_, found) = ac.get(&path).await;
+    assert_eq!(found["ecomCustomers"][0]["id"], customer.as_str());
+    assert_eq!(found["ecomCustomers"][0]["acceptsMarketing"], "1");
+    let (_, by_email) = ac
+        .get("/ecomCustomers?filters[email]=ADA@example.com")
+        .await;
+    assert_eq!(by_email["meta"]["total"], "1");
+
+    let (status, updated) = ac
+        .put(
+            &format!("/ecomCustomers/{customer}"),
+            json!({"ecomCustomer": {"email": "ada.new@example.com"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    let snapshot = sandbox.activecampaign.snapshot("acme");
+    assert_eq!(snapshot.connections.len(), 1);
+    assert_eq!(
+        snapshot
+            .connection("stripe", "stripe-live")
+            .map(|c| c.name.as_str()),
+        Some("Stripe")
+    );
+    let stored = snapshot.ecom_customer("cus_1").expect("customer");
+    assert_eq!(stored.email, "ada.new@example.com");
+    assert_eq!(stored.connectionid, connection);
+}
+
+#[tokio::test]
+async fn orders_are_unique_per_external_id_and_updates_replace_what_they_carry() {
+    let sandbox = spawn_sandbox().await;
+    let ac = acme(&sandbox);
+    let (connection, customer) = connection_and_customer(&ac).await;
+    let order = json!({"ecomOrder": {
+        "externalid": "ch_1", "source": 1, "email": "ada@example.com",
+        "orderProducts": [{"externalid": "price_1", "name": "Pro plan", "price": 4900,
+            "quantity": 1, "category": "subscription"}],
+        "totalPrice": 4900, "currency": "USD", "connectionid": connection,
+        "customerid": customer, "externalCreatedDate": "2024-04-10T12:00:00+00:00",
+        "orderNumber": "A-1"}});
+
+    let (status, created) = ac.post("/ecomOrders", order.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["ecomOrder"]["id"].as_str().expect("id").to_owned();
+    assert_eq!(created["ecomOrderProducts"][0]["name"], "Pro plan");
+    let (status, duplicate) = ac.post("/ecomOrders", order).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(duplicate["errors"][0]["code"], "duplicate");
+
+    let (status, invalid) = ac
+        .post(
+            "/ecomOrders",
+            json!({"ecomOrder": {"externalid": "ch_2", "source": 1,
+                "email": "ada@example.com", "totalPrice": -5, "currency": "USD",
+                "connectionid": connection, "customerid": customer,
+                "externalCreatedDate": "2024-04-10T12:00:00+00:00"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{invalid}");
+
+    let path = format!("/ecomOrders?filters[connectionid]={connection}&filters[externalid]=ch_1");
+    let (_, found) = ac.get(&path).await;
+    assert_eq!(found["meta"]["total"], "1");
+    assert_eq!(found["ecomOrders"][0]["id"], id.as_str());
+    assert_eq!(found["ecomOrders"][0]["totalPrice"], 4900);
+
+    let (status, updated) = ac
+        .put(
+            &format!("/ecomOrders/{id}"),
+            json!({"ecomOrder": {"totalPrice": 1900,
+                "externalUpdatedDate": "2024-04-11T12:00:00+00:00"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    let (status, missing) = ac
+        .put("/ecomOrders/999", json!({"ecomOrder": {"totalPrice": 1}}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+
+    let (_, with_totals) = ac.get(&format!("/ecomCustomers/{customer}")).await;
+    assert_eq!(with_totals["ecomCustomer"]["totalRevenue"], "1900");
+    assert_eq!(with_totals["ecomCustomer"]["totalOrders"], "1");
+
+    let snapshot = sandbox.activecampaign.snapshot("acme");
+    assert_eq!(snapshot.ecom_orders_with("ch_1").len(), 1);
+    let stored = snapshot.ecom_order("ch_1").expect("order");
+    assert_eq!(stored.total_price, 1900);
+    assert_eq!(stored.currency, "USD");
+    assert_eq!(stored.source, 1);
+    assert_eq!(stored.order_number.as_deref(), Some("A-1"));
+    assert_eq!(stored.order_products.len(), 1);
+    assert_eq!(stored.order_products[0].price, 4900);
+    assert_eq!(
+        stored.external_updated_date.as_deref(),
+        Some("2024-04-11T12:00:00+00:00")
+    );
+    assert_eq!(snapshot.ecom_orders_of(&customer).len(), 1);
+}
+
+#[tokio::test]
+async fn deep_data_routes_share_the_accounts_rate_limit() {
+    let sandbox = spawn_sandbox().await;
+    sandbox
+        .activecampaign
+        .add_account(AcAccount::new("limited", "limited-token"));
+    let ac = Ac::new(&sandbox, "limited", "limited-token");
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(ac.get("/ecomOrders").await.0);
+    }
+    assert_eq!(statuses[..5], [StatusCode::OK; 5]);
+    assert_eq!(statuses[5], StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(sandbox.activecampaign.request_count("limited"), 6);
+}
+
+#[tokio::test]
+async fn tracked_events_need_the_accounts_actid_and_key() {
+    let sandbox = spawn_sandbox().await;
+    let ac = acme(&sandbox);
+    let account = AcAccount::new("acme", "acme-token");
+    ac.post(
+        "/contact/sync",
+        json!({"contact": {"email": "ada@example.com"}}),
+    )
+    .await;
+    let url = format!("{}/event", sandbox.activecampaign.tracking_base_url("acme"));
+    let send = |actid: String, key: String, event: &'static str| {
+        let http = reqwest::Client::new();
+        let url = url.clone();
+        async move {
+            let form = format!(
+                "actid={actid}&key={key}&event={}&eventdata=charge.succeeded&visit={}",
+                event.replace(' ', "+"),
+                "%7B%22email%22%3A%22ada%40example.com%22%7D"
+            );
+            let response = http
+                .post(url)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(form)
+                .send()
+                .await
+                .expect("post");
+            assert_eq!(response.status(), StatusCode::OK);
+            response.json::<Value>().await.expect("json")
+        }
+    };
+    let accepted = send(
+        account.event_actid.clone(),
+        account.event_key.clone(),
+        "Stripe event received",
+    )
+    .await;
+    assert_eq!(accepted, json!({"success": 1, "message": "Event spawned"}));
+    let refused = send(account.event_actid.clone(), "wrong".into(), "x").await;
+    assert_eq!(refused["success"], 0);
+    let too_long = send(
+        account.event_actid.clone(),
+        account.event_key.clone(),
+        "customer.subscription.trial_will_end",
+    )
+    .await;
+    assert_eq!(too_long["success"], 0);
+
+    let snapshot = sandbox.activecampaign.snapshot("acme");
+    let tracked = snapshot.tracked_events_of("ada@example.com");
+    assert_eq!(tracked.len(), 1);
+    assert_eq!(tracked[0].event, "Stripe event received");
+    assert_eq!(tracked[0].eventdata.as_deref(), Some("charge.succeeded"));
+    assert_eq!(
+        tracked[0].contact.as_deref(),
+        Some(snapshot.contacts[0].id.as_str())
+    );
+    let (_, names) = ac.get("/eventTrackingEvents").await;
+    assert_eq!(
+        names["eventTrackingEvents"][0]["name"],
+        "Stripe event received"
+    );
+    // Tracking requests are not v3 API requests.
+    assert_eq!(sandbox.activecampaign.request_count("acme"), 2);
+
+    let (status, _) = ac
+        .put(
+            "/eventTracking",
+            json!({"eventTracking": {"enabled": false}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let disabled = send(
+        account.event_actid.clone(),
+        account.event_key.clone(),
+        "Stripe event received",
+    )
+    .await;
+    assert_eq!(disabled["success"], 0);
+}

@@ -1,0 +1,436 @@
+//! Writing deep data into one ActiveCampaign account: the e-commerce connection of each
+//! billing source, e-commerce customers and orders, and what billsync remembers about them
+//! in NATS KV so that a repeated event costs no API call and never creates a second record.
+//!
+//! What is remembered, per destination connection (keys under the links bucket):
+//! - `…/ecom_customer/<customer>`: the e-commerce customer's id and the email it has;
+//! - `…/ecom_order/<externalid>`: the order's id, the body last written, the largest refund
+//!   seen and the newest event position applied;
+//! - `…/tracked/<object>/<id>`: which events of an object were sent to event tracking.
+//!
+//! Connection ids are kept in memory: one lookup per source per process.
+//! Every record can be lost without harm: the next event looks the order or customer up by
+//! its external id before creating it.
+
+use crate::api::types::{ConnectionInput, EcomCustomerInput, EcomOrderInput};
+use crate::api::ActiveCampaignClient;
+use crate::stripe_orders::PlannedOrder;
+use async_nats::jetstream::kv;
+use billsync_bus::Topology;
+use billsync_events::{BillingEventV1, DestinationKind};
+use billsync_worker::DeliveryError;
+use chrono::{DateTime, Utc};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use tokio::sync::Mutex;
+
+/// The connection AC shows for a Stripe account ("Connected Apps").
+const STRIPE_LOGO: &str = "https://stripe.com/img/v3/home/twitter.png";
+const STRIPE_DASHBOARD: &str = "https://dashboard.stripe.com";
+
+pub struct EcomBook {
+    /// The destination connection's name, the first part of every key.
+    destination: String,
+    kv: kv::Store,
+    /// Source connection → AC connection id.
+    connections: Mutex<HashMap<String, String>>,
+}
+
+/// The e-commerce customer an order belongs to.
+pub struct EcomCustomerRef<'a> {
+    /// The Stripe connection's name.
+    pub source_connection: &'a str,
+    /// The Stripe customer id, or the email of a guest.
+    pub externalid: &'a str,
+    pub email: &'a str,
+    pub accepts_marketing: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CustomerRecord {
+    id: String,
+    connection_id: String,
+    email: String,
+    #[serde(default)]
+    accepts_marketing: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct OrderRecord {
+    /// AC's id, once the order exists.
+    #[serde(default)]
+    id: Option<String>,
+    /// The body last written, to skip writes that would change nothing.
+    #[serde(default)]
+    sent: Option<EcomOrderInput>,
+    /// What was paid before refunds, for refunds that arrive through another object.
+    #[serde(default)]
+    paid: Option<i64>,
+    /// The largest refunded amount seen: refunds only grow.
+    #[serde(default)]
+    refunded: i64,
+    /// The newest event position (Stripe `event.created`) that shaped the order.
+    #[serde(default)]
+    position: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct TrackRecord {
+    position: i64,
+    /// Events at `position` already tracked (several can share a second).
+    events: Vec<String>,
+}
+
+/// What became of an order write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderWrite {
+    /// AC has the order as the event describes it; its id.
+    Written(String),
+    /// AC already had exactly this; no call was made.
+    Unchanged(String),
+    /// A newer event already shaped the order; nothing was written.
+    Stale,
+    /// Remembered for an order that does not exist yet (a refund before its invoice).
+    Deferred,
+}
+
+impl EcomBook {
+    pub fn new(destination: &str, kv: kv::Store) -> Self {
+        Self {
+            destination: destination.to_string(),
+            kv,
+            connections: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn key(&self, source_connection: &str, record: &str) -> String {
+        Topology::record_kv_key(
+            DestinationKind::Activecampaign,
+            &self.destination,
+            &format!("stripe/{source_connection}/{record}"),
+        )
+    }
+
+    async fn load<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, DeliveryError> {
+        let stored = self.kv.get(key).await.map_err(kv_error)?;
+        Ok(stored.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+    }
+
+    async fn save<T: Serialize>(&self, key: &str, value: &T) -> Result<(), DeliveryError> {
+        let bytes = serde_json::to_vec(value).expect("a record always encodes");
+        self.kv.put(key, bytes.into()).await.map_err(kv_error)?;
+        Ok(())
+    }
+
+    /// A record with the KV revision it was read at (`None`: there was none), for
+    /// [`EcomBook::save_if_unchanged`].
+    async fn load_versioned<T: DeserializeOwned + Default>(
+        &self,
+        key: &str,
+    ) -> Result<(T, Option<u64>), DeliveryError> {
+        match self.kv.entry(key).await.map_err(kv_error)? {
+            Some(entry) if entry.operation == kv::Operation::Put => Ok((
+                serde_json::from_slice(&entry.value).unwrap_or_default(),
+                Some(entry.revision),
+            )),
+            _ => Ok((T::default(), None)),
+        }
+    }
+
+    /// Saves a record only if nobody saved it since it was read at `revision`. Replicas may
+    /// apply two events of one order at once (JetStream hands them to whichever pulls
+    /// first); the loser is retried and re-reads, so the newest position and the largest
+    /// refund always win.
+    async fn save_if_unchanged<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        revision: Option<u64>,
+    ) -> Result<(), DeliveryError> {
+        let bytes = serde_json::to_vec(value).expect("a record always encodes");
+        match revision {
+            Some(revision) => match self.kv.update(key, bytes.into(), revision).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Err(conflict(key)),
+                Err(e) => Err(kv_error(e)),
+            },
+            None => match self.kv.create(key, bytes.into()).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Err(conflict(key)),
+                Err(e) => Err(kv_error(e)),
+            },
+        }
+    }
+
+    /// The AC connection of Stripe connection `source_connection`: service `stripe`,
+    /// externalid = the connection's name (one per Stripe account billsync is given).
+    pub async fn connection_id(
+        &self,
+        client: &ActiveCampaignClient,
+        source_connection: &str,
+    ) -> Result<String, DeliveryError> {
+        // Held across the calls so that concurrent lanes make one lookup, not several.
+        let mut known = self.connections.lock().await;
+        if let Some(id) = known.get(source_connection) {
+            return Ok(id.clone());
+        }
+        let name = format!("Stripe ({source_connection}) via billsync");
+        let id = client
+            .ensure_connection(ConnectionInput {
+                service: "stripe",
+                externalid: source_connection,
+                name: &name,
+                logo_url: STRIPE_LOGO,
+                link_url: STRIPE_DASHBOARD,
+            })
+            .await?;
+        known.insert(source_connection.to_string(), id.clone());
+        Ok(id)
+    }
+
+    fn customer_key(&self, customer: &EcomCustomerRef<'_>) -> String {
+        // Guests are keyed by email, which a KV key cannot hold: hash it.
+        let part = if customer.externalid.contains('@') {
+            let digest = Sha256::digest(customer.externalid.to_lowercase().as_bytes());
+            format!("guest-{}", &hex::encode(digest)[..32])
+        } else {
+            customer.externalid.to_string()
+        };
+        self.key(customer.source_connection, &format!("ecom_customer/{part}"))
+    }
+
+    /// The id of the customer's e-commerce customer, created when AC has none, and its email
+    /// (or marketing consent) updated when it changed. One KV read when nothing changed.
+    pub async fn customer_id(
+        &self,
+        client: &ActiveCampaignClient,
+        connection_id: &str,
+        customer: &EcomCustomerRef<'_>,
+    ) -> Result<String, DeliveryError> {
+        let key = self.customer_key(customer);
+        let known: Option<CustomerRecord> = self.load(&key).await?;
+        let marketing = customer
+            .accepts_marketing
+            .map(|yes| if yes { "1" } else { "0" });
+        let input = EcomCustomerInput {
+            connectionid: connection_id,
+            externalid: customer.externalid,
+            email: customer.email,
+            accepts_marketing: marketing,
+        };
+        let record = match known.filter(|k| k.connection_id == connection_id) {
+            Some(known) => {
+                let consent_changed = customer
+                    .accepts_marketing
+                    .is_some_and(|c| known.accepts_marketing != Some(c));
+                if known.email.eq_ignore_ascii_case(customer.email) && !consent_changed {
+                    return Ok(known.id);
+                }
+                client.update_ecom_customer(&known.id, input).await?;
+                CustomerRecord {
+                    email: customer.email.to_string(),
+                    accepts_marketing: customer.accepts_marketing.or(known.accepts_marketing),
+                    ..known
+                }
+            }
+            None => {
+                let (found, created) = client.ensure_ecom_customer(input.clone()).await?;
+                if !created
+                    && (!found.email.eq_ignore_ascii_case(customer.email)
+                        || customer.accepts_marketing.is_some())
+                {
+                    client.update_ecom_customer(&found.id, input).await?;
+                }
+                CustomerRecord {
+                    id: found.id,
+                    connection_id: connection_id.to_string(),
+                    email: customer.email.to_string(),
+                    accepts_marketing: customer.accepts_marketing,
+                }
+            }
+        };
+        self.save(&key, &record).await?;
+        Ok(record.id)
+    }
+
+    fn order_key(&self, source_connection: &str, externalid: &str) -> String {
+        self.key(source_connection, &format!("ecom_order/{externalid}"))
+    }
+
+    /// Creates or updates the order `planned` describes. Skips the write when AC already
+    /// has exactly this, and refuses events older than the one that last shaped the order.
+    pub async fn write_order(
+        &self,
+        client: &ActiveCampaignClient,
+        event: &BillingEventV1,
+        planned: &PlannedOrder,
+        connection_id: &str,
+        customer_id: &str,
+        email: &str,
+    ) -> Result<OrderWrite, DeliveryError> {
+        let key = self.order_key(&event.connection, &planned.externalid);
+        let (mut record, revision) = self.load_versioned::<OrderRecord>(&key).await?;
+        let position = event.version.position;
+        if record.position > position {
+            return Ok(OrderWrite::Stale);
+        }
+        let remembered = (record.position, record.refunded, record.paid);
+        let refunded = record.refunded.max(planned.refunded);
+        let order = EcomOrderInput {
+            externalid: planned.externalid.clone(),
+            source: u8::from(planned.realtime),
+            email: email.to_string(),
+            order_products: planned.products.clone(),
+            total_price: (planned.paid - refunded).max(0),
+            shipping_amount: planned.shipping_amount,
+            tax_amount: planned.tax_amount,
+            discount_amount: planned.discount_amount,
+            currency: planned.currency.clone(),
+            connectionid: connection_id.to_string(),
+            customerid: customer_id.to_string(),
+            external_created_date: ac_date(DateTime::from_timestamp(planned.created, 0)),
+            external_updated_date: ac_date(Some(event.occurred_at)),
+            order_number: planned.order_number.clone(),
+            order_url: planned.order_url.clone(),
+        };
+        record.position = position;
+        record.refunded = refunded;
+        record.paid = Some(planned.paid);
+        let unchanged = record.id.is_some()
+            && record
+                .sent
+                .as_ref()
+                .is_some_and(|sent| same_order(sent, &order));
+        if unchanged {
+            // Only what billsync remembers may have moved (a newer position).
+            if remembered != (record.position, record.refunded, record.paid) {
+                self.save_if_unchanged(&key, &record, revision).await?;
+            }
+            return Ok(OrderWrite::Unchanged(
+                record.id.clone().expect("checked above"),
+            ));
+        }
+        let id = client
+            .upsert_ecom_order(&order, record.id.as_deref())
+            .await?;
+        record.id = Some(id.clone());
+        record.sent = Some(order);
+        self.save_if_unchanged(&key, &record, revision).await?;
+        Ok(OrderWrite::Written(id))
+    }
+
+    /// Applies a refund to the order `order_externalid` (an invoice's, refunded through its
+    /// charge): lowers its total to paid minus refunded. When the order does not exist yet
+    /// the refund is remembered and the order's first write includes it.
+    pub async fn record_refund(
+        &self,
+        client: &ActiveCampaignClient,
+        event: &BillingEventV1,
+        order_externalid: &str,
+        refunded: i64,
+    ) -> Result<OrderWrite, DeliveryError> {
+        let key = self.order_key(&event.connection, order_externalid);
+        let (mut record, revision) = self.load_versioned::<OrderRecord>(&key).await?;
+        if refunded <= record.refunded {
+            return Ok(match &record.id {
+                Some(id) => OrderWrite::Unchanged(id.clone()),
+                None => OrderWrite::Deferred,
+            });
+        }
+        record.refunded = refunded;
+        let outcome = match (&record.id, &record.sent, record.paid) {
+            (Some(id), Some(sent), Some(paid)) => {
+                let mut order = sent.clone();
+                order.total_price = (paid - refunded).max(0);
+                order.external_updated_date = ac_date(Some(event.occurred_at));
+                let id = client.upsert_ecom_order(&order, Some(id)).await?;
+                record.id = Some(id.clone());
+                record.sent = Some(order);
+                OrderWrite::Written(id)
+            }
+            _ => OrderWrite::Deferred,
+        };
+        self.save_if_unchanged(&key, &record, revision).await?;
+        Ok(outcome)
+    }
+
+    fn track_key(&self, event: &BillingEventV1) -> String {
+        self.key(
+            &event.connection,
+            &format!("tracked/{}/{}", event.object, event.object_id),
+        )
+    }
+
+    /// Whether `event` still has to be sent to event tracking: not when it was sent before,
+    /// nor when a newer event of the same object was (a replay of old events must not start
+    /// automations again; AC cannot take a tracked event back).
+    pub async fn needs_tracking(&self, event: &BillingEventV1) -> Result<bool, DeliveryError> {
+        let record: TrackRecord = self.load(&self.track_key(event)).await?.unwrap_or_default();
+        let position = event.version.position;
+        Ok(position > record.position
+            || (position == record.position && !record.events.contains(&event.id)))
+    }
+
+    pub async fn mark_tracked(&self, event: &BillingEventV1) -> Result<(), DeliveryError> {
+        let key = self.track_key(event);
+        let (mut record, revision) = self.load_versioned::<TrackRecord>(&key).await?;
+        let position = event.version.position;
+        if position > record.position {
+            record = TrackRecord {
+                position,
+                events: Vec::new(),
+            };
+        }
+        if position == record.position && !record.events.contains(&event.id) {
+            record.events.push(event.id.clone());
+        }
+        self.save_if_unchanged(&key, &record, revision).await
+    }
+}
+
+/// Equal but for `externalUpdatedDate`, which every event moves.
+fn same_order(a: &EcomOrderInput, b: &EcomOrderInput) -> bool {
+    let mut a = a.clone();
+    a.external_updated_date.clone_from(&b.external_updated_date);
+    a == *b
+}
+
+/// AC's date-time format, in UTC: `2024-04-10T12:00:00+00:00`.
+pub fn ac_date(at: Option<DateTime<Utc>>) -> String {
+    at.unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string()
+}
+
+fn conflict(key: &str) -> DeliveryError {
+    DeliveryError::Retryable {
+        message: format!(
+            "another worker changed billsync's record {key} at the same time; applying the \
+             event again"
+        ),
+        retry_after: None,
+        http_status: None,
+    }
+}
+
+fn kv_error(error: impl std::fmt::Display) -> DeliveryError {
+    DeliveryError::Retryable {
+        message: format!("billsync's key-value store (NATS KV) is unavailable: {error}"),
+        retry_after: None,
+        http_status: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_written_the_way_ac_writes_them() {
+        assert_eq!(
+            ac_date(DateTime::from_timestamp(1_712_750_400, 0)),
+            "2024-04-10T12:00:00+00:00"
+        );
+    }
+}
