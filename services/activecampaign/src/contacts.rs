@@ -92,6 +92,36 @@ impl ContactBook {
         self.key(&format!("email/{}", &hex::encode(digest)[..32]))
     }
 
+    /// The tags billsync has put on a contact, so an event type seen before costs no call.
+    /// A tag an ActiveCampaign user removes by hand is therefore not put back by a later
+    /// event of the same type.
+    pub async fn applied_tags(&self, contact_id: &str) -> Result<Vec<String>, DeliveryError> {
+        let stored = self
+            .kv
+            .get(self.key(&format!("contact-tags/{contact_id}")))
+            .await
+            .map_err(kv_error)?;
+        Ok(stored
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default())
+    }
+
+    pub async fn save_applied_tags(
+        &self,
+        contact_id: &str,
+        tags: &[String],
+    ) -> Result<(), DeliveryError> {
+        let bytes = serde_json::to_vec(tags).expect("tags encode");
+        self.kv
+            .put(
+                self.key(&format!("contact-tags/{contact_id}")),
+                bytes.into(),
+            )
+            .await
+            .map_err(kv_error)?;
+        Ok(())
+    }
+
     pub async fn link(
         &self,
         customer: &CustomerRef<'_>,

@@ -190,9 +190,22 @@ impl ActiveCampaignDestination {
             }
             (customer, None) => self.linked_contact(event, customer.as_deref()).await?,
         };
+        // Tags already put on this contact cost no call; a contact recreated after a delete
+        // has a new id and gets its tags again.
+        let mut applied = self.contacts.applied_tags(&contact_id).await?;
+        let before = applied.len();
         for tag in stripe::tags_for(event) {
+            if applied.contains(&tag) {
+                continue;
+            }
             let tag_id = client.ensure_tag(&tag).await?;
             client.tag_contact(&contact_id, &tag_id).await?;
+            applied.push(tag);
+        }
+        if applied.len() != before {
+            self.contacts
+                .save_applied_tags(&contact_id, &applied)
+                .await?;
         }
         if rules.options.deep_data && stripe_orders::customer_is_live(event) {
             self.apply_deep_data(rules, event, &email).await?;
