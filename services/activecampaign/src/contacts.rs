@@ -383,7 +383,8 @@ fn capitalised(source: &str) -> String {
     }
 }
 
-fn kv_error(error: impl std::fmt::Display) -> DeliveryError {
+/// A NATS KV failure: transient, so the event is retried rather than recorded as failed.
+pub(crate) fn kv_error(error: impl std::fmt::Display) -> DeliveryError {
     DeliveryError::Retryable {
         message: format!("billsync's key-value store (NATS KV) is unavailable: {error}"),
         retry_after: None,

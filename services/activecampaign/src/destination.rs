@@ -2,7 +2,7 @@
 
 use crate::api::{ActiveCampaignClient, EventTracker};
 use crate::chargebee::{self, CustomerSubscriptions, OnCustomerDeleted};
-use crate::contacts::{ContactBook, CustomerRef, MissingFields, STANDARD_FIELDS};
+use crate::contacts::{kv_error, ContactBook, CustomerRef, MissingFields, STANDARD_FIELDS};
 use crate::ecommerce::{EcomBook, EcomCustomerRef, OrderWrite};
 use crate::error::StartError;
 use crate::options::SyncOptions;
@@ -593,12 +593,4 @@ fn account_rate_key(base_url: &str) -> String {
         })
         .collect();
     format!("activecampaign.{account}")
-}
-
-fn kv_error(error: impl std::fmt::Display) -> DeliveryError {
-    DeliveryError::Retryable {
-        message: format!("billsync's key-value store (NATS KV) is unavailable: {error}"),
-        retry_after: None,
-        http_status: None,
-    }
 }

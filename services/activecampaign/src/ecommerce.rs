@@ -14,6 +14,7 @@
 
 use crate::api::types::{ConnectionInput, EcomCustomerInput, EcomOrderInput};
 use crate::api::ActiveCampaignClient;
+use crate::contacts::kv_error;
 use crate::stripe_orders::PlannedOrder;
 use async_nats::jetstream::kv;
 use billsync_bus::Topology;
@@ -409,14 +410,6 @@ fn conflict(key: &str) -> DeliveryError {
             "another worker changed billsync's record {key} at the same time; applying the \
              event again"
         ),
-        retry_after: None,
-        http_status: None,
-    }
-}
-
-fn kv_error(error: impl std::fmt::Display) -> DeliveryError {
-    DeliveryError::Retryable {
-        message: format!("billsync's key-value store (NATS KV) is unavailable: {error}"),
         retry_after: None,
         http_status: None,
     }
