@@ -5,6 +5,7 @@
 
 pub mod chargebee;
 mod error;
+pub mod lease;
 pub mod stripe;
 
 pub use error::IngestError;

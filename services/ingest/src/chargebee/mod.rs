@@ -19,7 +19,6 @@ pub mod admin;
 pub mod client;
 pub mod cursor;
 pub mod event;
-pub mod lease;
 pub mod poller;
 pub mod rate_limit;
 pub mod settings;
@@ -31,10 +30,10 @@ pub use cursor::PollCursor;
 pub use poller::{ConnectionPoller, PollError, PollReport, Trigger};
 pub use settings::ConnectionSettings;
 
+use crate::lease::{self, Lease, LeaseRecord};
 use billsync_bus::{BusError, Publisher, StreamSettings};
 use billsync_config::Config;
 use cursor::CursorStore;
-use lease::{Lease, LeaseRecord};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,12 +73,6 @@ pub struct ChargebeeSources {
 }
 
 /// This process's identity as a lease holder: unique per process, readable in `nats kv get`.
-fn holder_id() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "ingest".into());
-    let nonce = uuid::Uuid::new_v4().simple().to_string();
-    format!("{host}-{}-{}", std::process::id(), &nonce[..8])
-}
-
 impl ChargebeeSources {
     /// The pollers of every configured Chargebee connection.
     pub async fn new(config: &Config, publisher: Publisher) -> Result<Self, SetupError> {
@@ -124,7 +117,7 @@ impl ChargebeeSources {
         let leases = topology
             .ensure_bucket(&js, topology.leases_bucket(), streams, Duration::ZERO)
             .await?;
-        let holder = holder_id();
+        let holder = lease::holder_id("ingest");
         let (reports, _) = broadcast::channel(256);
         let mut pollers = BTreeMap::new();
         for settings in connections {

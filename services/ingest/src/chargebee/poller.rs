@@ -10,9 +10,9 @@
 use super::client::{ChargebeeClient, ChargebeeError};
 use super::cursor::{CursorError, CursorStore, PollCursor};
 use super::event::{self, Untranslatable};
-use super::lease::{Lease, LeaseError};
 use super::settings::ConnectionSettings;
 use super::types::EventsPage;
+use crate::lease::{Lease, LeaseError};
 use billsync_bus::{PublishError, Publisher};
 use chrono::{DateTime, Utc};
 use rand::Rng;

@@ -19,7 +19,6 @@
 //! Lists are newest first, so objects created while a backfill runs may be missed by it;
 //! the connection's webhooks deliver those live.
 
-pub mod lease;
 pub mod progress;
 pub mod snapshot;
 pub mod store;
@@ -29,12 +28,12 @@ pub use store::{BackfillRun, HistoricalMarker, ResourceCursor, Trigger};
 
 use super::client::{StripeClient, StripeError, MAX_PAGE};
 use super::resource::{synced_resources, StripeResource};
+use crate::lease::{self, Lease, LeaseError};
 use async_nats::jetstream::{self, kv};
 use billsync_bus::{BusError, PublishError, Publisher, StreamSettings, Topology};
 use billsync_config::{Config, ConfigError, StripeConnection, SyncType};
 use billsync_events::BillingEvent;
 use chrono::Utc;
-use lease::{BackfillLease, LeaseError};
 use snapshot::Snapshot;
 use std::sync::Arc;
 use std::time::Duration;
@@ -214,7 +213,7 @@ impl StripeBackfill {
             store: BackfillStore::new(cursors, connection),
             leases,
             synced: synced_resources(config, connection),
-            holder: holder_id(),
+            holder: lease::holder_id("billsync"),
         })
     }
 
@@ -236,15 +235,15 @@ impl StripeBackfill {
         progress: &dyn Progress,
         shutdown: &CancellationToken,
     ) -> Result<Completed, BackfillError> {
-        let lease = BackfillLease::new(
+        let lease = Lease::new(
             self.leases.clone(),
-            format!("stripe.{}.backfill", self.connection),
-            self.holder.clone(),
+            &format!("stripe.{}.backfill", self.connection),
+            &self.holder,
             options.lease_ttl,
         );
         let mut told = None;
         let held = loop {
-            match lease.try_acquire().await {
+            match lease.acquire().await {
                 Ok(held) => break held,
                 Err(LeaseError::Held {
                     holder,
@@ -270,10 +269,26 @@ impl StripeBackfill {
                 Err(error) => return Err(error.into()),
             }
         };
+        // Renew in the background; losing the lease cancels `lost`, which stops the run
+        // before another holder could start. The run's end gives the lease up.
         let lost = CancellationToken::new();
-        let keep_alive = held.keep_alive(lost.clone());
+        let done = CancellationToken::new();
+        let keeper = {
+            let (lost, done) = (lost.clone(), done.clone());
+            let mut held = held;
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = done.cancelled() => held.release().await,
+                    reason = held.keep_alive() => {
+                        tracing::warn!(%reason, "The backfill lease was lost; stopping the run.");
+                        lost.cancel();
+                    }
+                }
+            })
+        };
         let result = self.run_holding(options, progress, shutdown, &lost).await;
-        keep_alive.release().await;
+        done.cancel();
+        let _ = keeper.await;
         result
     }
 
@@ -591,12 +606,6 @@ fn new_run_id(connection: &str) -> String {
 }
 
 /// This process as a lease holder: unique, and readable in `nats kv get`.
-fn holder_id() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "billsync".into());
-    let nonce = uuid::Uuid::new_v4().simple().to_string();
-    format!("{host}-{}-{}", std::process::id(), &nonce[..8])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

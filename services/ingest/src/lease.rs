@@ -1,4 +1,5 @@
-//! One poll of a connection at a time across every replica: a lease in NATS KV.
+//! One holder at a time across every replica — one poll of a Chargebee connection, one
+//! backfill of a Stripe connection: a lease in NATS KV (`{prefix}_leases`).
 //!
 //! The lease is a KV entry keyed by the connection, holding the holder's id and an expiry.
 //! It is taken with `create` (or, once its expiry has passed, with `update` at the revision
@@ -40,7 +41,15 @@ pub enum LeaseLost {
     Expired(String),
 }
 
-/// The lease of one connection, as seen by one holder.
+/// A holder id unique to this process and call: host, pid and a nonce, as operators see it
+/// in `billsync status` and in the logs of the replica that waits.
+pub fn holder_id(default_host: &str) -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| default_host.into());
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &nonce[..8])
+}
+
+/// The lease of one key, as seen by one holder.
 #[derive(Clone)]
 pub struct Lease {
     kv: kv::Store,
