@@ -30,19 +30,27 @@ pub struct IngestState {
     pub max_body_bytes: usize,
 }
 
-/// Declares the streams and builds the router; used by [`run`] and by tests.
-pub async fn app(config: &Config, client: async_nats::Client) -> anyhow::Result<Router> {
-    let topology = Topology::new(&config.nats.prefix);
-    let js = jetstream::new(client.clone());
-    topology
-        .ensure_events_stream(&js, &StreamSettings::from(&config.nats))
+/// The publisher every source of this service shares: webhooks and pollers alike wait
+/// `ingest.publish_timeout_ms` for JetStream's ack.
+pub fn publisher(config: &Config, client: async_nats::Client) -> Publisher {
+    Publisher::new(
+        jetstream::new(client),
+        Topology::new(&config.nats.prefix),
+        Duration::from_millis(config.ingest.publish_timeout_ms),
+    )
+}
+
+/// Declares the events stream and builds the router; used by [`run`] and by tests.
+pub async fn app(
+    config: &Config,
+    client: async_nats::Client,
+    publisher: Publisher,
+) -> anyhow::Result<Router> {
+    publisher
+        .topology()
+        .ensure_events_stream(publisher.jetstream(), &StreamSettings::from(&config.nats))
         .await
         .context("declaring the events stream")?;
-    let publisher = Publisher::new(
-        js,
-        topology,
-        Duration::from_millis(config.ingest.publish_timeout_ms),
-    );
     let stripe = config
         .sources
         .stripe
@@ -79,16 +87,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     stripe::backfill::check_config(&config)?;
-    let router = app(&config, client.clone()).await?;
+    let publisher = publisher(&config, client.clone());
+    let router = app(&config, client.clone(), publisher.clone()).await?;
     let mut historical_syncs = stripe::backfill::spawn_historical_syncs(
         Arc::clone(&config),
         client.clone(),
         shutdown.clone(),
-    );
-    let publisher = Publisher::new(
-        jetstream::new(client),
-        Topology::new(&config.nats.prefix),
-        Duration::from_millis(config.ingest.publish_timeout_ms),
     );
     let chargebee = Arc::new(
         chargebee::ChargebeeSources::new(&config, publisher)
