@@ -34,6 +34,10 @@ pub struct ContactLink {
     /// The list the contact was last subscribed to by billsync.
     #[serde(default)]
     pub list_id: Option<String>,
+    /// Digest of the contact data last written, so an event that changes none of it (a
+    /// payment, a retry, a replay) costs no `contact/sync`.
+    #[serde(default)]
+    pub synced: Option<String>,
 }
 
 pub struct ContactBook {
@@ -255,20 +259,26 @@ impl ContactBook {
             };
             field_values.push(FieldValueInput { field: id, value });
         }
-        let contact = self
-            .client
-            .sync_contact(ContactInput {
-                email,
-                first_name: text("firstName"),
-                last_name: text("lastName"),
-                phone: text("phone"),
-                field_values,
-            })
-            .await?;
+        let input = ContactInput {
+            email,
+            first_name: text("firstName"),
+            last_name: text("lastName"),
+            phone: text("phone"),
+            field_values,
+        };
+        let digest = digest(&input);
+        if let Some(previous) = &previous {
+            let listed = list_id.is_none_or(|list| previous.list_id.as_deref() == Some(list));
+            if listed && previous.synced.as_deref() == Some(digest.as_str()) {
+                return Ok(previous.contact_id.clone());
+            }
+        }
+        let contact = self.client.sync_contact(input).await?;
         let mut link = ContactLink {
             contact_id: contact.id.clone(),
             email: email.to_string(),
             list_id: previous.as_ref().and_then(|p| p.list_id.clone()),
+            synced: Some(digest),
         };
         if let Some(list) = list_id {
             if link.list_id.as_deref() != Some(list)
@@ -286,6 +296,17 @@ impl ContactBook {
             }
         }
         Ok(contact.id)
+    }
+
+    /// Forgets what was last written to the customer's contact, so the next upsert writes it
+    /// again (the contact may have been deleted in ActiveCampaign).
+    pub async fn resync(&self, customer: &CustomerRef<'_>) -> Result<(), DeliveryError> {
+        if let Some(mut link) = self.link(customer).await? {
+            if link.synced.take().is_some() {
+                self.save_link(customer, &link).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Makes sure every custom field of a mapping exists, as Chargebee's integration does
@@ -373,6 +394,12 @@ impl ContactBook {
             }
         }
     }
+}
+
+/// A digest of the data a `contact/sync` would send.
+fn digest(input: &ContactInput<'_>) -> String {
+    let bytes = serde_json::to_vec(input).expect("contact input encodes");
+    hex::encode(&Sha256::digest(&bytes)[..16])
 }
 
 fn capitalised(source: &str) -> String {

@@ -153,13 +153,23 @@ impl ActiveCampaignDestination {
             .get("email")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let (contact_id, email) = match (&event.customer_id, mapped_email) {
-            (Some(customer), Some(email)) => {
-                let customer = CustomerRef::of(event, customer);
+        // A guest checkout or charge without a customer: the email is all there is.
+        let guest = format!("guest-{}", event.object_id);
+        let owner = match (&event.customer_id, &mapped_email) {
+            (Some(customer), _) => Some(CustomerRef::of(event, customer)),
+            (None, Some(_)) => Some(CustomerRef {
+                source: "stripe",
+                connection: &event.connection,
+                customer_id: &guest,
+            }),
+            (None, None) => None,
+        };
+        let (contact_id, email) = match (&owner, mapped_email) {
+            (Some(owner), Some(email)) => {
                 let contact = self
                     .contacts
                     .upsert(
-                        &customer,
+                        owner,
                         &fields,
                         MissingFields::Refuse,
                         rules.options.list_id.as_deref(),
@@ -168,27 +178,10 @@ impl ActiveCampaignDestination {
                     .await?;
                 (contact, email)
             }
-            (None, Some(email)) => {
-                // A guest checkout or charge without a customer: the email is all there is.
-                let guest = format!("guest-{}", event.object_id);
-                let customer = CustomerRef {
-                    source: "stripe",
-                    connection: &event.connection,
-                    customer_id: &guest,
-                };
-                let contact = self
-                    .contacts
-                    .upsert(
-                        &customer,
-                        &fields,
-                        MissingFields::Refuse,
-                        rules.options.list_id.as_deref(),
-                        false,
-                    )
-                    .await?;
-                (contact, email)
+            _ => {
+                self.linked_contact(event, event.customer_id.as_deref())
+                    .await?
             }
-            (customer, None) => self.linked_contact(event, customer.as_deref()).await?,
         };
         // Tags already put on this contact cost no call; a contact recreated after a delete
         // has a new id and gets its tags again.
@@ -199,7 +192,21 @@ impl ActiveCampaignDestination {
                 continue;
             }
             let tag_id = client.ensure_tag(&tag).await?;
-            client.tag_contact(&contact_id, &tag_id).await?;
+            if let Err(error) = client.tag_contact(&contact_id, &tag_id).await {
+                if let (
+                    DeliveryError::Retryable {
+                        http_status: Some(404),
+                        ..
+                    },
+                    Some(owner),
+                ) = (&error, &owner)
+                {
+                    // The tag or the contact is gone from ActiveCampaign: the retry writes
+                    // the contact again rather than trusting that it is unchanged.
+                    self.contacts.resync(owner).await?;
+                }
+                return Err(error);
+            }
             applied.push(tag);
         }
         if applied.len() != before {

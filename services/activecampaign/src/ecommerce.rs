@@ -10,10 +10,13 @@
 //!
 //! Connection ids are kept in memory: one lookup per source per process.
 //! Every record can be lost without harm: the next event looks the order or customer up by
-//! its external id before creating it.
+//! its external id before creating it. A create billsync never started is made at once (one
+//! call, not a lookup and a create); before it, the record notes that a create is under
+//! way, so an attempt that dies before remembering the result looks the record up instead
+//! of creating a second one.
 
 use crate::api::types::{ConnectionInput, EcomCustomerInput, EcomOrderInput};
-use crate::api::ActiveCampaignClient;
+use crate::api::{ActiveCampaignClient, Prior};
 use crate::contacts::kv_error;
 use crate::stripe_orders::PlannedOrder;
 use async_nats::jetstream::kv;
@@ -50,6 +53,7 @@ pub struct EcomCustomerRef<'a> {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct CustomerRecord {
+    /// Empty while the create is under way.
     id: String,
     connection_id: String,
     email: String,
@@ -74,6 +78,9 @@ struct OrderRecord {
     /// The newest event position (Stripe `event.created`) that shaped the order.
     #[serde(default)]
     position: i64,
+    /// A create was started and its result not yet remembered.
+    #[serde(default)]
+    creating: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -142,22 +149,22 @@ impl EcomBook {
     /// Saves a record only if nobody saved it since it was read at `revision`. Replicas may
     /// apply two events of one order at once (JetStream hands them to whichever pulls
     /// first); the loser is retried and re-reads, so the newest position and the largest
-    /// refund always win.
+    /// refund always win. Returns the record's new revision.
     async fn save_if_unchanged<T: Serialize>(
         &self,
         key: &str,
         value: &T,
         revision: Option<u64>,
-    ) -> Result<(), DeliveryError> {
+    ) -> Result<u64, DeliveryError> {
         let bytes = serde_json::to_vec(value).expect("a record always encodes");
         match revision {
             Some(revision) => match self.kv.update(key, bytes.into(), revision).await {
-                Ok(_) => Ok(()),
+                Ok(revision) => Ok(revision),
                 Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Err(conflict(key)),
                 Err(e) => Err(kv_error(e)),
             },
             None => match self.kv.create(key, bytes.into()).await {
-                Ok(_) => Ok(()),
+                Ok(revision) => Ok(revision),
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Err(conflict(key)),
                 Err(e) => Err(kv_error(e)),
             },
@@ -221,7 +228,7 @@ impl EcomBook {
             accepts_marketing: marketing,
         };
         let record = match known.filter(|k| k.connection_id == connection_id) {
-            Some(known) => {
+            Some(known) if !known.id.is_empty() => {
                 let consent_changed = customer
                     .accepts_marketing
                     .is_some_and(|c| known.accepts_marketing != Some(c));
@@ -235,8 +242,20 @@ impl EcomBook {
                     ..known
                 }
             }
-            None => {
-                let (found, created) = client.ensure_ecom_customer(input.clone()).await?;
+            creating => {
+                let prior = if creating.is_some() {
+                    Prior::Unknown
+                } else {
+                    let intent = CustomerRecord {
+                        id: String::new(),
+                        connection_id: connection_id.to_string(),
+                        email: customer.email.to_string(),
+                        accepts_marketing: None,
+                    };
+                    self.save(&key, &intent).await?;
+                    Prior::None
+                };
+                let (found, created) = client.ensure_ecom_customer(input.clone(), prior).await?;
                 if !created
                     && (!found.email.eq_ignore_ascii_case(customer.email)
                         || customer.accepts_marketing.is_some())
@@ -271,7 +290,7 @@ impl EcomBook {
         email: &str,
     ) -> Result<OrderWrite, DeliveryError> {
         let key = self.order_key(&event.connection, &planned.externalid);
-        let (mut record, revision) = self.load_versioned::<OrderRecord>(&key).await?;
+        let (mut record, mut revision) = self.load_versioned::<OrderRecord>(&key).await?;
         let position = event.version.position;
         if record.position > position {
             return Ok(OrderWrite::Stale);
@@ -312,10 +331,18 @@ impl EcomBook {
                 record.id.clone().expect("checked above"),
             ));
         }
-        let id = client
-            .upsert_ecom_order(&order, record.id.as_deref())
-            .await?;
+        let prior = match (&record.id, record.creating) {
+            (Some(id), _) => Prior::Id(id),
+            (None, true) => Prior::Unknown,
+            (None, false) => Prior::None,
+        };
+        if prior == Prior::None {
+            record.creating = true;
+            revision = Some(self.save_if_unchanged(&key, &record, revision).await?);
+        }
+        let id = client.upsert_ecom_order(&order, prior).await?;
         record.id = Some(id.clone());
+        record.creating = false;
         record.sent = Some(order);
         self.save_if_unchanged(&key, &record, revision).await?;
         Ok(OrderWrite::Written(id))
@@ -345,7 +372,7 @@ impl EcomBook {
                 let mut order = sent.clone();
                 order.total_price = (paid - refunded).max(0);
                 order.external_updated_date = ac_date(Some(event.occurred_at));
-                let id = client.upsert_ecom_order(&order, Some(id)).await?;
+                let id = client.upsert_ecom_order(&order, Prior::Id(id)).await?;
                 record.id = Some(id.clone());
                 record.sent = Some(order);
                 OrderWrite::Written(id)
@@ -386,7 +413,9 @@ impl EcomBook {
         if position == record.position && !record.events.contains(&event.id) {
             record.events.push(event.id.clone());
         }
-        self.save_if_unchanged(&key, &record, revision).await
+        self.save_if_unchanged(&key, &record, revision)
+            .await
+            .map(|_| ())
     }
 }
 

@@ -182,7 +182,7 @@ mod deep_data {
     use billsync_activecampaign::api::types::{
         ConnectionInput, EcomCustomerInput, EcomOrderInput, OrderProductInput,
     };
-    use billsync_activecampaign::api::{ActiveCampaignClient, EventTracker};
+    use billsync_activecampaign::api::{ActiveCampaignClient, EventTracker, Prior};
     use billsync_events::FailureClass;
     use billsync_sandbox::{AcAccount, AcFaults};
     use billsync_worker::DeliveryError;
@@ -255,12 +255,12 @@ mod deep_data {
             connection
         );
         let (created, was_new) = client
-            .ensure_ecom_customer(customer(&connection, "ada@example.com"))
+            .ensure_ecom_customer(customer(&connection, "ada@example.com"), Prior::Unknown)
             .await
             .expect("created");
         assert!(was_new);
         let (found, was_new) = client
-            .ensure_ecom_customer(customer(&connection, "ada@example.com"))
+            .ensure_ecom_customer(customer(&connection, "ada@example.com"), Prior::Unknown)
             .await
             .expect("found");
         assert_eq!((found.id.as_str(), was_new), (created.id.as_str(), false));
@@ -270,17 +270,17 @@ mod deep_data {
             .expect("updated");
 
         let id = client
-            .upsert_ecom_order(&order(&connection, &created.id, 4900), None)
+            .upsert_ecom_order(&order(&connection, &created.id, 4900), Prior::Unknown)
             .await
             .expect("created");
         // Without a remembered id (lost KV, another replica) the order is found, not doubled.
         let again = client
-            .upsert_ecom_order(&order(&connection, &created.id, 3400), None)
+            .upsert_ecom_order(&order(&connection, &created.id, 3400), Prior::Unknown)
             .await
             .expect("found and updated");
         assert_eq!(again, id);
         let known = client
-            .upsert_ecom_order(&order(&connection, &created.id, 0), Some(&id))
+            .upsert_ecom_order(&order(&connection, &created.id, 0), Prior::Id(&id))
             .await
             .expect("updated by id");
         assert_eq!(known, id);
@@ -295,6 +295,50 @@ mod deep_data {
         assert_eq!(stored.source, 1);
         assert_eq!(stored.customerid, created.id);
         assert_eq!(stored.order_products[0].name, "Pro plan");
+    }
+
+    #[tokio::test]
+    async fn a_create_never_started_costs_one_call_and_still_never_doubles() {
+        let (sandbox, base) = sandbox(100).await;
+        let client = client(&base);
+        let connection = client
+            .ensure_connection(stripe_connection())
+            .await
+            .expect("connection");
+        let calls = || sandbox.activecampaign.request_count("acme");
+        let before = calls();
+        let (created, was_new) = client
+            .ensure_ecom_customer(customer(&connection, "ada@example.com"), Prior::None)
+            .await
+            .expect("created");
+        assert!(was_new);
+        let id = client
+            .upsert_ecom_order(&order(&connection, &created.id, 4900), Prior::None)
+            .await
+            .expect("created");
+        assert_eq!(calls() - before, 2, "one POST each, no lookups");
+
+        // Had billsync been wrong (another replica created them meanwhile), the 422 duplicate
+        // is read again and the existing records are used: create, lookup, update.
+        let before = calls();
+        let (found, was_new) = client
+            .ensure_ecom_customer(customer(&connection, "ada@example.com"), Prior::None)
+            .await
+            .expect("found after the 422");
+        assert_eq!((found.id.as_str(), was_new), (created.id.as_str(), false));
+        let again = client
+            .upsert_ecom_order(&order(&connection, &created.id, 3400), Prior::None)
+            .await
+            .expect("found after the 422 and updated");
+        assert_eq!(again, id);
+        assert_eq!(calls() - before, 5);
+        let snapshot = sandbox.activecampaign.snapshot("acme");
+        assert_eq!(snapshot.ecom_customers.len(), 1);
+        assert_eq!(snapshot.ecom_orders_with("ch_1").len(), 1);
+        assert_eq!(
+            snapshot.ecom_order("ch_1").expect("order").total_price,
+            3400
+        );
     }
 
     #[tokio::test]
@@ -319,8 +363,8 @@ mod deep_data {
         assert_eq!(sandbox.activecampaign.request_count("acme"), 5);
 
         let (first, second) = tokio::join!(
-            a.ensure_ecom_customer(customer(&connection, "ada@example.com")),
-            b.ensure_ecom_customer(customer(&connection, "ada@example.com"))
+            a.ensure_ecom_customer(customer(&connection, "ada@example.com"), Prior::Unknown),
+            b.ensure_ecom_customer(customer(&connection, "ada@example.com"), Prior::Unknown)
         );
         let (first, second) = (first.expect("created"), second.expect("found"));
         assert_eq!(first.0.id, second.0.id);
@@ -329,8 +373,8 @@ mod deep_data {
 
         let wanted = order(&connection, &first.0.id, 4900);
         let (one, other) = tokio::join!(
-            a.upsert_ecom_order(&wanted, None),
-            b.upsert_ecom_order(&wanted, None)
+            a.upsert_ecom_order(&wanted, Prior::Unknown),
+            b.upsert_ecom_order(&wanted, Prior::Unknown)
         );
         assert_eq!(one.expect("created"), other.expect("found after the 422"));
         // ... and the order's loser updates the order it found.
@@ -351,11 +395,11 @@ mod deep_data {
             .await
             .expect("connection");
         let (customer, _) = client
-            .ensure_ecom_customer(customer(&connection, "ada@example.com"))
+            .ensure_ecom_customer(customer(&connection, "ada@example.com"), Prior::Unknown)
             .await
             .expect("customer");
         let id = client
-            .upsert_ecom_order(&order(&connection, &customer.id, 4900), None)
+            .upsert_ecom_order(&order(&connection, &customer.id, 4900), Prior::Unknown)
             .await
             .expect("created");
         let deleted = reqwest::Client::new()
@@ -366,7 +410,7 @@ mod deep_data {
             .expect("delete");
         assert!(deleted.status().is_success());
         let recreated = client
-            .upsert_ecom_order(&order(&connection, &customer.id, 4900), Some(&id))
+            .upsert_ecom_order(&order(&connection, &customer.id, 4900), Prior::Id(&id))
             .await
             .expect("recreated after the 404");
         assert_ne!(recreated, id);
@@ -390,7 +434,7 @@ mod deep_data {
             .expect("connection");
         // Customer 999 does not exist: a 422 that is not a duplicate.
         match client
-            .upsert_ecom_order(&order(&connection, "999", 4900), None)
+            .upsert_ecom_order(&order(&connection, "999", 4900), Prior::Unknown)
             .await
         {
             Err(DeliveryError::Permanent {

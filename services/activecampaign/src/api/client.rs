@@ -14,6 +14,19 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// What billsync knows of an e-commerce record before writing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prior<'a> {
+    /// AC has it under this id, as far as billsync remembers.
+    Id(&'a str),
+    /// billsync never started creating it: create at once (a 422 duplicate is still read
+    /// again, so a record someone else created is updated, not doubled).
+    None,
+    /// A create may have happened (an attempt died before its result was remembered, or
+    /// the memory was lost): look it up by external id first.
+    Unknown,
+}
+
 pub struct ActiveCampaignClient {
     http: reqwest::Client,
     /// `{base_url}/api/3`.
@@ -302,17 +315,21 @@ impl ActiveCampaignClient {
             .find(|c| c.externalid == externalid))
     }
 
-    /// Finds the e-commerce customer or creates it (a 422 race is read again). Returns it and
-    /// whether it had to be created.
+    /// Finds the e-commerce customer or creates it (a 422 duplicate is read again). Returns
+    /// it and whether it had to be created. With [`Prior::None`] the create comes first: one
+    /// call instead of two for a customer billsync never started creating.
     pub async fn ensure_ecom_customer(
         &self,
         customer: EcomCustomerInput<'_>,
+        prior: Prior<'_>,
     ) -> Result<(EcomCustomer, bool), DeliveryError> {
-        if let Some(found) = self
-            .find_ecom_customer(customer.connectionid, customer.externalid)
-            .await?
-        {
-            return Ok((found, false));
+        if prior != Prior::None {
+            if let Some(found) = self
+                .find_ecom_customer(customer.connectionid, customer.externalid)
+                .await?
+            {
+                return Ok((found, false));
+            }
         }
         let request = EcomCustomerRequest {
             ecom_customer: customer.clone(),
@@ -324,19 +341,19 @@ impl ActiveCampaignClient {
             Ok(created) => Ok((created.ecom_customer, true)),
             Err(DeliveryError::Permanent {
                 http_status: Some(422),
-                ..
+                message,
+                detail,
+                class,
             }) => {
                 let found = self
                     .find_ecom_customer(customer.connectionid, customer.externalid)
                     .await?;
-                found.map(|c| (c, false)).ok_or_else(|| {
-                    DeliveryError::permanent(
-                        FailureClass::Rejected,
-                        format!(
-                            "ActiveCampaign refused to create e-commerce customer {:?} and has                              none of that id",
-                            customer.externalid
-                        ),
-                    )
+                // No customer of that id: AC refused the customer itself.
+                found.map(|c| (c, false)).ok_or(DeliveryError::Permanent {
+                    class,
+                    message,
+                    http_status: Some(422),
+                    detail,
                 })
             }
             Err(other) => Err(other),
@@ -376,17 +393,17 @@ impl ActiveCampaignClient {
             .find(|o| o.externalid.as_deref() == Some(externalid)))
     }
 
-    /// Writes `order` and returns its id: a `PUT` to `known_id` when billsync remembers one,
-    /// else a lookup by external id, then `PUT` or `POST`. An order deleted in AC (404 on
-    /// the `PUT`) is looked up again; a 422 duplicate on `POST` (another replica, or a
-    /// lookup that raced a create) is read again and updated. No path creates a second order
-    /// of one external id.
+    /// Writes `order` and returns its id: a `PUT` to the id billsync remembers, else a
+    /// lookup by external id (skipped for [`Prior::None`]), then `PUT` or `POST`. An order
+    /// deleted in AC (404 on the `PUT`) is looked up again; a 422 duplicate on `POST`
+    /// (another replica, or a lookup that raced a create) is read again and updated. No path
+    /// creates a second order of one external id.
     pub async fn upsert_ecom_order(
         &self,
         order: &EcomOrderInput,
-        known_id: Option<&str>,
+        prior: Prior<'_>,
     ) -> Result<String, DeliveryError> {
-        if let Some(id) = known_id {
+        if let Prior::Id(id) = prior {
             match self.update_ecom_order(id, order).await {
                 Ok(()) => return Ok(id.to_string()),
                 Err(DeliveryError::Permanent {
@@ -396,12 +413,14 @@ impl ActiveCampaignClient {
                 Err(other) => return Err(other),
             }
         }
-        if let Some(found) = self
-            .find_ecom_order(&order.connectionid, &order.externalid)
-            .await?
-        {
-            self.update_ecom_order(&found.id, order).await?;
-            return Ok(found.id);
+        if prior != Prior::None {
+            if let Some(found) = self
+                .find_ecom_order(&order.connectionid, &order.externalid)
+                .await?
+            {
+                self.update_ecom_order(&found.id, order).await?;
+                return Ok(found.id);
+            }
         }
         let request = EcomOrderRequest { ecom_order: order };
         match self

@@ -5,6 +5,6 @@ mod rate_limit;
 mod tracking;
 pub mod types;
 
-pub use client::{classify, ActiveCampaignClient};
+pub use client::{classify, ActiveCampaignClient, Prior};
 pub use rate_limit::RateLimiter;
 pub use tracking::{EventTracker, DEFAULT_TRACKING_URL};
