@@ -4,7 +4,7 @@
 //! binary is found beside this test executable in the target directory, built first with the
 //! same profile so that it is never stale.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -15,12 +15,14 @@ pub fn billsync_binary() -> PathBuf {
 }
 
 fn build() -> PathBuf {
-    // target/<profile>/deps/<test binary>
+    // target/<profile>/deps/<test binary>, or target/<profile>/<benchmark binary>
     let exe = std::env::current_exe().expect("the test executable's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executables live in target/<profile>/deps");
+    let parent = exe.parent().expect("executables live in target/<profile>");
+    let profile_dir = if parent.file_name().is_some_and(|name| name == "deps") {
+        parent.parent().expect("target/<profile>/deps has a parent")
+    } else {
+        parent
+    };
     let release = profile_dir
         .file_name()
         .is_some_and(|name| name == "release");

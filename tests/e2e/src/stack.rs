@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 pub struct StackOptions {
     /// Requests per second the emulated ActiveCampaign account allows.
     pub ac_requests_per_second: u32,
-    /// Extra TOML appended to the generated configuration.
+    /// Extra TOML appended to the generated configuration (after the `[[syncs]]` table of
+    /// `stripe-test` → `ac-test`). `{ac_track_url}` and `{ac_track_actid}` in it become the
+    /// sandbox account's event tracking URL and actid (its event key is always configured).
     pub extra_config: String,
     /// Extra keys of the `[[sources.stripe]]` table (`api_base`, `api_key`, `sync_type`).
     pub stripe_connection_extra: String,
@@ -26,6 +28,10 @@ pub struct StackOptions {
     /// Adds an emulated Chargebee site as source `cb-test`, polled every second, syncing to
     /// `ac-test` with these lines appended to its `[[syncs]]` table (e.g. options).
     pub chargebee_sync: Option<String>,
+    /// Runs the ActiveCampaign worker as a `billsync activecampaign` child process instead
+    /// of in-process, so that a test can SIGKILL it ([`Stack::kill_worker`]) and start it
+    /// again ([`Stack::start_worker`]).
+    pub worker_process: bool,
 }
 
 impl Default for StackOptions {
@@ -36,6 +42,7 @@ impl Default for StackOptions {
             stripe_connection_extra: String::new(),
             extra_activecampaign: Vec::new(),
             chargebee_sync: None,
+            worker_process: false,
         }
     }
 }
@@ -63,8 +70,15 @@ pub struct Stack {
     pub config_toml: String,
     /// `(connection, sandbox account)` of each of `StackOptions::extra_activecampaign`.
     pub extra_ac_accounts: Vec<(String, String)>,
+    /// The sandbox account's event tracking URL and actid (for `track_url`, `track_actid`).
+    pub ac_track_url: String,
+    pub ac_track_actid: String,
     shutdown: CancellationToken,
     tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
+    /// The worker's child process under `StackOptions::worker_process`.
+    worker: std::sync::Mutex<Option<tokio::process::Child>>,
+    /// The configuration file the child processes read.
+    config_path: std::path::PathBuf,
     _secrets: tempfile::TempDir,
 }
 
@@ -85,6 +99,8 @@ impl Stack {
         let ac_token = format!("ac-token-{}", uuid::Uuid::new_v4().simple());
         let mut account = AcAccount::new(ac_account.clone(), ac_token.clone());
         account.requests_per_second = options.ac_requests_per_second;
+        let (ac_track_actid, ac_event_key) =
+            (account.event_actid.clone(), account.event_key.clone());
         sandbox.activecampaign.add_account(account);
 
         let stripe_secret = format!("whsec_{}", uuid::Uuid::new_v4().simple());
@@ -97,6 +113,12 @@ impl Stack {
         };
         let whsec_file = write("stripe-whsec", &stripe_secret);
         let ac_file = write("ac-token", &ac_token);
+        let event_key_file = write("ac-event-key", &ac_event_key);
+        let ac_track_url = sandbox.activecampaign.tracking_base_url(&ac_account);
+        let extra_config = options
+            .extra_config
+            .replace("{ac_track_url}", &ac_track_url)
+            .replace("{ac_track_actid}", &ac_track_actid);
         let admin_file = write("admin-token", &admin_token);
         let chargebee_site = format!("site-{prefix}");
         let chargebee = match &options.chargebee_sync {
@@ -160,6 +182,7 @@ admin_token = {{ file = "{admin_file}" }}
 [workers]
 max_attempts = 3
 ack_wait_secs = 10
+activecampaign_listen = "127.0.0.1:0"
 
 [[sources.stripe]]
 name = "{stripe_connection}"
@@ -170,6 +193,7 @@ webhook_secrets = [{{ file = "{whsec_file}" }}]
 name = "ac-test"
 base_url = "{ac_base}"
 api_token = {{ file = "{ac_file}" }}
+event_key = {{ file = "{event_key_file}" }}
 requests_per_second = {rps}
 
 [[syncs]]
@@ -181,7 +205,7 @@ destination = "ac-test"
             db_url = db.url,
             ac_base = sandbox.activecampaign_base_url(&ac_account),
             rps = options.ac_requests_per_second,
-            extra = extra_destinations + &options.extra_config,
+            extra = extra_destinations + &extra_config,
             stripe_extra = options.stripe_connection_extra,
         );
         let config = Arc::new(
@@ -214,13 +238,17 @@ destination = "ac-test"
                 billsync_ingest::run(c, n, ingest_listener, s).await,
             )
         });
-        let (c, n, s) = (Arc::clone(&config), nats.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            (
-                "activecampaign",
-                billsync_activecampaign::run(c, n, worker_listener, s).await,
-            )
-        });
+        if !options.worker_process {
+            let (c, n, s) = (Arc::clone(&config), nats.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                (
+                    "activecampaign",
+                    billsync_activecampaign::run(c, n, worker_listener, s).await,
+                )
+            });
+        }
+        let config_path = secrets.path().join("billsync.toml");
+        std::fs::write(&config_path, &text).expect("write the configuration");
 
         let stack = Stack {
             prefix,
@@ -239,10 +267,17 @@ destination = "ac-test"
             http: reqwest::Client::new(),
             config_toml: text,
             extra_ac_accounts,
+            ac_track_url,
+            ac_track_actid,
             shutdown,
             tasks,
+            worker: std::sync::Mutex::new(None),
+            config_path,
             _secrets: secrets,
         };
+        if options.worker_process {
+            stack.start_worker();
+        }
         stack.wait_ready().await;
         stack
     }
@@ -318,22 +353,26 @@ destination = "ac-test"
 
     /// True when the worker has settled every event it was given.
     pub async fn worker_idle(&self) -> bool {
+        self.worker_backlog().await == Some(0)
+    }
+
+    /// Events of the stream the `ac-test` worker has not settled (acked) yet; `None` until
+    /// its consumer exists.
+    pub async fn worker_backlog(&self) -> Option<u64> {
         let topology = self.topology();
-        let Ok(stream) = self.jetstream().get_stream(topology.events_stream()).await else {
-            return false;
-        };
-        let Ok(mut consumer) = stream
+        let stream = self
+            .jetstream()
+            .get_stream(topology.events_stream())
+            .await
+            .ok()?;
+        let mut consumer = stream
             .get_consumer::<async_nats::jetstream::consumer::pull::Config>(
                 &topology.worker_consumer("ac-test"),
             )
             .await
-        else {
-            return false;
-        };
-        match consumer.info().await {
-            Ok(info) => info.num_pending == 0 && info.num_ack_pending == 0,
-            Err(_) => false,
-        }
+            .ok()?;
+        let info = consumer.info().await.ok()?;
+        Some(info.num_pending + info.num_ack_pending as u64)
     }
 
     /// True when the worker of destination connection `connection` has settled every event
@@ -396,8 +435,95 @@ destination = "ac-test"
         path
     }
 
+    /// Publishes every message of the events stream again on its own subject under a new
+    /// message id (so JetStream does not drop it as a duplicate): every event delivered a
+    /// second time, as a publisher's retry after a lost ack would. Returns how many.
+    pub async fn redeliver_every_event(&self) -> u64 {
+        self.copy_events(|_| None, "redelivery").await
+    }
+
+    /// Puts every message of the events stream on the replay subject of destination
+    /// `connection`, as `billsync replay` does: the worker applies them again even though it
+    /// already has. Returns how many.
+    pub async fn replay_whole_stream(&self, connection: &str) -> u64 {
+        let subject = self.topology().replay_subject(connection);
+        self.copy_events(|_| Some(subject.clone()), "replay").await
+    }
+
+    async fn copy_events(&self, subject: impl Fn(&str) -> Option<String>, label: &str) -> u64 {
+        let topology = self.topology();
+        let js = self.jetstream();
+        let stream = js
+            .get_stream(topology.events_stream())
+            .await
+            .expect("events stream");
+        let publisher =
+            billsync_bus::Publisher::new(js.clone(), topology.clone(), Duration::from_secs(30));
+        let count = self.events_in_stream().await;
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        for sequence in 1..=count {
+            let message = stream.get_raw_message(sequence).await.expect("message");
+            let mut headers = async_nats::HeaderMap::new();
+            let target = match subject(&message.subject) {
+                Some(replay) => {
+                    headers.insert(billsync_bus::topology::HEADER_REPLAY, "true");
+                    replay
+                }
+                None => message.subject.to_string(),
+            };
+            let published = publisher
+                .publish(
+                    target,
+                    &format!("{label}-{run}-{sequence}"),
+                    message.payload,
+                    headers,
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{label} of message {sequence}: {e}"));
+            assert!(
+                !published.duplicate,
+                "{label} of message {sequence} was dropped as a duplicate"
+            );
+        }
+        count
+    }
+
+    /// Starts `billsync activecampaign` as a child process (`StackOptions::worker_process`).
+    /// Its log goes to stderr at `warn` unless `RUST_LOG` says otherwise.
+    pub fn start_worker(&self) {
+        let mut worker = self.worker.lock().expect("worker lock");
+        assert!(worker.is_none(), "the worker process is already running");
+        let child = tokio::process::Command::new(crate::billsync_binary())
+            .arg("--config")
+            .arg(&self.config_path)
+            .arg("activecampaign")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start billsync activecampaign");
+        *worker = Some(child);
+    }
+
+    /// SIGKILLs the worker's child process and waits until it is gone: no drain, no acks of
+    /// what it was doing — a crash.
+    pub async fn kill_worker(&self) {
+        let child = self.worker.lock().expect("worker lock").take();
+        let mut child = child.expect("no worker process is running");
+        child.start_kill().expect("SIGKILL the worker");
+        child.wait().await.expect("reap the worker");
+    }
+
     /// Stops the services gracefully, then removes this test's streams, buckets and database.
     pub async fn stop(mut self) {
+        let worker = self.worker.lock().expect("worker lock").take();
+        if let Some(mut child) = worker {
+            terminate(&mut child).await;
+        }
         self.shutdown.cancel();
         while let Some(joined) = self.tasks.join_next().await {
             let (name, result) = joined.expect("service task panicked");
@@ -425,5 +551,21 @@ destination = "ac-test"
             let _ = js.delete_key_value(bucket).await;
         }
         self.db.drop_database().await;
+    }
+}
+
+/// SIGTERM, then SIGKILL if the process has not exited within 30 s.
+async fn terminate(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    }
+    if tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
     }
 }

@@ -4,6 +4,7 @@
 //! that blocks a thread (building or running the `billsync` binary) must not stall the
 //! in-process services it is talking to.
 
+mod chargebee_redelivery;
 mod chargebee_runs;
 mod chargebee_to_activecampaign;
 mod operator_api;
@@ -13,5 +14,6 @@ mod secrets_in_logs;
 mod stripe_deep_data;
 mod stripe_source;
 mod stripe_to_activecampaign;
+mod stripe_tracking;
 mod sync_errors;
 mod web_page;

@@ -188,34 +188,6 @@ fn only_customer<'a>(snapshot: &'a AcSnapshot, externalid: &str) -> &'a AcEcomCu
     customers[0]
 }
 
-/// Puts every message of the events stream on the replay subject of `ac-test`, as
-/// `billsync replay` does: the worker applies them again although it already has.
-async fn replay_whole_stream(stack: &Stack) -> u64 {
-    let topology = stack.topology();
-    let js = stack.jetstream();
-    let stream = js
-        .get_stream(topology.events_stream())
-        .await
-        .expect("events stream");
-    let publisher = billsync_bus::Publisher::new(js.clone(), topology.clone(), WAIT);
-    let count = stack.events_in_stream().await;
-    for sequence in 1..=count {
-        let message = stream.get_raw_message(sequence).await.expect("message");
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert(billsync_bus::topology::HEADER_REPLAY, "true");
-        publisher
-            .publish(
-                topology.replay_subject("ac-test"),
-                &format!("deep-replay-{sequence}"),
-                message.payload,
-                headers,
-            )
-            .await
-            .expect("replay");
-    }
-    count
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stripe_payments_and_subscriptions_become_orders_once() {
     let stack = Stack::start(StackOptions::default()).await;
@@ -478,7 +450,7 @@ async fn stripe_payments_and_subscriptions_become_orders_once() {
     // Replaying the whole stream writes no deep data: older events are stale, the latest
     // ones change nothing. Every order, customer and connection is exactly as it was, down
     // to the sandbox's count of writes per record.
-    assert_eq!(replay_whole_stream(&stack).await, 11);
+    assert_eq!(stack.replay_whole_stream("ac-test").await, 11);
     let after = settled(&stack, "the replay settled", |_| true).await;
     assert_eq!(after.connections, before.connections);
     assert_eq!(after.ecom_customers, before.ecom_customers);

@@ -123,6 +123,8 @@ pub(crate) struct Account {
     faults: Mutex<AcFaults>,
     window: Mutex<SlidingWindow>,
     requests: AtomicU64,
+    /// trackcmp requests served, accepted or refused (not in `requests`).
+    tracking_requests: AtomicU64,
     data: Mutex<AccountData>,
 }
 
@@ -181,6 +183,10 @@ impl Account {
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn count_tracking_request(&self) {
+        self.tracking_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn window(&self) -> MutexGuard<'_, SlidingWindow> {
         lock(&self.window)
     }
@@ -216,6 +222,7 @@ impl ActiveCampaign {
             faults: Mutex::default(),
             window: Mutex::default(),
             requests: AtomicU64::new(0),
+            tracking_requests: AtomicU64::new(0),
             data: Mutex::default(),
         });
         self.registry
@@ -255,6 +262,17 @@ impl ActiveCampaign {
     /// If no account has this name.
     pub fn request_count(&self, account: &str) -> u64 {
         self.expect(account).requests.load(Ordering::Relaxed)
+    }
+
+    /// Event tracking (trackcmp) requests served so far, accepted or refused; they are not
+    /// in [`Self::request_count`].
+    ///
+    /// # Panics
+    /// If no account has this name.
+    pub fn tracking_request_count(&self, account: &str) -> u64 {
+        self.expect(account)
+            .tracking_requests
+            .load(Ordering::Relaxed)
     }
 
     /// `http://127.0.0.1:PORT/activecampaign/{account}/trackcmp`: what `https://trackcmp.net`

@@ -4,10 +4,11 @@
 //!
 //! trackcmp is another host than the v3 API: it authenticates with the form's `actid` and
 //! `key` rather than `Api-Token`, so it sits outside the v3 gatekeeper and its requests are
-//! not in `request_count` nor under the v3 rate limit (AC documents no limit for it). Its
-//! answer is always HTTP 200; `success` says whether the event was accepted. The failure
-//! messages are not in the docs (which show only `{"success":1,"message":"Event spawned"}`;
-//! AC's sample client checks `success`); these say what went wrong.
+//! not in `request_count` (they are counted in `tracking_request_count`) nor under the v3
+//! rate limit (AC documents no limit for it). Its answer is always HTTP 200; `success` says
+//! whether the event was accepted. The failure messages are not in the docs (which show only
+//! `{"success":1,"message":"Event spawned"}`; AC's sample client checks `success`); these
+//! say what went wrong.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -43,6 +44,7 @@ pub(crate) async fn track_event(
     let Some(account) = ac.account(&name) else {
         return ApiError::unknown_account(&name).into_response();
     };
+    account.count_tracking_request();
     let latency = account.faults().latency_ms;
     if latency > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
