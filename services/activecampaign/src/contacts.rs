@@ -7,7 +7,7 @@ use crate::api::ActiveCampaignClient;
 use async_nats::jetstream::kv;
 use billsync_bus::Topology;
 use billsync_events::{BillingEventV1, DestinationKind, FailureClass};
-use billsync_worker::DeliveryError;
+use billsync_worker::{DeliveryError, Pass};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -24,6 +24,19 @@ pub enum MissingFields {
     Create,
     /// Stripe's integration maps only to fields that already exist (seed 001).
     Refuse,
+}
+
+/// How one upsert treats the contact.
+#[derive(Debug, Clone, Copy)]
+pub struct UpsertRules<'a> {
+    pub missing: MissingFields,
+    /// The list the contact joins, if the sync names one.
+    pub list_id: Option<&'a str>,
+    /// The email belongs to one customer only (Chargebee: two customers of one email are an
+    /// error, not a merge).
+    pub exclusive_email: bool,
+    /// A replay writes the contact even when billsync remembers it unchanged.
+    pub pass: Pass,
 }
 
 /// What billsync remembers about a synced customer.
@@ -226,10 +239,14 @@ impl ContactBook {
         &self,
         customer: &CustomerRef<'_>,
         fields: &BTreeMap<String, Value>,
-        missing: MissingFields,
-        list_id: Option<&str>,
-        exclusive_email: bool,
+        rules: UpsertRules<'_>,
     ) -> Result<String, DeliveryError> {
+        let UpsertRules {
+            missing,
+            list_id,
+            exclusive_email,
+            pass,
+        } = rules;
         let text = |name: &str| fields.get(name).and_then(Value::as_str);
         let email = text("email").ok_or_else(|| {
             DeliveryError::permanent(
@@ -269,7 +286,8 @@ impl ContactBook {
         let digest = digest(&input);
         if let Some(previous) = &previous {
             let listed = list_id.is_none_or(|list| previous.list_id.as_deref() == Some(list));
-            if listed && previous.synced.as_deref() == Some(digest.as_str()) {
+            let unchanged = previous.synced.as_deref() == Some(digest.as_str());
+            if listed && unchanged && pass == Pass::Live {
                 return Ok(previous.contact_id.clone());
             }
         }

@@ -2,7 +2,7 @@
 
 use crate::api::{ActiveCampaignClient, EventTracker};
 use crate::chargebee::{self, CustomerSubscriptions, OnCustomerDeleted};
-use crate::contacts::{kv_error, ContactBook, CustomerRef, MissingFields, STANDARD_FIELDS};
+use crate::contacts::{kv_error, ContactBook, CustomerRef, MissingFields, UpsertRules};
 use crate::ecommerce::{EcomBook, EcomCustomerRef, OrderWrite};
 use crate::error::StartError;
 use crate::options::SyncOptions;
@@ -13,7 +13,7 @@ use billsync_bus::Topology;
 use billsync_config::{ActiveCampaignConnection, Config, ConnectionKind, SyncConfig};
 use billsync_events::{BillingEventV1, DestinationKind, FailureClass, ObjectKind, SourceKind};
 use billsync_mapping::Mapping;
-use billsync_worker::{Delivered, DeliveryError, Destination};
+use billsync_worker::{Delivered, DeliveryError, Destination, Pass};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -144,6 +144,7 @@ impl ActiveCampaignDestination {
         &self,
         rules: &SyncRules,
         event: &BillingEventV1,
+        pass: Pass,
     ) -> Result<Delivered, DeliveryError> {
         let client = &self.contacts.client;
         let fields = stripe::customer_view(event)
@@ -171,9 +172,12 @@ impl ActiveCampaignDestination {
                     .upsert(
                         owner,
                         &fields,
-                        MissingFields::Refuse,
-                        rules.options.list_id.as_deref(),
-                        false,
+                        UpsertRules {
+                            missing: MissingFields::Refuse,
+                            list_id: rules.options.list_id.as_deref(),
+                            exclusive_email: false,
+                            pass,
+                        },
                     )
                     .await?;
                 (contact, email)
@@ -183,9 +187,12 @@ impl ActiveCampaignDestination {
                     .await?
             }
         };
-        // Tags already put on this contact cost no call; a contact recreated after a delete
-        // has a new id and gets its tags again.
+        // Tags already put on this contact cost no call (a replay puts them on again); a
+        // contact recreated after a delete has a new id and gets its tags again.
         let mut applied = self.contacts.applied_tags(&contact_id).await?;
+        if pass == Pass::Replay {
+            applied.retain(|tag| !stripe::tags_for(event).contains(tag));
+        }
         let before = applied.len();
         for tag in stripe::tags_for(event) {
             if applied.contains(&tag) {
@@ -215,7 +222,7 @@ impl ActiveCampaignDestination {
                 .await?;
         }
         if rules.options.deep_data && stripe_orders::customer_is_live(event) {
-            self.apply_deep_data(rules, event, &email).await?;
+            self.apply_deep_data(rules, event, &email, pass).await?;
         }
         if let (Some(tracker), Some(tracking)) = (&rules.tracker, &rules.options.tracking) {
             if self.ecommerce.needs_tracking(event).await? {
@@ -238,6 +245,7 @@ impl ActiveCampaignDestination {
         rules: &SyncRules,
         event: &BillingEventV1,
         email: &str,
+        pass: Pass,
     ) -> Result<(), DeliveryError> {
         let client = &self.contacts.client;
         let guest = email.trim().to_lowercase();
@@ -276,7 +284,13 @@ impl ActiveCampaignDestination {
                     .customer_id(client, &connection, &customer(planned.accepts_marketing))
                     .await?;
                 self.ecommerce
-                    .write_order(client, event, &planned, &connection, &customer_id, email)
+                    .write_order(
+                        client,
+                        event,
+                        &planned,
+                        (&connection, &customer_id, email),
+                        pass,
+                    )
                     .await?
             }
         };
@@ -323,6 +337,7 @@ impl ActiveCampaignDestination {
         &self,
         rules: &SyncRules,
         event: &BillingEventV1,
+        pass: Pass,
     ) -> Result<Delivered, DeliveryError> {
         if chargebee::is_gift_event(event) && !rules.options.sync_gift_purchasers {
             return Ok(Delivered::NotApplicable {
@@ -342,12 +357,12 @@ impl ActiveCampaignDestination {
         };
         self.contacts.ensure_fields(rules.mapping.fields()).await?;
         let reference = CustomerRef::of(event, customer_id);
+        let subscriptions = self.subscriptions(event, customer_id).await?;
         if chargebee::is_deletion(event) {
             return self
-                .delete_chargebee_customer(rules, &reference, customer)
+                .delete_chargebee_customer(rules, &reference, customer, &subscriptions, pass)
                 .await;
         }
-        let subscriptions = self.subscriptions(event, customer_id).await?;
         let fields = rules
             .mapping
             .apply(&chargebee::view(customer, subscriptions.chosen()));
@@ -356,9 +371,12 @@ impl ActiveCampaignDestination {
             .upsert(
                 &reference,
                 &fields,
-                MissingFields::Create,
-                rules.options.list_id.as_deref(),
-                true,
+                UpsertRules {
+                    missing: MissingFields::Create,
+                    list_id: rules.options.list_id.as_deref(),
+                    exclusive_email: true,
+                    pass,
+                },
             )
             .await?;
         Ok(Delivered::Written {
@@ -391,6 +409,8 @@ impl ActiveCampaignDestination {
         rules: &SyncRules,
         reference: &CustomerRef<'_>,
         customer: &Value,
+        subscriptions: &CustomerSubscriptions,
+        pass: Pass,
     ) -> Result<Delivered, DeliveryError> {
         let link = self.contacts.link(reference).await?;
         let email = customer
@@ -419,7 +439,9 @@ impl ActiveCampaignDestination {
                 Ok(Delivered::Written { crm_id: contact })
             }
             OnCustomerDeleted::Keep | OnCustomerDeleted::Unsubscribe => {
-                // The status field says "deleted"; the contact stays.
+                // The status field says "deleted"; the contact stays, with every field as the
+                // customer's last data says (a replay may have applied an older
+                // subscription event's copy of the customer just before).
                 let mut deleted = customer.clone();
                 if let Some(object) = deleted.as_object_mut() {
                     object.insert("deleted".into(), Value::Bool(true));
@@ -429,16 +451,21 @@ impl ActiveCampaignDestination {
                             .or_insert(Value::String(email.clone()));
                     }
                 }
-                let fields = rules.mapping.apply(&chargebee::view(&deleted, None));
-                let fields = fields
-                    .into_iter()
-                    .filter(|(k, _)| {
-                        STANDARD_FIELDS.contains(&k.as_str()) || k == "Cb_chargebeeCustomerStatus"
-                    })
-                    .collect();
+                let fields = rules
+                    .mapping
+                    .apply(&chargebee::view(&deleted, subscriptions.chosen()));
                 let contact = self
                     .contacts
-                    .upsert(reference, &fields, MissingFields::Create, None, true)
+                    .upsert(
+                        reference,
+                        &fields,
+                        UpsertRules {
+                            missing: MissingFields::Create,
+                            list_id: None,
+                            exclusive_email: true,
+                            pass,
+                        },
+                    )
                     .await?;
                 if rules.options.on_customer_deleted == OnCustomerDeleted::Unsubscribe {
                     if let Some(list) = &rules.options.list_id {
@@ -465,7 +492,11 @@ impl Destination for ActiveCampaignDestination {
         &self.name
     }
 
-    async fn deliver(&self, event: &BillingEventV1) -> Result<Delivered, DeliveryError> {
+    async fn deliver(
+        &self,
+        event: &BillingEventV1,
+        pass: Pass,
+    ) -> Result<Delivered, DeliveryError> {
         let Some(rules) = self.syncs.get(&event.connection) else {
             return Err(DeliveryError::permanent(
                 FailureClass::Configuration,
@@ -476,8 +507,8 @@ impl Destination for ActiveCampaignDestination {
             ));
         };
         let result = match rules.source {
-            SourceKind::Stripe => self.apply_stripe(rules, event).await,
-            SourceKind::Chargebee => self.apply_chargebee(rules, event).await,
+            SourceKind::Stripe => self.apply_stripe(rules, event, pass).await,
+            SourceKind::Chargebee => self.apply_chargebee(rules, event, pass).await,
         };
         match &result {
             Err(DeliveryError::Permanent {

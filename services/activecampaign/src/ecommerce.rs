@@ -22,7 +22,7 @@ use crate::stripe_orders::PlannedOrder;
 use async_nats::jetstream::kv;
 use billsync_bus::Topology;
 use billsync_events::{BillingEventV1, DestinationKind};
-use billsync_worker::DeliveryError;
+use billsync_worker::{DeliveryError, Pass};
 use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -278,16 +278,16 @@ impl EcomBook {
         self.key(source_connection, &format!("ecom_order/{externalid}"))
     }
 
-    /// Creates or updates the order `planned` describes. Skips the write when AC already
-    /// has exactly this, and refuses events older than the one that last shaped the order.
+    /// Creates or updates the order `planned` describes (for the AC connection, e-commerce
+    /// customer and email given). Skips the write when AC already has exactly this, unless
+    /// replaying, and refuses events older than the one that last shaped the order.
     pub async fn write_order(
         &self,
         client: &ActiveCampaignClient,
         event: &BillingEventV1,
         planned: &PlannedOrder,
-        connection_id: &str,
-        customer_id: &str,
-        email: &str,
+        (connection_id, customer_id, email): (&str, &str, &str),
+        pass: Pass,
     ) -> Result<OrderWrite, DeliveryError> {
         let key = self.order_key(&event.connection, &planned.externalid);
         let (mut record, mut revision) = self.load_versioned::<OrderRecord>(&key).await?;
@@ -317,7 +317,8 @@ impl EcomBook {
         record.position = position;
         record.refunded = refunded;
         record.paid = Some(planned.paid);
-        let unchanged = record.id.is_some()
+        let unchanged = pass == Pass::Live
+            && record.id.is_some()
             && record
                 .sent
                 .as_ref()

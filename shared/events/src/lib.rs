@@ -7,7 +7,6 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::cmp::Ordering;
 use std::fmt;
 
 /// The billing systems billsync reads from.
@@ -106,11 +105,14 @@ impl RecordVersion {
     /// True when an event at `self` must not be applied because `applied` already is newer
     /// or is this very event.
     pub fn is_superseded_by(&self, applied: &RecordVersion) -> bool {
-        match applied.position.cmp(&self.position) {
-            Ordering::Greater => true,
-            Ordering::Equal => applied.event_id == self.event_id,
-            Ordering::Less => false,
-        }
+        self.is_older_than(applied) || applied == self
+    }
+
+    /// True when `applied` is strictly newer. A replay re-applies a record's newest event,
+    /// never an older one: that would put old data back in the CRM until the newer event
+    /// came round again (and start automations on the way).
+    pub fn is_older_than(&self, applied: &RecordVersion) -> bool {
+        applied.position > self.position
     }
 }
 
@@ -279,6 +281,15 @@ mod tests {
         assert!(version(100, "evt_b").is_superseded_by(&applied));
         assert!(!version(100, "evt_c").is_superseded_by(&applied));
         assert!(!version(101, "evt_a").is_superseded_by(&applied));
+    }
+
+    #[test]
+    fn a_replay_may_re_apply_the_newest_version_but_not_an_older_one() {
+        let applied = version(100, "evt_b");
+        assert!(version(99, "evt_a").is_older_than(&applied));
+        assert!(!version(100, "evt_b").is_older_than(&applied));
+        assert!(!version(100, "evt_c").is_older_than(&applied));
+        assert!(!version(101, "evt_a").is_older_than(&applied));
     }
 
     #[test]

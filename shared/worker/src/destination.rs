@@ -14,6 +14,16 @@ pub enum Delivered {
     NotApplicable { reason: String },
 }
 
+/// How an event reaches a destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// As it happened, or redelivered: a write billsync remembers making may be skipped.
+    Live,
+    /// Sent again by an operator (`billsync replay`, a retry from the errors service) to
+    /// repair the CRM: written again even where billsync remembers the CRM has it.
+    Replay,
+}
+
 /// Why a delivery did not happen, decided by the client's one `classify` function.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DeliveryError {
@@ -57,6 +67,7 @@ pub trait Destination: Send + Sync + 'static {
     fn deliver(
         &self,
         event: &BillingEventV1,
+        pass: Pass,
     ) -> impl Future<Output = Result<Delivered, DeliveryError>> + Send;
 
     /// Checks that the CRM answers and the credentials work, for readiness.

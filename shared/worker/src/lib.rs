@@ -13,6 +13,6 @@ mod lanes;
 mod retry;
 mod runtime;
 
-pub use destination::{Delivered, DeliveryError, Destination};
+pub use destination::{Delivered, DeliveryError, Destination, Pass};
 pub use retry::RetrySchedule;
 pub use runtime::{run_worker, WorkerContext, WorkerError, IGNORED_REASON};

@@ -1,6 +1,6 @@
 //! The consume → order → deliver → record → ack loop of one destination connection.
 
-use crate::destination::{Delivered, DeliveryError, Destination};
+use crate::destination::{Delivered, DeliveryError, Destination, Pass};
 use crate::lanes::Lanes;
 use crate::retry::RetrySchedule;
 use async_nats::jetstream::{self, kv};
@@ -289,19 +289,28 @@ impl<D: Destination> Processor<D> {
             return Settled::Ack("resource_not_synced");
         }
         let version_key = self.version_key(event);
-        if !job.replay {
-            match self.applied_version(&version_key).await {
-                Ok(Some(applied)) if event.version.is_superseded_by(&applied) => {
-                    tracing::debug!(applied = ?applied, "Event is stale or already applied; skipping.");
-                    return self
-                        .report_skip(event, "already applied or superseded by a newer event")
-                        .await;
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::warn!(%error, "Reading the applied version failed; retrying later.");
-                    return Settled::Retry(Duration::from_secs(2));
-                }
+        // A replay applies the record's newest event again (the operator is repairing the
+        // CRM) but never an older one: a stale event must not overwrite newer data.
+        match self.applied_version(&version_key).await {
+            Ok(Some(applied)) if job.replay && event.version.is_older_than(&applied) => {
+                tracing::debug!(applied = ?applied, "Replayed event is older than the record's newest; skipping.");
+                return self
+                    .report_skip(
+                        event,
+                        "superseded by a newer event (a replay re-applies only a record's newest event)",
+                    )
+                    .await;
+            }
+            Ok(Some(applied)) if !job.replay && event.version.is_superseded_by(&applied) => {
+                tracing::debug!(applied = ?applied, "Event is stale or already applied; skipping.");
+                return self
+                    .report_skip(event, "already applied or superseded by a newer event")
+                    .await;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "Reading the applied version failed; retrying later.");
+                return Settled::Retry(Duration::from_secs(2));
             }
         }
         // Replays are checked too: `billsync replay` of a time range must not bring back a
@@ -331,7 +340,8 @@ impl<D: Destination> Processor<D> {
         let mut attempt = 0;
         let error = loop {
             attempt += 1;
-            match self.destination.deliver(event).await {
+            let pass = if job.replay { Pass::Replay } else { Pass::Live };
+            match self.destination.deliver(event, pass).await {
                 Ok(delivered) => return self.record_success(event, &version_key, delivered).await,
                 Err(DeliveryError::Retryable {
                     message,
