@@ -32,6 +32,29 @@ fn build() -> PathBuf {
     if release {
         command.arg("--release");
     }
+    // The variables Cargo and nextest set for a test process describe the test crate, not
+    // the build: build scripts that watch some of them would rebuild half the workspace
+    // here, and again on the next `cargo build` from a shell.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("NEXTEST")
+            || name.starts_with("CARGO_BIN_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "OUT_DIR",
+                "RUST_TEST_THREADS",
+                "RUST_BACKTRACE",
+            ]
+            .contains(&name.as_ref())
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
     let status = command
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()

@@ -7,6 +7,7 @@
 mod binary;
 mod servers;
 mod stack;
+pub mod workload;
 
 pub use binary::billsync_binary;
 pub use servers::{ensure_nats, ensure_postgres, fresh_database, PrivateNats, TestDatabase};

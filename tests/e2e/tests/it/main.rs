@@ -17,3 +17,4 @@ mod stripe_to_activecampaign;
 mod stripe_tracking;
 mod sync_errors;
 mod web_page;
+mod worker_crash;

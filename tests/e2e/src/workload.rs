@@ -1,0 +1,175 @@
+//! A Stripe workload with a known outcome: customers whose lives are a fixed sequence of
+//! events (created, subscriptions, payments, updates), and the ActiveCampaign state those
+//! events describe. `bench-activecampaign` and the worker-crash test send it through the
+//! whole pipeline and compare the emulated account with [`differences`].
+
+use billsync_sandbox::{stripe, AcSnapshot};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The event of step `step` in one customer's life: created, then updates, subscription
+/// changes and payments in turn.
+pub fn event_for(customer: usize, step: usize) -> Value {
+    let id = format!("cus_bench{customer:05}");
+    let email = format!("bench{customer:05}@example.com");
+    let name = format!("Bench Customer{customer} v{step}");
+    let subscription = || {
+        json!({"id": format!("sub_bench{customer:05}"), "object": "subscription", "customer": id,
+               "status": if step % 4 == 3 { "past_due" } else { "active" }, "currency": "usd",
+               "items": {"object": "list", "data": [{"id": "si_1", "price": {"id": "price_pro", "unit_amount": 4900, "currency": "usd", "recurring": {"interval": "month"}}, "quantity": 1}]},
+               "created": 1_700_000_000})
+    };
+    match step % 5 {
+        0 if step == 0 => stripe::event("customer.created", stripe::customer(&id, &email, &name)),
+        1 => stripe::event("customer.subscription.created", subscription()),
+        2 => stripe::event("customer.subscription.updated", subscription()),
+        3 => stripe::event(
+            "charge.succeeded",
+            json!({"id": format!("ch_bench{customer:05}_{step}"), "object": "charge", "customer": id,
+                   "amount": 4900, "amount_refunded": 0, "currency": "usd", "status": "succeeded", "paid": true,
+                   "billing_details": {"email": email, "name": name}, "receipt_email": email, "created": 1_700_000_000 + step as i64}),
+        ),
+        _ => stripe::event("customer.updated", stripe::customer(&id, &email, &name)),
+    }
+}
+
+/// One customer as its events describe it.
+pub struct Expected {
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub tags: BTreeSet<String>,
+    /// Order external id → (total in cents, realtime source, first product's description).
+    pub orders: BTreeMap<String, (i64, u8, Option<String>)>,
+}
+
+/// Replays one customer's events in order, the way the seed's rules read them.
+pub fn expected(customer: usize, per_customer: usize) -> Expected {
+    let mut state = Expected {
+        email: format!("bench{customer:05}@example.com"),
+        first_name: String::new(),
+        last_name: String::new(),
+        tags: BTreeSet::new(),
+        orders: BTreeMap::new(),
+    };
+    for step in 0..per_customer {
+        let event = event_for(customer, step);
+        let kind = event["type"].as_str().expect("event type").to_string();
+        let object = &event["data"]["object"];
+        state.tags.insert("stripe-integration".into());
+        state.tags.insert(format!("stripe-integration-{kind}"));
+        let name = match object["object"].as_str() {
+            Some("customer") => object["name"].as_str(),
+            Some("charge") => object["billing_details"]["name"].as_str(),
+            _ => None,
+        };
+        if let Some((first, last)) = name.and_then(|n| n.split_once(' ')) {
+            state.first_name = first.to_string();
+            state.last_name = last.to_string();
+        }
+        match object["object"].as_str() {
+            Some("subscription") => {
+                state
+                    .tags
+                    .insert("stripe-integration-Billing_Subscription_Events".into());
+                let id = object["id"].as_str().expect("id").to_string();
+                let status = object["status"].as_str().expect("status");
+                state
+                    .orders
+                    .insert(id, (4900, 0, Some(format!("{status}, every month"))));
+            }
+            Some("charge") => {
+                let id = object["id"].as_str().expect("id").to_string();
+                state.orders.insert(id, (4900, 1, None));
+            }
+            _ => {}
+        }
+    }
+    state
+}
+
+/// Everything in the account that is not what the events describe, one line each.
+pub fn differences(snapshot: &AcSnapshot, customers: usize, per_customer: usize) -> Vec<String> {
+    let mut found = Vec::new();
+    if snapshot.contacts.len() != customers {
+        found.push(format!(
+            "{} contacts, expected {customers}",
+            snapshot.contacts.len()
+        ));
+    }
+    let wanted_orders: usize = (0..customers)
+        .map(|c| expected(c, per_customer).orders.len())
+        .sum();
+    if snapshot.ecom_orders.len() != wanted_orders {
+        found.push(format!(
+            "{} orders, expected {wanted_orders}",
+            snapshot.ecom_orders.len()
+        ));
+    }
+    if snapshot.ecom_customers.len() != customers {
+        found.push(format!(
+            "{} e-commerce customers, expected {customers}",
+            snapshot.ecom_customers.len()
+        ));
+    }
+    for customer in 0..customers {
+        let want = expected(customer, per_customer);
+        let Some(contact) = snapshot.contact_by_email(&want.email) else {
+            found.push(format!("no contact {}", want.email));
+            continue;
+        };
+        if (contact.first_name.as_str(), contact.last_name.as_str())
+            != (want.first_name.as_str(), want.last_name.as_str())
+        {
+            found.push(format!(
+                "{}: name {:?} {:?}, expected {:?} {:?}",
+                want.email, contact.first_name, contact.last_name, want.first_name, want.last_name
+            ));
+        }
+        let tags = snapshot.tags_of(&contact.id);
+        let unique: BTreeSet<String> = tags.iter().cloned().collect();
+        if unique != want.tags || tags.len() != unique.len() {
+            found.push(format!(
+                "{}: tags {tags:?}, expected {:?}",
+                want.email, want.tags
+            ));
+        }
+        let externalid = format!("cus_bench{customer:05}");
+        let ecom: Vec<_> = snapshot
+            .ecom_customers
+            .iter()
+            .filter(|c| c.externalid == externalid)
+            .collect();
+        match ecom.as_slice() {
+            [one] if one.email == want.email => {
+                for (order_id, (total, source, description)) in &want.orders {
+                    let orders = snapshot.ecom_orders_with(order_id);
+                    match orders.as_slice() {
+                        [order]
+                            if order.total_price == *total
+                                && order.source == *source
+                                && order.customerid == one.id
+                                && (description.is_none()
+                                    || order.order_products.first().and_then(|p| p.description.as_ref())
+                                        == description.as_ref()) => {}
+                        other => found.push(format!(
+                            "{}: order {order_id}: {} record(s) {:?}, expected one of {total} cents, source {source}, {description:?}",
+                            want.email,
+                            other.len(),
+                            other
+                                .iter()
+                                .map(|o| (o.total_price, o.source, o.order_products.first().and_then(|p| p.description.clone())))
+                                .collect::<Vec<_>>()
+                        )),
+                    }
+                }
+            }
+            other => found.push(format!(
+                "{}: {} e-commerce customer(s) {externalid}, expected one with its email",
+                want.email,
+                other.len()
+            )),
+        }
+    }
+    found
+}
