@@ -73,13 +73,13 @@ impl ActiveCampaignDestination {
                     })
                 }
                 (Some(tracking), SourceKind::Stripe) => {
+                    let index = config
+                        .destinations
+                        .activecampaign
+                        .iter()
+                        .position(|c| c.name == connection.name)
+                        .unwrap_or_default();
                     let Some(event_key) = event_key(connection) else {
-                        let index = config
-                            .destinations
-                            .activecampaign
-                            .iter()
-                            .position(|c| c.name == connection.name)
-                            .unwrap_or_default();
                         return Err(StartError::Mapping {
                             file: file.clone(),
                             key: format!("destinations.activecampaign[{index}].event_key"),
@@ -90,12 +90,13 @@ impl ActiveCampaignDestination {
                             ),
                         });
                     };
-                    Some(EventTracker::new(
-                        &tracking.url,
-                        &tracking.actid,
-                        event_key,
-                        timeout,
-                    ))
+                    Some(
+                        EventTracker::new(&tracking.url, &tracking.actid, event_key, timeout)
+                            .configured_in(format!(
+                                "{key}.options.track_actid and \
+                                 destinations.activecampaign[{index}].event_key of {file}"
+                            )),
+                    )
                 }
             };
             let rules = SyncRules {

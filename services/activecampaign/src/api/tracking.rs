@@ -5,6 +5,7 @@
 //! requests do not take slots of the account's 5 requests/s.
 
 use super::client::{classify, transport_error, urlencode};
+use billsync_events::FailureClass;
 use billsync_worker::DeliveryError;
 use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
@@ -18,6 +19,8 @@ pub struct EventTracker {
     url: String,
     actid: String,
     key: SecretString,
+    /// Where the actid and key are configured, for refusals an operator must fix.
+    configured_in: Option<String>,
 }
 
 impl EventTracker {
@@ -32,7 +35,14 @@ impl EventTracker {
             url: format!("{}/event", base_url.trim_end_matches('/')),
             actid: actid.to_string(),
             key: SecretString::from(key.to_string()),
+            configured_in: None,
         }
+    }
+
+    /// Names the settings the actid and key come from, so that a refusal says what to edit.
+    pub fn configured_in(mut self, settings: String) -> Self {
+        self.configured_in = Some(settings);
+        self
     }
 
     /// Records event `name` with value `eventdata` on the contact with `email`.
@@ -86,12 +96,20 @@ impl EventTracker {
                 message,
                 http_status,
                 detail,
-            } => DeliveryError::Permanent {
-                class,
-                message: format!("tracking event {name:?}: {message}"),
-                http_status,
-                detail,
-            },
+            } => {
+                let settings = match (&self.configured_in, class) {
+                    (Some(settings), FailureClass::Configuration) => {
+                        format!("; billsync reads them from {settings}")
+                    }
+                    _ => String::new(),
+                };
+                DeliveryError::Permanent {
+                    class,
+                    message: format!("tracking event {name:?}: {message}{settings}"),
+                    http_status,
+                    detail,
+                }
+            }
         })
     }
 }

@@ -466,6 +466,8 @@ async fn a_refused_event_key_is_one_failure_that_says_what_to_fix() {
         "Invalid actid or key",
         "actid and key",
         "Settings > Tracking > Event Tracking",
+        "syncs[0].options.track_actid",
+        "destinations.activecampaign[0].event_key",
     ] {
         assert!(message.contains(says), "{says:?} missing from: {message}");
     }
