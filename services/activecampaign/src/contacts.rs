@@ -48,10 +48,18 @@ pub struct ContactLink {
     #[serde(default)]
     pub list_id: Option<String>,
     /// Digest of the contact data last written, so an event that changes none of it (a
-    /// payment, a retry, a replay) costs no `contact/sync`.
+    /// payment, a redelivery) costs no `contact/sync` for [`UNCHANGED_FOR`].
     #[serde(default)]
     pub synced: Option<String>,
+    /// When that write was made (Unix seconds).
+    #[serde(default)]
+    pub synced_at: Option<i64>,
 }
+
+/// How long a contact whose data did not change goes without a `contact/sync`. Within it,
+/// events that change none of its data cost no call; after it, the next event writes the
+/// contact again, bringing back one a person deleted in ActiveCampaign.
+pub const UNCHANGED_FOR_SECS: i64 = 3600;
 
 pub struct ContactBook {
     pub client: ActiveCampaignClient,
@@ -149,6 +157,58 @@ impl ContactBook {
             .await
             .map_err(kv_error)?;
         Ok(stored.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+    }
+
+    /// The customer's link and the KV revision it was read at (`None`: there was none).
+    async fn link_versioned(
+        &self,
+        customer: &CustomerRef<'_>,
+    ) -> Result<(Option<ContactLink>, Option<u64>), DeliveryError> {
+        match self
+            .kv
+            .entry(self.link_key(customer))
+            .await
+            .map_err(kv_error)?
+        {
+            Some(entry) if entry.operation == kv::Operation::Put => Ok((
+                serde_json::from_slice(&entry.value).ok(),
+                Some(entry.revision),
+            )),
+            _ => Ok((None, None)),
+        }
+    }
+
+    /// Saves the link only if nobody saved it since it was read at `revision`: two
+    /// replicas writing one customer's contact at once must not leave a digest of data the
+    /// contact does not have. The loser is retried, reads the winner's link and writes again.
+    async fn save_link_if_unchanged(
+        &self,
+        customer: &CustomerRef<'_>,
+        link: &ContactLink,
+        revision: Option<u64>,
+    ) -> Result<(), DeliveryError> {
+        let key = self.link_key(customer);
+        let bytes = serde_json::to_vec(link).expect("a link always encodes");
+        let conflict = || DeliveryError::Retryable {
+            message: format!(
+                "another worker wrote the contact of {} at the same time; writing it again",
+                customer.label()
+            ),
+            retry_after: None,
+            http_status: None,
+        };
+        match revision {
+            Some(revision) => match self.kv.update(&key, bytes.into(), revision).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Err(conflict()),
+                Err(e) => Err(kv_error(e)),
+            },
+            None => match self.kv.create(&key, bytes.into()).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Err(conflict()),
+                Err(e) => Err(kv_error(e)),
+            },
+        }
     }
 
     async fn save_link(
@@ -260,7 +320,7 @@ impl ContactBook {
                 ),
             )
         })?;
-        let previous = self.link(customer).await?;
+        let (previous, revision) = self.link_versioned(customer).await?;
         if exclusive_email {
             self.claim_email(customer, email).await?;
         }
@@ -284,9 +344,13 @@ impl ContactBook {
             field_values,
         };
         let digest = digest(&input);
+        let now = chrono::Utc::now().timestamp();
         if let Some(previous) = &previous {
             let listed = list_id.is_none_or(|list| previous.list_id.as_deref() == Some(list));
-            let unchanged = previous.synced.as_deref() == Some(digest.as_str());
+            let unchanged = previous.synced.as_deref() == Some(digest.as_str())
+                && previous
+                    .synced_at
+                    .is_some_and(|at| now - at < UNCHANGED_FOR_SECS);
             if listed && unchanged && pass == Pass::Live {
                 return Ok(previous.contact_id.clone());
             }
@@ -297,6 +361,7 @@ impl ContactBook {
             email: email.to_string(),
             list_id: previous.as_ref().and_then(|p| p.list_id.clone()),
             synced: Some(digest),
+            synced_at: Some(now),
         };
         if let Some(list) = list_id {
             if link.list_id.as_deref() != Some(list)
@@ -306,7 +371,8 @@ impl ContactBook {
                 link.list_id = Some(list.to_string());
             }
         }
-        self.save_link(customer, &link).await?;
+        self.save_link_if_unchanged(customer, &link, revision)
+            .await?;
         if let Some(previous) = previous {
             if exclusive_email && !previous.email.eq_ignore_ascii_case(email) {
                 // The customer changed email: the old one is free for another customer.

@@ -4,16 +4,17 @@
 //!
 //! What is remembered, per destination connection (keys under the links bucket):
 //! - `…/ecom_customer/<customer>`: the e-commerce customer's id and the email it has;
+//! - `…/ecom_customer_created/<customer>`: that a create of it was started, ever;
 //! - `…/ecom_order/<externalid>`: the order's id, the body last written, the largest refund
 //!   seen and the newest event position applied;
 //! - `…/tracked/<object>/<id>`: which events of an object were sent to event tracking.
 //!
 //! Connection ids are kept in memory: one lookup per source per process.
-//! Every record can be lost without harm: the next event looks the order or customer up by
-//! its external id before creating it. A create billsync never started is made at once (one
-//! call, not a lookup and a create); before it, the record notes that a create is under
-//! way, so an attempt that dies before remembering the result looks the record up instead
-//! of creating a second one.
+//! A create billsync never started is made at once (one call, not a lookup and a create);
+//! before it, KV notes that a create is under way (created only if absent, so of two
+//! workers one creates and the other looks up), and an attempt that dies before remembering
+//! the result, or a lost record, is looked up by external id instead of created again.
+//! A 422 duplicate from AC is read again too: no path creates a second record.
 
 use crate::api::types::{ConnectionInput, EcomCustomerInput, EcomOrderInput};
 use crate::api::{ActiveCampaignClient, Prior};
@@ -53,7 +54,6 @@ pub struct EcomCustomerRef<'a> {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct CustomerRecord {
-    /// Empty while the create is under way.
     id: String,
     connection_id: String,
     email: String,
@@ -198,6 +198,10 @@ impl EcomBook {
     }
 
     fn customer_key(&self, customer: &EcomCustomerRef<'_>) -> String {
+        self.customer_key_of(customer, "ecom_customer")
+    }
+
+    fn customer_key_of(&self, customer: &EcomCustomerRef<'_>, record: &str) -> String {
         // Guests are keyed by email, which a KV key cannot hold: hash it.
         let part = if customer.externalid.contains('@') {
             let digest = Sha256::digest(customer.externalid.to_lowercase().as_bytes());
@@ -205,7 +209,7 @@ impl EcomBook {
         } else {
             customer.externalid.to_string()
         };
-        self.key(customer.source_connection, &format!("ecom_customer/{part}"))
+        self.key(customer.source_connection, &format!("{record}/{part}"))
     }
 
     /// The id of the customer's e-commerce customer, created when AC has none, and its email
@@ -228,7 +232,7 @@ impl EcomBook {
             accepts_marketing: marketing,
         };
         let record = match known.filter(|k| k.connection_id == connection_id) {
-            Some(known) if !known.id.is_empty() => {
+            Some(known) => {
                 let consent_changed = customer
                     .accepts_marketing
                     .is_some_and(|c| known.accepts_marketing != Some(c));
@@ -242,18 +246,16 @@ impl EcomBook {
                     ..known
                 }
             }
-            creating => {
-                let prior = if creating.is_some() {
-                    Prior::Unknown
-                } else {
-                    let intent = CustomerRecord {
-                        id: String::new(),
-                        connection_id: connection_id.to_string(),
-                        email: customer.email.to_string(),
-                        accepts_marketing: None,
-                    };
-                    self.save(&key, &intent).await?;
-                    Prior::None
+            None => {
+                let started = self.customer_key_of(customer, "ecom_customer_created");
+                let prior = match self
+                    .kv
+                    .create(&started, connection_id.to_string().into())
+                    .await
+                {
+                    Ok(_) => Prior::None,
+                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Prior::Unknown,
+                    Err(e) => return Err(kv_error(e)),
                 };
                 let (found, created) = client.ensure_ecom_customer(input.clone(), prior).await?;
                 if !created

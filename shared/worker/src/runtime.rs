@@ -293,13 +293,15 @@ impl<D: Destination> Processor<D> {
         // CRM) but never an older one: a stale event must not overwrite newer data.
         match self.applied_version(&version_key).await {
             Ok(Some(applied)) if job.replay && event.version.is_older_than(&applied) => {
-                tracing::debug!(applied = ?applied, "Replayed event is older than the record's newest; skipping.");
-                return self
-                    .report_skip(
-                        event,
-                        "superseded by a newer event (a replay re-applies only a record's newest event)",
-                    )
-                    .await;
+                // The destination already shows a newer version of the record, so what this
+                // event would have written is there (or newer): a retry of its failure is
+                // done. Reported as synced so that the failure row resolves.
+                tracing::debug!(applied = ?applied, "Replayed event is older than the record's newest; not writing it.");
+                let result = OutcomeResult::Synced { crm_id: None };
+                return match self.publish_outcome(event, result).await {
+                    Ok(()) => Settled::Ack("superseded"),
+                    Err(delay) => Settled::Retry(delay),
+                };
             }
             Ok(Some(applied)) if !job.replay && event.version.is_superseded_by(&applied) => {
                 tracing::debug!(applied = ?applied, "Event is stale or already applied; skipping.");
