@@ -484,6 +484,31 @@ async fn stripe_payments_and_subscriptions_become_orders_once() {
     }
     assert_eq!(after.contacts.len(), 1);
     assert_eq!(after.contact_tags.len(), before.contact_tags.len());
+
+    // Every event delivered a second time (under new message ids, as after a lost ack)
+    // changes nothing and costs no API call: the account is exactly as it was.
+    let calls = stack
+        .sandbox
+        .activecampaign
+        .request_count(&stack.ac_account);
+    assert_eq!(stack.redeliver_every_event().await, 11);
+    let again = eventually("the redeliveries settled", WAIT, || async {
+        (stack.worker_idle_for("ac-test").await && stack.events_in_stream().await == 22)
+            .then(|| stack.sandbox.activecampaign.snapshot(&stack.ac_account))
+    })
+    .await;
+    assert_eq!(
+        serde_json::to_value(&again).expect("snapshot"),
+        serde_json::to_value(&after).expect("snapshot"),
+        "a second delivery of every event changed the account"
+    );
+    assert_eq!(
+        stack
+            .sandbox
+            .activecampaign
+            .request_count(&stack.ac_account),
+        calls
+    );
     stack.stop().await;
 }
 
