@@ -6,7 +6,7 @@ use crate::api::types::{ContactInput, FieldValueInput};
 use crate::api::ActiveCampaignClient;
 use async_nats::jetstream::kv;
 use billsync_bus::Topology;
-use billsync_events::{BillingEventV1, DestinationKind, FailureClass};
+use billsync_events::{BillingEventV1, DestinationKind, FailureClass, RecordVersion};
 use billsync_worker::{DeliveryError, Pass};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -37,6 +37,10 @@ pub struct UpsertRules<'a> {
     pub exclusive_email: bool,
     /// A replay writes the contact even when billsync remembers it unchanged.
     pub pass: Pass,
+    /// The version of the event the data comes from, when events of several objects carry
+    /// the customer's data (Stripe: a charge's billing name, the customer's own name): an
+    /// event older than the one the contact last took its data from writes none of it.
+    pub version: Option<&'a RecordVersion>,
 }
 
 /// What billsync remembers about a synced customer.
@@ -54,6 +58,9 @@ pub struct ContactLink {
     /// When that write was made (Unix seconds).
     #[serde(default)]
     pub synced_at: Option<i64>,
+    /// The newest event the contact's data came from (see [`UpsertRules::version`]).
+    #[serde(default)]
+    pub data_version: Option<RecordVersion>,
 }
 
 /// How long a contact whose data did not change goes without a `contact/sync`. Within it,
@@ -306,6 +313,7 @@ impl ContactBook {
             list_id,
             exclusive_email,
             pass,
+            version,
         } = rules;
         let text = |name: &str| fields.get(name).and_then(Value::as_str);
         let email = text("email").ok_or_else(|| {
@@ -321,6 +329,17 @@ impl ContactBook {
             )
         })?;
         let (previous, revision) = self.link_versioned(customer).await?;
+        if let (Some(previous), Some(version)) = (&previous, version) {
+            if previous
+                .data_version
+                .as_ref()
+                .is_some_and(|newest| version.is_older_than(newest))
+            {
+                // A newer event (of another object of this customer) already wrote the
+                // contact: this one's copy of the customer's data is out of date.
+                return Ok(previous.contact_id.clone());
+            }
+        }
         if exclusive_email {
             self.claim_email(customer, email).await?;
         }
@@ -352,6 +371,13 @@ impl ContactBook {
                     .synced_at
                     .is_some_and(|at| now - at < UNCHANGED_FOR_SECS);
             if listed && unchanged && pass == Pass::Live {
+                if let Some(version) = version {
+                    // Nothing to write, but later events must know this one is the newest.
+                    let mut newer = previous.clone();
+                    newer.data_version = Some(version.clone());
+                    self.save_link_if_unchanged(customer, &newer, revision)
+                        .await?;
+                }
                 return Ok(previous.contact_id.clone());
             }
         }
@@ -362,6 +388,9 @@ impl ContactBook {
             list_id: previous.as_ref().and_then(|p| p.list_id.clone()),
             synced: Some(digest),
             synced_at: Some(now),
+            data_version: version
+                .cloned()
+                .or_else(|| previous.as_ref().and_then(|p| p.data_version.clone())),
         };
         if let Some(list) = list_id {
             if link.list_id.as_deref() != Some(list)

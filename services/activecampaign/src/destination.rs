@@ -178,6 +178,7 @@ impl ActiveCampaignDestination {
                             list_id: rules.options.list_id.as_deref(),
                             exclusive_email: false,
                             pass,
+                            version: Some(&event.version),
                         },
                     )
                     .await?;
@@ -377,6 +378,7 @@ impl ActiveCampaignDestination {
                     list_id: rules.options.list_id.as_deref(),
                     exclusive_email: true,
                     pass,
+                    version: None,
                 },
             )
             .await?;
@@ -465,6 +467,7 @@ impl ActiveCampaignDestination {
                             list_id: None,
                             exclusive_email: true,
                             pass,
+                            version: None,
                         },
                     )
                     .await?;

@@ -507,6 +507,7 @@ mod tests {
             version: RecordVersion {
                 position: 1,
                 event_id: "evt_1".into(),
+                sequence: None,
             },
             run_id: None,
             data,

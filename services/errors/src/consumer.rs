@@ -264,6 +264,7 @@ mod tests {
                     version: RecordVersion {
                         position: 1,
                         event_id: "ev_1".into(),
+                        sequence: None,
                     },
                     run_id: None,
                     data: json!({"id": "c1", "notes": secret}),

@@ -258,7 +258,10 @@ pub async fn replay(
         }
         progress.scanned += 1;
         match serde_json::from_slice::<BillingEvent>(&message.payload) {
-            Ok(event) if sources.contains(&event.v1().connection) => {
+            Ok(mut event) if sources.contains(&event.v1().connection) => {
+                // The place it had in the events stream orders it among its second's events.
+                let BillingEvent::V1(v1) = &mut event;
+                v1.version.sequence = Some(sequence);
                 let msg_id = format!("replay:{request_id}:{sequence}");
                 let published = publisher
                     .publish_replay(&request.destination, &event, &msg_id)

@@ -117,6 +117,7 @@ mod tests {
             version: RecordVersion {
                 position,
                 event_id: id.into(),
+                sequence: None,
             },
             run_id: None,
             data,

@@ -93,26 +93,40 @@ impl fmt::Display for ObjectKind {
 /// Where a record stands in its source's history.
 ///
 /// `position` is Chargebee's `resource_version` or Stripe's `event.created` (seconds). Two
-/// versions with the same position are ordered by arrival: Stripe stamps events with
-/// one-second resolution, so within a second the stream order is the best evidence there is.
+/// versions with the same position are ordered by their place in the events stream
+/// (`sequence`, set by the worker from the message it read): Stripe stamps events with
+/// one-second resolution, so within a second the stream order is the best evidence there is
+/// — and it survives a redelivery that reaches the worker after a later message did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordVersion {
     pub position: i64,
     pub event_id: String,
+    /// The event's sequence in the events stream, once a worker has read it there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
 }
 
 impl RecordVersion {
     /// True when an event at `self` must not be applied because `applied` already is newer
     /// or is this very event.
     pub fn is_superseded_by(&self, applied: &RecordVersion) -> bool {
-        self.is_older_than(applied) || applied == self
+        self.is_older_than(applied)
+            || applied.event_id == self.event_id && applied.position == self.position
     }
 
-    /// True when `applied` is strictly newer. A replay re-applies a record's newest event,
-    /// never an older one: that would put old data back in the CRM until the newer event
-    /// came round again (and start automations on the way).
+    /// True when `applied` is strictly newer: a later position, or the same position and a
+    /// later place in the events stream. A replay re-applies a record's newest event, never
+    /// an older one: that would put old data back in the CRM until the newer event came
+    /// round again (and start automations on the way).
     pub fn is_older_than(&self, applied: &RecordVersion) -> bool {
-        applied.position > self.position
+        match applied.position.cmp(&self.position) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal => match (applied.sequence, self.sequence) {
+                (Some(applied), Some(this)) => applied > this,
+                _ => false,
+            },
+        }
     }
 }
 
@@ -271,6 +285,7 @@ mod tests {
         RecordVersion {
             position,
             event_id: id.into(),
+            sequence: None,
         }
     }
 
@@ -281,6 +296,24 @@ mod tests {
         assert!(version(100, "evt_b").is_superseded_by(&applied));
         assert!(!version(100, "evt_c").is_superseded_by(&applied));
         assert!(!version(101, "evt_a").is_superseded_by(&applied));
+    }
+
+    #[test]
+    fn within_one_position_the_stream_order_decides() {
+        let at = |sequence, id: &str| RecordVersion {
+            position: 100,
+            event_id: id.into(),
+            sequence: Some(sequence),
+        };
+        let applied = at(7, "evt_later");
+        // Redelivered after a crash, behind a message that came after it in the stream.
+        assert!(at(5, "evt_earlier").is_superseded_by(&applied));
+        assert!(at(5, "evt_earlier").is_older_than(&applied));
+        assert!(at(7, "evt_later").is_superseded_by(&applied));
+        assert!(!at(7, "evt_later").is_older_than(&applied));
+        assert!(!at(9, "evt_next").is_superseded_by(&applied));
+        // Without sequences (versions stored before they existed) arrival decides.
+        assert!(!version(100, "evt_other").is_superseded_by(&applied));
     }
 
     #[test]

@@ -194,11 +194,20 @@ impl Job {
             .and_then(|h| h.get(HEADER_REPLAY))
             .is_some();
         match serde_json::from_slice::<BillingEvent>(delivery.payload()) {
-            Ok(event) => Some(Job {
-                delivery,
-                event,
-                replay,
-            }),
+            Ok(mut event) => {
+                // Its place in the events stream orders it among events of the same second.
+                // A replay carries the place it had there (set by whoever replays it).
+                if !replay {
+                    if let (BillingEvent::V1(v1), Some(info)) = (&mut event, delivery.info()) {
+                        v1.version.sequence = Some(info.stream_sequence);
+                    }
+                }
+                Some(Job {
+                    delivery,
+                    event,
+                    replay,
+                })
+            }
             Err(error) => {
                 tracing::error!(
                     %error,

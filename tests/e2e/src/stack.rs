@@ -32,6 +32,8 @@ pub struct StackOptions {
     /// of in-process, so that a test can SIGKILL it ([`Stack::kill_worker`]) and start it
     /// again ([`Stack::start_worker`]).
     pub worker_process: bool,
+    /// `[workers] max_in_flight`: events a worker holds unacked at once.
+    pub worker_max_in_flight: usize,
 }
 
 impl Default for StackOptions {
@@ -43,6 +45,7 @@ impl Default for StackOptions {
             extra_activecampaign: Vec::new(),
             chargebee_sync: None,
             worker_process: false,
+            worker_max_in_flight: 512,
         }
     }
 }
@@ -182,6 +185,7 @@ admin_token = {{ file = "{admin_file}" }}
 [workers]
 max_attempts = 3
 ack_wait_secs = 10
+max_in_flight = {max_in_flight}
 activecampaign_listen = "127.0.0.1:0"
 
 [[sources.stripe]]
@@ -207,6 +211,7 @@ destination = "ac-test"
             rps = options.ac_requests_per_second,
             extra = extra_destinations + &extra_config,
             stripe_extra = options.stripe_connection_extra,
+            max_in_flight = options.worker_max_in_flight,
         );
         let config = Arc::new(
             Config::from_toml(&text, Path::new("e2e.toml"))
@@ -464,18 +469,22 @@ destination = "ac-test"
         for sequence in 1..=count {
             let message = stream.get_raw_message(sequence).await.expect("message");
             let mut headers = async_nats::HeaderMap::new();
-            let target = match subject(&message.subject) {
+            let (target, payload) = match subject(&message.subject) {
                 Some(replay) => {
+                    // As `billsync replay` does: the event keeps its place in the stream.
                     headers.insert(billsync_bus::topology::HEADER_REPLAY, "true");
-                    replay
+                    let mut event: serde_json::Value =
+                        serde_json::from_slice(&message.payload).expect("an event");
+                    event["version"]["sequence"] = sequence.into();
+                    (replay, serde_json::to_vec(&event).expect("encode").into())
                 }
-                None => message.subject.to_string(),
+                None => (message.subject.to_string(), message.payload),
             };
             let published = publisher
                 .publish(
                     target,
                     &format!("{label}-{run}-{sequence}"),
-                    message.payload,
+                    payload,
                     headers,
                 )
                 .await

@@ -480,6 +480,7 @@ pub fn customer_event(
         version: RecordVersion {
             position: 1,
             event_id: event_id.into(),
+            sequence: None,
         },
         run_id: run_id.map(str::to_string),
         data,

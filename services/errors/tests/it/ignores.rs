@@ -63,7 +63,8 @@ async fn ignoring_writes_the_ignored_event_into_the_ignores_bucket() {
         Some(IgnoredRecord {
             version: RecordVersion {
                 position: 1,
-                event_id: "ev_i1_7".into()
+                event_id: "ev_i1_7".into(),
+                sequence: None,
             },
             fingerprint: data_fingerprint(&data),
         })

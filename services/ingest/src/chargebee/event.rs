@@ -110,6 +110,7 @@ pub fn to_billing_event(
         version: RecordVersion {
             position,
             event_id: event.id.clone(),
+            sequence: None,
         },
         run_id: None,
         data,

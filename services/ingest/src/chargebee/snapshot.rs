@@ -245,6 +245,7 @@ pub fn snapshot_events(
             version: RecordVersion {
                 position,
                 event_id: id.clone(),
+                sequence: None,
             },
             id,
             source: SourceKind::Chargebee,

@@ -170,6 +170,7 @@ fn envelope(connection: &str, event: &StripeEvent<'_>) -> Result<BillingEventV1,
         version: RecordVersion {
             position: event.created,
             event_id: event.id.clone(),
+            sequence: None,
         },
         id: event.id.clone(),
         source: SourceKind::Stripe,
@@ -253,7 +254,8 @@ mod tests {
             v1.version,
             RecordVersion {
                 position: 1_700_000_000,
-                event_id: "evt_1".into()
+                event_id: "evt_1".into(),
+                sequence: None,
             }
         );
     }

@@ -100,6 +100,7 @@ pub fn snapshot(
             version: RecordVersion {
                 position: created,
                 event_id: id.clone(),
+                sequence: None,
             },
             id,
             source: SourceKind::Stripe,
@@ -155,6 +156,7 @@ mod tests {
         let live = RecordVersion {
             position: 1_600_000_500,
             event_id: "evt_live".into(),
+            sequence: None,
         };
         assert!(e.version.is_superseded_by(&live));
     }
