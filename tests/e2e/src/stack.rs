@@ -444,7 +444,7 @@ destination = "ac-test"
     /// message id (so JetStream does not drop it as a duplicate): every event delivered a
     /// second time, as a publisher's retry after a lost ack would. Returns how many.
     pub async fn redeliver_every_event(&self) -> u64 {
-        self.copy_events(|_| None, "redelivery").await
+        self.copy_events(|_| None, "redelivery", |_| true).await
     }
 
     /// Puts every message of the events stream on the replay subject of destination
@@ -452,10 +452,27 @@ destination = "ac-test"
     /// already has. Returns how many.
     pub async fn replay_whole_stream(&self, connection: &str) -> u64 {
         let subject = self.topology().replay_subject(connection);
-        self.copy_events(|_| Some(subject.clone()), "replay").await
+        self.copy_events(|_| Some(subject.clone()), "replay", |_| true)
+            .await
     }
 
-    async fn copy_events(&self, subject: impl Fn(&str) -> Option<String>, label: &str) -> u64 {
+    /// Replays the messages at `sequences` of the events stream to destination `connection`.
+    pub async fn replay_events(&self, connection: &str, sequences: &[u64]) -> u64 {
+        let subject = self.topology().replay_subject(connection);
+        self.copy_events(
+            |_| Some(subject.clone()),
+            "replay",
+            |s| sequences.contains(&s),
+        )
+        .await
+    }
+
+    async fn copy_events(
+        &self,
+        subject: impl Fn(&str) -> Option<String>,
+        label: &str,
+        wanted: impl Fn(u64) -> bool,
+    ) -> u64 {
         let topology = self.topology();
         let js = self.jetstream();
         let stream = js
@@ -466,7 +483,9 @@ destination = "ac-test"
             billsync_bus::Publisher::new(js.clone(), topology.clone(), Duration::from_secs(30));
         let count = self.events_in_stream().await;
         let run = uuid::Uuid::new_v4().simple().to_string();
-        for sequence in 1..=count {
+        let mut copied = 0;
+        for sequence in (1..=count).filter(|s| wanted(*s)) {
+            copied += 1;
             let message = stream.get_raw_message(sequence).await.expect("message");
             let mut headers = async_nats::HeaderMap::new();
             let (target, payload) = match subject(&message.subject) {
@@ -494,7 +513,7 @@ destination = "ac-test"
                 "{label} of message {sequence} was dropped as a duplicate"
             );
         }
-        count
+        copied
     }
 
     /// Starts `billsync activecampaign` as a child process (`StackOptions::worker_process`).

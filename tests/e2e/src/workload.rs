@@ -8,8 +8,15 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The event of step `step` in one customer's life: created, then updates, subscription
-/// changes and payments in turn.
+/// changes and payments in turn. All events of one customer carry one `created` second, as
+/// a burst does: only their order in the stream tells them apart.
 pub fn event_for(customer: usize, step: usize) -> Value {
+    let mut event = life_event(customer, step);
+    event["created"] = json!(1_700_000_000 + customer as i64);
+    event
+}
+
+fn life_event(customer: usize, step: usize) -> Value {
     let id = format!("cus_bench{customer:05}");
     let email = format!("bench{customer:05}@example.com");
     let name = format!("Bench Customer{customer} v{step}");

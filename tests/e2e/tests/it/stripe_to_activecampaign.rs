@@ -254,3 +254,64 @@ async fn stripe_mappings_go_only_to_fields_that_exist() {
     pool.close().await;
     stack.stop().await;
 }
+
+/// Events of one second are ordered by their place in the events stream, and a contact takes
+/// the customer's data only from the newest event that carried it: a charge (another object)
+/// that comes round again after a later `customer.updated` — a redelivery after a crash, or
+/// a replay — leaves the contact's name as the later event set it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_event_of_another_object_does_not_overwrite_the_contact() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let email = "burst@example.com";
+    let same_second = |mut event: serde_json::Value| {
+        event["created"] = serde_json::json!(1_700_000_000);
+        event
+    };
+    let events = [
+        stripe::event(
+            "customer.created",
+            stripe::customer("cus_BURST", email, "Ada First"),
+        ),
+        stripe::event(
+            "charge.succeeded",
+            serde_json::json!({"id": "ch_BURST", "object": "charge", "customer": "cus_BURST",
+                "amount": 900, "amount_refunded": 0, "currency": "usd", "status": "succeeded",
+                "paid": true, "billing_details": {"email": email, "name": "Ada Second"},
+                "created": 1_700_000_000}),
+        ),
+        stripe::event(
+            "customer.updated",
+            stripe::customer("cus_BURST", email, "Ada Third"),
+        ),
+    ];
+    for event in events {
+        let response = stack.send_stripe(&same_second(event)).await;
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+    let settled = |what: &'static str| {
+        let stack = &stack;
+        async move {
+            eventually(what, WAIT, || async {
+                let snapshot = stack.sandbox.activecampaign.snapshot(&stack.ac_account);
+                let contact = snapshot.contact_by_email(email)?.clone();
+                stack.worker_idle_for("ac-test").await.then_some(contact)
+            })
+            .await
+        }
+    };
+    let contact = settled("the three events applied").await;
+    assert_eq!(
+        (contact.first_name.as_str(), contact.last_name.as_str()),
+        ("Ada", "Third")
+    );
+
+    // The charge (stream sequence 2) comes round again, after the customer.updated (3).
+    assert_eq!(stack.replay_events("ac-test", &[2]).await, 1);
+    let contact = settled("the charge replayed").await;
+    assert_eq!(
+        (contact.first_name.as_str(), contact.last_name.as_str()),
+        ("Ada", "Third"),
+        "an older event's copy of the customer overwrote the contact"
+    );
+    stack.stop().await;
+}

@@ -3,10 +3,12 @@
 //! half-written: a contact synced but not yet tagged, an order created but not yet
 //! remembered), and started again. Afterwards the account holds exactly what the events
 //! describe — no contact, tag, e-commerce customer or order missing or doubled, and none
-//! older than it should be: the worker holds few events at a time, so after the restart it
-//! applies later events of a customer while the earlier ones it held when killed wait out
-//! `ack_wait`; those arrive late and, being older (stream order within one second), change
-//! nothing.
+//! older than it should be (every event of a customer carries one `created` second, so only
+//! stream order ranks them). Events the dead worker held come back after `ack_wait`; whether
+//! they then arrive behind later events of their customer depends on timing, so that case is
+//! pinned down deterministically in
+//! `stripe_to_activecampaign::an_older_event_of_another_object_does_not_overwrite_the_contact`
+//! and the `billsync-events` version tests.
 //! `make bench-activecampaign` does the same at 1,000 customers and AC's real rate.
 
 use billsync_e2e::workload::{differences, event_for};
