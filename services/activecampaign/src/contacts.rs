@@ -4,6 +4,7 @@
 
 use crate::api::types::{ContactInput, FieldValueInput};
 use crate::api::ActiveCampaignClient;
+use crate::records;
 use async_nats::jetstream::kv;
 use billsync_bus::Topology;
 use billsync_events::{BillingEventV1, DestinationKind, FailureClass, RecordVersion};
@@ -171,18 +172,7 @@ impl ContactBook {
         &self,
         customer: &CustomerRef<'_>,
     ) -> Result<(Option<ContactLink>, Option<u64>), DeliveryError> {
-        match self
-            .kv
-            .entry(self.link_key(customer))
-            .await
-            .map_err(kv_error)?
-        {
-            Some(entry) if entry.operation == kv::Operation::Put => Ok((
-                serde_json::from_slice(&entry.value).ok(),
-                Some(entry.revision),
-            )),
-            _ => Ok((None, None)),
-        }
+        records::load_versioned(&self.kv, &self.link_key(customer)).await
     }
 
     /// Saves the link only if nobody saved it since it was read at `revision`: two
@@ -194,28 +184,15 @@ impl ContactBook {
         link: &ContactLink,
         revision: Option<u64>,
     ) -> Result<(), DeliveryError> {
-        let key = self.link_key(customer);
-        let bytes = serde_json::to_vec(link).expect("a link always encodes");
-        let conflict = || DeliveryError::Retryable {
-            message: format!(
+        let conflict = || {
+            format!(
                 "another worker wrote the contact of {} at the same time; writing it again",
                 customer.label()
-            ),
-            retry_after: None,
-            http_status: None,
+            )
         };
-        match revision {
-            Some(revision) => match self.kv.update(&key, bytes.into(), revision).await {
-                Ok(_) => Ok(()),
-                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Err(conflict()),
-                Err(e) => Err(kv_error(e)),
-            },
-            None => match self.kv.create(&key, bytes.into()).await {
-                Ok(_) => Ok(()),
-                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Err(conflict()),
-                Err(e) => Err(kv_error(e)),
-            },
-        }
+        records::save_if_unchanged(&self.kv, &self.link_key(customer), link, revision, conflict)
+            .await
+            .map(|_| ())
     }
 
     async fn save_link(

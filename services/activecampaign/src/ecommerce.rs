@@ -19,6 +19,7 @@
 use crate::api::types::{ConnectionInput, EcomCustomerInput, EcomOrderInput};
 use crate::api::{ActiveCampaignClient, Prior};
 use crate::contacts::kv_error;
+use crate::records;
 use crate::stripe_orders::PlannedOrder;
 use async_nats::jetstream::kv;
 use billsync_bus::Topology;
@@ -131,19 +132,13 @@ impl EcomBook {
         Ok(())
     }
 
-    /// A record with the KV revision it was read at (`None`: there was none), for
-    /// [`EcomBook::save_if_unchanged`].
+    /// A record with the KV revision it was read at (default and `None`: there was none).
     async fn load_versioned<T: DeserializeOwned + Default>(
         &self,
         key: &str,
     ) -> Result<(T, Option<u64>), DeliveryError> {
-        match self.kv.entry(key).await.map_err(kv_error)? {
-            Some(entry) if entry.operation == kv::Operation::Put => Ok((
-                serde_json::from_slice(&entry.value).unwrap_or_default(),
-                Some(entry.revision),
-            )),
-            _ => Ok((T::default(), None)),
-        }
+        let (record, revision) = records::load_versioned(&self.kv, key).await?;
+        Ok((record.unwrap_or_default(), revision))
     }
 
     /// Saves a record only if nobody saved it since it was read at `revision`. Replicas may
@@ -156,19 +151,13 @@ impl EcomBook {
         value: &T,
         revision: Option<u64>,
     ) -> Result<u64, DeliveryError> {
-        let bytes = serde_json::to_vec(value).expect("a record always encodes");
-        match revision {
-            Some(revision) => match self.kv.update(key, bytes.into(), revision).await {
-                Ok(revision) => Ok(revision),
-                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Err(conflict(key)),
-                Err(e) => Err(kv_error(e)),
-            },
-            None => match self.kv.create(key, bytes.into()).await {
-                Ok(revision) => Ok(revision),
-                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Err(conflict(key)),
-                Err(e) => Err(kv_error(e)),
-            },
-        }
+        records::save_if_unchanged(&self.kv, key, value, revision, || {
+            format!(
+                "another worker changed billsync's record {key} at the same time; applying the \
+                 event again"
+            )
+        })
+        .await
     }
 
     /// The AC connection of Stripe connection `source_connection`: service `stripe`,
@@ -434,17 +423,6 @@ pub fn ac_date(at: Option<DateTime<Utc>>) -> String {
     at.unwrap_or_default()
         .format("%Y-%m-%dT%H:%M:%S%:z")
         .to_string()
-}
-
-fn conflict(key: &str) -> DeliveryError {
-    DeliveryError::Retryable {
-        message: format!(
-            "another worker changed billsync's record {key} at the same time; applying the \
-             event again"
-        ),
-        retry_after: None,
-        http_status: None,
-    }
 }
 
 #[cfg(test)]

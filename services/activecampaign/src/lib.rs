@@ -10,6 +10,7 @@ mod destination;
 mod ecommerce;
 mod error;
 mod options;
+mod records;
 mod stripe;
 mod stripe_orders;
 

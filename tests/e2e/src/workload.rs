@@ -16,6 +16,34 @@ pub fn event_for(customer: usize, step: usize) -> Value {
     event
 }
 
+/// Stripe `created` times for a test's events, one second apart and in the past, so that
+/// each event has its own position (Stripe's clock has one-second resolution).
+pub struct Clock(i64);
+
+impl Clock {
+    pub fn new() -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs() as i64;
+        Self(now - 600)
+    }
+
+    /// A webhook event of `event_type` carrying `object`, created at the next second.
+    pub fn event(&mut self, event_type: &str, object: Value) -> Value {
+        self.0 += 1;
+        let mut event = stripe::event(event_type, object);
+        event["created"] = json!(self.0);
+        event
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 fn life_event(customer: usize, step: usize) -> Value {
     let id = format!("cus_bench{customer:05}");
     let email = format!("bench{customer:05}@example.com");

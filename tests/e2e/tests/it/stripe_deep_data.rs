@@ -3,6 +3,7 @@
 //! the emulated account's connections, e-commerce customers and orders, asserted field by
 //! field; duplicates, late retries and a replay of the whole stream change nothing.
 
+use billsync_e2e::workload::Clock;
 use billsync_e2e::{eventually, Stack, StackOptions};
 use billsync_sandbox::activecampaign::{AcEcomCustomer, AcEcomOrder};
 use billsync_sandbox::{stripe, AcSnapshot};
@@ -11,28 +12,6 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
 const EMAIL: &str = "ada.deep@example.com";
-
-/// Stripe `created` times for a test's events, one second apart and in the past, so that
-/// each event has its own position (Stripe's clock has one-second resolution).
-struct Clock(i64);
-
-impl Clock {
-    fn new() -> Self {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_secs() as i64;
-        Self(now - 600)
-    }
-
-    /// A webhook event of `event_type` carrying `object`, created at the next second.
-    fn event(&mut self, event_type: &str, object: Value) -> Value {
-        self.0 += 1;
-        let mut event = stripe::event(event_type, object);
-        event["created"] = json!(self.0);
-        event
-    }
-}
 
 /// A charge shaped like `specs/stripe/fixtures3.json` (API 2024-04-10, with `invoice`).
 fn charge(

@@ -14,6 +14,7 @@
 //! requests it serves, so the tests can tell that a refusal is not retried.
 
 use crate::operator_api::{api_post, outcomes_of, wait_failure};
+use billsync_e2e::workload::Clock;
 use billsync_e2e::{eventually, Stack, StackOptions};
 use billsync_sandbox::{stripe, AcSnapshot};
 use serde_json::{json, Value};
@@ -23,27 +24,6 @@ const WAIT: Duration = Duration::from_secs(30);
 const EMAIL: &str = "tara.tracked@example.com";
 /// Not AC's default name, so the test proves `track_event_name` is used.
 const EVENT_NAME: &str = "Stripe event (billsync e2e)";
-
-/// Stripe `created` times, one second apart and in the past, so each event has its own
-/// position (Stripe's clock has one-second resolution).
-struct Clock(i64);
-
-impl Clock {
-    fn new() -> Self {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_secs() as i64;
-        Self(now - 600)
-    }
-
-    fn event(&mut self, event_type: &str, object: Value) -> Value {
-        self.0 += 1;
-        let mut event = stripe::event(event_type, object);
-        event["created"] = json!(self.0);
-        event
-    }
-}
 
 fn charge(id: &str, customer: &str, amount: i64) -> Value {
     json!({
