@@ -5,7 +5,6 @@
 
 pub mod chargebee;
 mod error;
-pub mod lease;
 pub mod stripe;
 
 pub use error::IngestError;

@@ -1,5 +1,6 @@
 //! One holder at a time across every replica — one poll of a Chargebee connection, one
-//! backfill of a Stripe connection: a lease in NATS KV (`{prefix}_leases`).
+//! backfill of a Stripe connection, one writer of a customer's CRM records: a lease in
+//! NATS KV.
 //!
 //! The lease is a KV entry keyed by the connection, holding the holder's id and an expiry.
 //! It is taken with `create` (or, once its expiry has passed, with `update` at the revision

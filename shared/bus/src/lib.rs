@@ -7,6 +7,7 @@
 
 pub mod delivery;
 pub mod ignores;
+pub mod lease;
 pub mod publish;
 pub mod rate_limit;
 pub mod setup;

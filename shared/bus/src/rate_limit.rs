@@ -7,9 +7,13 @@
 //! Should NATS be unreachable, the limiter falls back to spacing this process alone, so an
 //! outage of the bus never stops a CRM write that JetStream already delivered.
 
-use async_nats::jetstream::kv;
+use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The longest pause a vendor's `Retry-After` can impose on every replica: a hint of hours
+/// (a proxy's, or a typo) would otherwise park all writes of the account that long.
+pub const MAX_BACK_OFF: Duration = Duration::from_secs(300);
 
 pub struct SharedRateLimiter {
     store: kv::Store,
@@ -50,9 +54,9 @@ impl SharedRateLimiter {
         tokio::time::sleep(wait).await;
     }
 
-    /// Nobody, in any replica, sends before `now + delay`.
+    /// Nobody, in any replica, sends before `now + delay` (at most [`MAX_BACK_OFF`]).
     pub async fn back_off(&self, delay: Duration) {
-        let until = now_micros() + delay.as_micros() as u64;
+        let until = now_micros() + delay.min(MAX_BACK_OFF).as_micros() as u64;
         for _ in 0..20 {
             let Ok(entry) = self.store.entry(&self.key).await else {
                 return;
@@ -64,7 +68,7 @@ impl SharedRateLimiter {
             if current >= until {
                 return;
             }
-            if self.write(until, revision).await {
+            if !matches!(self.write(until, revision).await, Ok(false)) {
                 return;
             }
         }
@@ -80,19 +84,28 @@ impl SharedRateLimiter {
             };
             let now = now_micros();
             let slot = next.max(now);
-            if self.write(slot + step, revision).await {
+            if self.write(slot + step, revision).await? {
                 return Ok(Duration::from_micros(slot - now));
             }
             // Another replica took the slot first: read again.
         }
     }
 
-    /// Writes `value` if the entry is still at `revision` (or absent when `None`).
-    async fn write(&self, value: u64, revision: Option<u64>) -> bool {
+    /// Writes `value` if the entry is still at `revision` (or absent when `None`): false when
+    /// another replica wrote first, an error when the store could not be written at all.
+    async fn write(&self, value: u64, revision: Option<u64>) -> Result<bool, async_nats::Error> {
         let bytes = value.to_string().into_bytes().into();
         match revision {
-            Some(revision) => self.store.update(&self.key, bytes, revision).await.is_ok(),
-            None => self.store.create(&self.key, bytes).await.is_ok(),
+            Some(revision) => match self.store.update(&self.key, bytes, revision).await {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(false),
+                Err(e) => Err(e.into()),
+            },
+            None => match self.store.create(&self.key, bytes).await {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(e.into()),
+            },
         }
     }
 

@@ -124,6 +124,11 @@ impl Topology {
         format!("{}_leases", self.prefix)
     }
 
+    /// Which replica is writing a customer's records at a destination (one at a time).
+    pub fn writers_bucket(&self) -> String {
+        format!("{}_writers", self.prefix)
+    }
+
     /// The next free request slot of each rate-limited vendor account, shared by replicas.
     pub fn rate_limits_bucket(&self) -> String {
         format!("{}_rate_limits", self.prefix)

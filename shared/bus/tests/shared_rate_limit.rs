@@ -1,17 +1,19 @@
 //! Two replicas sharing one account's rate never exceed it together (real NATS).
 
+use async_nats::jetstream::{self, kv};
+use billsync_bus::rate_limit::MAX_BACK_OFF;
 use billsync_bus::{SharedRateLimiter, StreamSettings, Topology};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-#[tokio::test]
-async fn two_replicas_together_stay_under_the_rate() {
+/// A rate-limits bucket of a fresh prefix on the test NATS.
+async fn bucket() -> (jetstream::Context, Topology, kv::Store) {
     let url =
         std::env::var("BILLSYNC_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let client = async_nats::connect(url)
         .await
         .expect("NATS must run (make test starts it)");
-    let js = async_nats::jetstream::new(client);
+    let js = jetstream::new(client);
     let topology = Topology::new(&format!(
         "t{}",
         &uuid::Uuid::new_v4().simple().to_string()[..10]
@@ -30,6 +32,40 @@ async fn two_replicas_together_stay_under_the_rate() {
         )
         .await
         .expect("bucket");
+    (js, topology, store)
+}
+
+#[tokio::test]
+async fn a_retry_after_of_a_day_pauses_every_replica_for_at_most_five_minutes() {
+    let (js, topology, store) = bucket().await;
+    let limiter = SharedRateLimiter::new(store.clone(), "activecampaign.acct", 5);
+    limiter.back_off(Duration::from_secs(86_400)).await;
+    let slot: u64 = String::from_utf8(
+        store
+            .get("activecampaign.acct")
+            .await
+            .expect("read the slot")
+            .expect("back_off wrote the slot")
+            .to_vec(),
+    )
+    .expect("utf-8")
+    .parse()
+    .expect("microseconds");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_micros() as u64;
+    let pause = Duration::from_micros(slot.saturating_sub(now));
+    assert!(
+        pause > MAX_BACK_OFF - Duration::from_secs(5) && pause <= MAX_BACK_OFF,
+        "every replica now waits {pause:?}"
+    );
+    let _ = js.delete_key_value(topology.rate_limits_bucket()).await;
+}
+
+#[tokio::test]
+async fn two_replicas_together_stay_under_the_rate() {
+    let (js, topology, store) = bucket().await;
     // Two limiters on one key stand for two worker replicas.
     let a = Arc::new(SharedRateLimiter::new(
         store.clone(),

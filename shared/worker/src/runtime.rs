@@ -4,6 +4,7 @@ use crate::destination::{Delivered, DeliveryError, Destination, Pass};
 use crate::lanes::Lanes;
 use crate::retry::RetrySchedule;
 use async_nats::jetstream::{self, kv};
+use billsync_bus::lease::{self, Lease, LeaseError};
 use billsync_bus::topology::HEADER_REPLAY;
 use billsync_bus::{trace, BusError, Delivery, IgnoredRecord, Publisher, StreamSettings, Topology};
 use billsync_config::{Config, SyncConfig};
@@ -14,6 +15,7 @@ use billsync_events::{
 use bytes::Bytes;
 use futures::StreamExt;
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -21,6 +23,12 @@ use tracing::Instrument;
 
 /// The reason of the `Skipped` outcome of an event of an ignored, unchanged record.
 pub const IGNORED_REASON: &str = "ignored by operator";
+
+/// How long writer claims and their release markers stay in KV: far longer than any write.
+const WRITERS_MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// How often the consumers' backlog is read for `billsync_worker_backlog`.
+const BACKLOG_EVERY: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -61,6 +69,9 @@ pub async fn run_worker<D: Destination>(
     let ignores = topology
         .ensure_bucket(&js, topology.ignores_bucket(), &settings, Duration::ZERO)
         .await?;
+    let writers = topology
+        .ensure_bucket(&js, topology.writers_bucket(), &settings, WRITERS_MAX_AGE)
+        .await?;
 
     let ack_wait = Duration::from_secs(config.workers.ack_wait_secs);
     let max_pending = config.workers.max_in_flight as i64;
@@ -90,6 +101,8 @@ pub async fn run_worker<D: Destination>(
         publisher: Publisher::new(js.clone(), topology.clone(), Duration::from_secs(10)),
         versions,
         ignores,
+        writers,
+        holder: lease::holder_id(destination.kind().as_str()),
         syncs: config
             .syncs_to(&connection)
             .map(|sync| (sync.source.clone(), sync.clone()))
@@ -106,6 +119,12 @@ pub async fn run_worker<D: Destination>(
         }
     };
     let lanes = Lanes::new(work);
+    let backlog = tokio::spawn(report_backlog(
+        [events.clone(), replays.clone()],
+        destination.kind().as_str(),
+        connection.clone(),
+        ctx.shutdown.clone(),
+    ));
 
     tracing::info!(
         destination = %destination.kind(),
@@ -157,8 +176,45 @@ pub async fn run_worker<D: Destination>(
     drop(replay_messages);
     tracing::info!(connection = %connection, in_flight = lanes.active(), "Worker draining in-flight events.");
     lanes.drain().await;
+    backlog.abort();
     tracing::info!(connection = %connection, "Worker stopped.");
     Ok(())
+}
+
+/// Keeps `billsync_worker_backlog` current: events not yet delivered to any replica
+/// (`pending`) and delivered but not yet acknowledged (`in_flight`), live and replayed
+/// together. Every replica reports the same figures, so dashboards take the max.
+async fn report_backlog(
+    mut consumers: [jetstream::consumer::PullConsumer; 2],
+    destination: &'static str,
+    connection: String,
+    shutdown: CancellationToken,
+) {
+    let mut every = tokio::time::interval(BACKLOG_EVERY);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let (mut pending, mut in_flight) = (0u64, 0u64);
+        for consumer in &mut consumers {
+            match consumer.info().await {
+                Ok(info) => {
+                    pending += info.num_pending;
+                    in_flight += info.num_ack_pending as u64;
+                }
+                Err(error) => {
+                    tracing::debug!(%error, connection = %connection, "Reading the consumer's backlog failed.");
+                    continue;
+                }
+            }
+        }
+        for (state, value) in [("pending", pending), ("in_flight", in_flight)] {
+            metrics::gauge!("billsync_worker_backlog", "destination" => destination,
+                "connection" => connection.clone(), "state" => state)
+            .set(value as f64);
+        }
+    }
 }
 
 async fn open_messages(
@@ -176,6 +232,26 @@ async fn open_messages(
             consumer: name.to_string(),
             source: e.into(),
         })
+}
+
+/// Runs `work`, telling JetStream every third of `ack_wait` that the message is still being
+/// worked on: waiting for a rate-limit slot, for another replica's claim or between retries
+/// can outlast `ack_wait`, and a redelivery meanwhile would hand the event to a second
+/// worker while the first still writes it.
+async fn keeping_alive<F: Future>(delivery: &Delivery, ack_wait: Duration, work: F) -> F::Output {
+    let beat = (ack_wait / 3).max(Duration::from_millis(100));
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            output = &mut work => return output,
+            _ = ticks.tick() => {
+                if let Err(error) = delivery.in_progress().await {
+                    tracing::debug!(%error, "Progress ack failed.");
+                }
+            }
+        }
+    }
 }
 
 /// One message, decoded, waiting in its customer's lane.
@@ -233,6 +309,10 @@ struct Processor<D> {
     versions: kv::Store,
     /// Records an operator ignored (see `billsync_bus::ignores`).
     ignores: kv::Store,
+    /// Claims that keep one replica at a time writing a customer's records.
+    writers: kv::Store,
+    /// This process's name in those claims.
+    holder: String,
     syncs: HashMap<String, SyncConfig>,
     schedule: RetrySchedule,
     ack_wait: Duration,
@@ -261,7 +341,12 @@ impl<D: Destination> Processor<D> {
         );
         trace::adopt_parent(&span, job.delivery.headers());
         let started = Instant::now();
-        let settled = self.settle(&job).instrument(span.clone()).await;
+        let settled = keeping_alive(
+            &job.delivery,
+            self.ack_wait,
+            self.settle_as_writer(&job).instrument(span.clone()),
+        )
+        .await;
         let _entered = span.enter();
         let kind = self.destination.kind().as_str();
         let result = match settled {
@@ -286,6 +371,53 @@ impl<D: Destination> Processor<D> {
             .increment(1);
         metrics::histogram!("billsync_worker_event_seconds", "destination" => kind)
             .record(started.elapsed().as_secs_f64());
+    }
+
+    /// Settles the event while this replica alone writes its customer's records.
+    ///
+    /// Lanes keep one customer's events in order inside a process, but every replica pulls
+    /// from the same consumer: without a claim, two replicas could check the applied version
+    /// at once and the older event's write could land last. The claim (a lease in KV, keyed
+    /// like the lanes) makes check, write and version one step across replicas; a replica
+    /// that finds it taken waits its turn, holding its place in its own lane.
+    async fn settle_as_writer(&self, job: &Job) -> Settled {
+        let key = Topology::record_kv_key(
+            self.destination.kind(),
+            self.destination.connection(),
+            &job.event.v1().ordering_key(),
+        );
+        // A claim outlives its last renewal (every third of this) by ack_wait: a replica that
+        // died holding it gives way when JetStream hands its events to the others anyway.
+        let ttl = self.ack_wait.max(Duration::from_secs(3));
+        let lease = Lease::new(self.writers.clone(), &key, &self.holder, ttl);
+        let mut pause = Duration::from_millis(20);
+        let mut guard = loop {
+            match lease.acquire().await {
+                Ok(guard) => break guard,
+                Err(LeaseError::Held { holder, .. }) => {
+                    tracing::debug!(%holder, "Another replica is writing this customer's records; waiting.");
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return Settled::Abandon,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Err(LeaseError::Store(error)) => {
+                    tracing::warn!(%error, "Claiming the customer's records failed; retrying later.");
+                    return Settled::Retry(Duration::from_secs(2));
+                }
+            }
+        };
+        let settled = tokio::select! {
+            settled = self.settle(job) => settled,
+            lost = guard.keep_alive() => {
+                // Another replica may be writing now: stop, and let the event come back.
+                tracing::warn!(reason = %lost, "Lost the claim on the customer's records mid-write; handing the event back.");
+                return Settled::Retry(Duration::from_secs(1));
+            }
+        };
+        guard.release().await;
+        settled
     }
 
     async fn settle(&self, job: &Job) -> Settled {
@@ -365,35 +497,15 @@ impl<D: Destination> Processor<D> {
                     metrics::counter!("billsync_worker_retries_total",
                         "destination" => self.destination.kind().as_str())
                     .increment(1);
-                    if !self.wait_keeping_alive(&job.delivery, delay).await {
-                        return Settled::Abandon;
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return Settled::Abandon,
+                        _ = tokio::time::sleep(delay) => {}
                     }
                 }
                 Err(error) => break error,
             }
         };
         self.record_failure(job, attempt, error).await
-    }
-
-    /// Sleeps for `delay`, telling JetStream the message is still being worked on so it is
-    /// not redelivered to another replica meanwhile. False when shutdown cut the wait short.
-    async fn wait_keeping_alive(&self, delivery: &Delivery, delay: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + delay;
-        let beat = (self.ack_wait / 3).max(Duration::from_millis(100));
-        loop {
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return true;
-            }
-            let step = (deadline - now).min(beat);
-            tokio::select! {
-                _ = self.shutdown.cancelled() => return false,
-                _ = tokio::time::sleep(step) => {}
-            }
-            if let Err(error) = delivery.in_progress().await {
-                tracing::debug!(%error, "Progress ack failed.");
-            }
-        }
     }
 
     fn version_key(&self, event: &BillingEventV1) -> String {

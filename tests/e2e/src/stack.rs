@@ -34,6 +34,9 @@ pub struct StackOptions {
     pub worker_process: bool,
     /// `[workers] max_in_flight`: events a worker holds unacked at once.
     pub worker_max_in_flight: usize,
+    /// In-process ActiveCampaign workers, each with its own NATS connection, standing for
+    /// replicas of one Deployment (they share the durable consumer).
+    pub worker_replicas: usize,
 }
 
 impl Default for StackOptions {
@@ -46,6 +49,7 @@ impl Default for StackOptions {
             chargebee_sync: None,
             worker_process: false,
             worker_max_in_flight: 512,
+            worker_replicas: 1,
         }
     }
 }
@@ -227,7 +231,6 @@ destination = "ac-test"
         let errors_url = format!("http://{}", errors_listener.local_addr().expect("addr"));
         let ingest_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind ingest");
         let ingest_url = format!("http://{}", ingest_listener.local_addr().expect("addr"));
-        let worker_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind worker");
 
         let (c, n, s) = (Arc::clone(&config), nats.clone(), shutdown.clone());
         tasks.spawn(async move {
@@ -243,8 +246,17 @@ destination = "ac-test"
                 billsync_ingest::run(c, n, ingest_listener, s).await,
             )
         });
-        if !options.worker_process {
-            let (c, n, s) = (Arc::clone(&config), nats.clone(), shutdown.clone());
+        let in_process_workers = if options.worker_process {
+            0
+        } else {
+            options.worker_replicas.max(1)
+        };
+        for _ in 0..in_process_workers {
+            let worker_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind worker");
+            let n = billsync_bus::connect(&nats_url, "billsync-e2e-worker")
+                .await
+                .expect("connect NATS");
+            let (c, s) = (Arc::clone(&config), shutdown.clone());
             tasks.spawn(async move {
                 (
                     "activecampaign",
@@ -573,6 +585,7 @@ destination = "ac-test"
             topology.versions_bucket(),
             topology.cursors_bucket(),
             topology.leases_bucket(),
+            topology.writers_bucket(),
             topology.ignores_bucket(),
             topology.rate_limits_bucket(),
         ] {

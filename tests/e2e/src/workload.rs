@@ -3,9 +3,41 @@
 //! events describe. `bench-activecampaign` and the worker-crash test send it through the
 //! whole pipeline and compare the emulated account with [`differences`].
 
+use crate::{eventually, Stack};
 use billsync_sandbox::{stripe, AcSnapshot};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// Sends the whole workload to `stack`'s Stripe webhook, step by step across customers (as
+/// a busy account would), and checks every event reached the stream.
+pub async fn send(stack: &Stack, customers: usize, per_customer: usize) {
+    for step in 0..per_customer {
+        for customer in 0..customers {
+            let response = stack.send_stripe(&event_for(customer, step)).await;
+            assert!(response.status().is_success(), "{}", response.status());
+        }
+    }
+    assert_eq!(
+        stack.events_in_stream().await,
+        (customers * per_customer) as u64
+    );
+}
+
+/// Waits up to `within` for the worker to settle everything, then lists how the account
+/// differs from what the workload describes.
+pub async fn settle_and_compare(
+    stack: &Stack,
+    customers: usize,
+    per_customer: usize,
+    within: std::time::Duration,
+) -> Vec<String> {
+    eventually("the worker to settle every event", within, || async {
+        stack.worker_idle().await.then_some(())
+    })
+    .await;
+    let snapshot = stack.sandbox.activecampaign.snapshot(&stack.ac_account);
+    differences(&snapshot, customers, per_customer)
+}
 
 /// The event of step `step` in one customer's life: created, then updates, subscription
 /// changes and payments in turn. All events of one customer carry one `created` second, as

@@ -30,7 +30,7 @@ pub use cursor::PollCursor;
 pub use poller::{ConnectionPoller, PollError, PollReport, Trigger};
 pub use settings::ConnectionSettings;
 
-use crate::lease::{self, Lease, LeaseRecord};
+use billsync_bus::lease::{self, Lease, LeaseRecord};
 use billsync_bus::{BusError, Publisher, StreamSettings};
 use billsync_config::Config;
 use cursor::CursorStore;

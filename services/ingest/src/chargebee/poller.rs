@@ -12,7 +12,7 @@ use super::cursor::{CursorError, CursorStore, PollCursor};
 use super::event::{self, Untranslatable};
 use super::settings::ConnectionSettings;
 use super::types::EventsPage;
-use crate::lease::{Lease, LeaseError};
+use billsync_bus::lease::{Lease, LeaseError};
 use billsync_bus::{PublishError, Publisher};
 use chrono::{DateTime, Utc};
 use rand::Rng;

@@ -18,3 +18,4 @@ mod stripe_tracking;
 mod sync_errors;
 mod web_page;
 mod worker_crash;
+mod worker_replicas;

@@ -11,7 +11,7 @@
 //! and the `billsync-events` version tests.
 //! `make bench-activecampaign` does the same at 1,000 customers and AC's real rate.
 
-use billsync_e2e::workload::{differences, event_for};
+use billsync_e2e::workload;
 use billsync_e2e::{eventually, Stack, StackOptions};
 use std::time::Duration;
 
@@ -28,13 +28,7 @@ async fn a_worker_killed_mid_run_leaves_exactly_the_expected_state_after_a_resta
     })
     .await;
     let total = (CUSTOMERS * EVENTS_PER_CUSTOMER) as u64;
-    for step in 0..EVENTS_PER_CUSTOMER {
-        for customer in 0..CUSTOMERS {
-            let response = stack.send_stripe(&event_for(customer, step)).await;
-            assert!(response.status().is_success(), "{}", response.status());
-        }
-    }
-    assert_eq!(stack.events_in_stream().await, total);
+    workload::send(&stack, CUSTOMERS, EVENTS_PER_CUSTOMER).await;
 
     let calls_before_kill = eventually(
         "the worker to settle a third of the events",
@@ -59,14 +53,13 @@ async fn a_worker_killed_mid_run_leaves_exactly_the_expected_state_after_a_resta
     eprintln!("worker SIGKILLed with {backlog} of {total} events unsettled after {calls_before_kill} API calls");
     stack.start_worker();
 
-    eventually(
-        "the restarted worker to settle every event",
+    let differences = workload::settle_and_compare(
+        &stack,
+        CUSTOMERS,
+        EVENTS_PER_CUSTOMER,
         Duration::from_secs(180),
-        || async { stack.worker_idle().await.then_some(()) },
     )
     .await;
-    let snapshot = stack.sandbox.activecampaign.snapshot(&stack.ac_account);
-    let differences = differences(&snapshot, CUSTOMERS, EVENTS_PER_CUSTOMER);
     assert!(
         differences.is_empty(),
         "killed with {backlog} of {total} events unsettled after {calls_before_kill} API calls; \

@@ -28,8 +28,8 @@ pub use store::{BackfillRun, HistoricalMarker, ResourceCursor, Trigger};
 
 use super::client::{StripeClient, StripeError, MAX_PAGE};
 use super::resource::{synced_resources, StripeResource};
-use crate::lease::{self, Lease, LeaseError};
 use async_nats::jetstream::{self, kv};
+use billsync_bus::lease::{self, Lease, LeaseError};
 use billsync_bus::{BusError, PublishError, Publisher, StreamSettings, Topology};
 use billsync_config::{Config, ConfigError, StripeConnection, SyncType};
 use billsync_events::BillingEvent;
