@@ -30,19 +30,32 @@ pub struct AdminClient {
     http: reqwest::Client,
     base: String,
     token: String,
+    timeout: Duration,
 }
 
 impl AdminClient {
     pub fn new(base: &str, token: &str) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
             .build()
             .context("building the HTTP client")?;
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_string(),
             token: token.to_string(),
+            timeout: REQUEST_TIMEOUT,
         })
+    }
+
+    /// The same client, giving up on each request after `timeout` (a status report must
+    /// not wait minutes for an unresponsive service).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The base URL requests go to.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// The client for `config`: `url` when given, else `errors.listen`; the token is
@@ -107,6 +120,7 @@ impl AdminClient {
     ) -> Result<reqwest::Response, AdminApiError> {
         let response = request
             .bearer_auth(&self.token)
+            .timeout(self.timeout)
             .send()
             .await
             .map_err(|e| self.unreachable(e))?;

@@ -1,10 +1,12 @@
 //! The command line: one subcommand per service, `up` for all of them, `check-config`,
-//! `backfill`; and the operator's `errors list|ignore|retry|export`, `runs` and `replay`.
+//! `backfill`; and the operator's `errors list|ignore|retry|export`, `runs`, `replay` and
+//! `status`.
 
 use crate::backfill::{self, BackfillCommand};
 use crate::operator::{self, AdminArgs, ErrorsCommand, RunsArgs};
 use crate::replay::{self, ReplayArgs};
 use crate::services::{self, Service};
+use crate::status::{self, StatusArgs};
 use crate::sync::{self, SyncCommand};
 use anyhow::Context;
 use billsync_config::{Config, Role};
@@ -57,6 +59,9 @@ pub enum Command {
     Runs(RunsArgs),
     /// Send the events that entered billsync in a time range again to one destination.
     Replay(ReplayArgs),
+    /// Show the streams, each consumer's backlog, the Chargebee poll cursors and the open
+    /// failures per destination connection.
+    Status(StatusArgs),
     /// Load and validate the configuration, then exit.
     CheckConfig,
     /// Initial sync, full sync and validation from a Chargebee connection to a destination.
@@ -86,7 +91,9 @@ pub async fn execute(args: Args) -> anyhow::Result<()> {
         Command::Zoho => Role::Destination(DestinationKind::Zoho),
         Command::Pipedrive => Role::Destination(DestinationKind::Pipedrive),
         // The operator commands need the admin token, or no secret at all.
-        Command::Errors { .. } | Command::Runs(_) | Command::Replay(_) => Role::Errors,
+        Command::Errors { .. } | Command::Runs(_) | Command::Replay(_) | Command::Status(_) => {
+            Role::Errors
+        }
         Command::Up | Command::CheckConfig => Role::All,
     };
     let config = Config::load_for(&args.config, role)?;
@@ -101,6 +108,9 @@ pub async fn execute(args: Args) -> anyhow::Result<()> {
         Command::Runs(runs) => return operator::runs(&config, runs, &mut std::io::stdout()).await,
         Command::Replay(replay) => {
             return replay::execute(&config, &replay, &mut std::io::stdout()).await
+        }
+        Command::Status(status) => {
+            return status::execute(&config, &status, &mut std::io::stdout()).await
         }
         Command::CheckConfig => {
             println!(

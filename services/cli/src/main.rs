@@ -6,6 +6,7 @@ mod cli;
 mod operator;
 mod replay;
 mod services;
+mod status;
 mod sync;
 
 use clap::Parser;

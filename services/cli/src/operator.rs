@@ -433,7 +433,11 @@ fn next_page(out: &mut dyn Write, cursor: &Value) -> anyhow::Result<()> {
 }
 
 /// Left-aligned columns, two spaces apart.
-fn table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
+pub(crate) fn table(
+    out: &mut dyn Write,
+    header: &[&str],
+    rows: &[Vec<String>],
+) -> anyhow::Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

@@ -1,5 +1,5 @@
-//! The operator's admin API under `/api/v1`: failures (list, ignore, retry, CSV) and runs;
-//! and the web page at `/` that drives it.
+//! The operator's admin API under `/api/v1`: failures (list, ignore, retry, CSV, open
+//! counts) and runs; and the web page at `/` that drives it.
 //!
 //! Every API route needs `Authorization: Bearer <errors.admin_token>`. Without a configured
 //! token the API refuses everything: it can replay events into CRMs, so it is never open.
@@ -12,6 +12,7 @@ mod params;
 mod runs;
 
 use crate::error::ApiError;
+use crate::open_failures::OpenFailuresGauge;
 use crate::scrub::Scrubber;
 use crate::Database;
 use async_nats::jetstream::kv;
@@ -37,6 +38,8 @@ pub struct ApiState {
     pub scrubber: Arc<Scrubber>,
     /// Ignored records, read by the workers before each delivery.
     pub ignores: kv::Store,
+    /// Told when an ignore or a retry changes which failures are open.
+    pub open_failures: OpenFailuresGauge,
 }
 
 pub use page::OPENAPI_JSON;
@@ -53,6 +56,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/failures", get(failures::list))
         .route("/api/v1/failures.csv", get(failures::csv))
+        .route("/api/v1/failures/summary", get(failures::summary))
         .route("/api/v1/failures/ignore", post(failures::ignore_matching))
         .route("/api/v1/failures/retry", post(failures::retry_matching))
         .route("/api/v1/failures/{id}", get(failures::get_one))

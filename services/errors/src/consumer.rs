@@ -3,6 +3,7 @@
 //! Messages are handled one at a time in stream order. When Postgres is down each message
 //! is handed back with a delay, so failures wait in JetStream rather than being lost.
 
+use crate::open_failures::OpenFailuresGauge;
 use crate::scrub::Scrubber;
 use crate::store::{self, FailureRecord, OutcomeRecord, RecordResult, Recorded};
 use async_nats::jetstream::consumer::{pull, PullConsumer};
@@ -26,6 +27,7 @@ pub struct OutcomeConsumer {
     name: String,
     pool: PgPool,
     scrubber: Arc<Scrubber>,
+    open_failures: OpenFailuresGauge,
 }
 
 /// How one message was settled, for the metric and the log.
@@ -41,12 +43,14 @@ impl OutcomeConsumer {
         name: String,
         pool: PgPool,
         scrubber: Arc<Scrubber>,
+        open_failures: OpenFailuresGauge,
     ) -> Self {
         Self {
             consumer,
             name,
             pool,
             scrubber,
+            open_failures,
         }
     }
 
@@ -138,6 +142,9 @@ impl OutcomeConsumer {
         match store::record_outcome(&self.pool, &record).await {
             Ok(recorded) => {
                 tracing::debug!(?recorded, record = %record.record_key, "Outcome stored.");
+                if changes_open_failures(recorded) {
+                    self.open_failures.changed();
+                }
                 Settlement::Ack(match recorded {
                     Recorded::Duplicate => "duplicate",
                     Recorded::Stale => "stale",
@@ -159,6 +166,15 @@ impl OutcomeConsumer {
                 Settlement::Nak
             }
         }
+    }
+}
+
+/// Whether storing an outcome may have changed how many failures are open.
+fn changes_open_failures(recorded: Recorded) -> bool {
+    match recorded {
+        Recorded::Opened(_) | Recorded::Reopened(_) => true,
+        Recorded::Resolved(rows) => rows > 0,
+        Recorded::Counted(_) | Recorded::Duplicate | Recorded::Stale | Recorded::Nothing => false,
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod consumer;
 pub mod error;
+pub mod open_failures;
 pub mod replay;
 pub mod scrub;
 pub mod store;
@@ -17,7 +18,9 @@ use anyhow::Context;
 use async_nats::jetstream;
 use billsync_bus::{Publisher, StreamSettings, Topology};
 use billsync_config::Config;
+use billsync_events::DestinationKind;
 use billsync_telemetry::{ops_router, Readiness};
+use open_failures::OpenFailuresGauge;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,7 +75,7 @@ impl Database {
 }
 
 /// Runs the errors service until `shutdown`: the admin API and ops routes on `listener`,
-/// and the outcome consumer once Postgres is reachable and migrated.
+/// the outcome consumer once Postgres is reachable and migrated, and the open-failures gauge.
 pub async fn run(
     config: Arc<Config>,
     client: async_nats::Client,
@@ -133,12 +136,14 @@ pub async fn run(
                 async move { db.check().await }
             })
     };
+    let open_failures = OpenFailuresGauge::new();
     let state = api::ApiState {
         config: Arc::clone(&config),
         db: db.clone(),
         publisher: Publisher::new(js.clone(), topology.clone(), PUBLISH_TIMEOUT),
         scrubber: Arc::clone(&scrubber),
         ignores,
+        open_failures: open_failures.clone(),
     };
     let app = api::router(state).merge(ops_router(readiness));
     let address = listener.local_addr().ok();
@@ -160,12 +165,14 @@ pub async fn run(
     let consume = {
         let stop = stop.clone();
         let db = db.clone();
+        let open_failures = open_failures.clone();
         async move {
             let consumed = consume_outcomes(
                 db,
                 outcomes,
                 topology.errors_consumer(),
                 scrubber,
+                open_failures,
                 stop.clone(),
             )
             .await;
@@ -175,7 +182,8 @@ pub async fn run(
             consumed
         }
     };
-    let (served, consumed) = tokio::join!(serve, consume);
+    let gauge = open_failures.run(db.clone(), destination_connections(&config), stop.clone());
+    let (served, consumed, ()) = tokio::join!(serve, consume, gauge);
     db.pool.close().await;
     consumed?;
     served?;
@@ -189,6 +197,7 @@ async fn consume_outcomes(
     outcomes: jetstream::consumer::PullConsumer,
     consumer_name: String,
     scrubber: Arc<scrub::Scrubber>,
+    open_failures: OpenFailuresGauge,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     if !wait_for_database(&db.pool, &stop).await {
@@ -199,11 +208,34 @@ async fn consume_outcomes(
         .await
         .context("applying the errors service's database migrations")?;
     db.migrated.store(true, Ordering::Release);
+    open_failures.changed();
     tracing::info!("Postgres reachable and migrated; consuming outcomes.");
-    consumer::OutcomeConsumer::new(outcomes, consumer_name, db.pool.clone(), scrubber)
-        .run(stop)
-        .await;
+    consumer::OutcomeConsumer::new(
+        outcomes,
+        consumer_name,
+        db.pool.clone(),
+        scrubber,
+        open_failures,
+    )
+    .run(stop)
+    .await;
     Ok(())
+}
+
+/// `(destination, connection)` of every configured destination connection.
+fn destination_connections(config: &Config) -> Vec<(String, String)> {
+    let d = &config.destinations;
+    let named = |kind: DestinationKind, name: &String| (kind.as_str().to_string(), name.clone());
+    d.activecampaign
+        .iter()
+        .map(|c| named(DestinationKind::Activecampaign, &c.name))
+        .chain(d.zoho.iter().map(|c| named(DestinationKind::Zoho, &c.name)))
+        .chain(
+            d.pipedrive
+                .iter()
+                .map(|c| named(DestinationKind::Pipedrive, &c.name)),
+        )
+        .collect()
 }
 
 /// Waits until Postgres answers; false when `shutdown` came first.

@@ -503,6 +503,27 @@ pub async fn list_failures(
     qb.build_query_as().fetch_all(pool).await
 }
 
+/// How many failures are open at one destination connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct OpenFailureCount {
+    pub destination: String,
+    pub destination_connection: String,
+    pub open: i64,
+}
+
+/// Open failures per destination connection, for each connection that has any.
+pub async fn open_failure_counts(pool: &PgPool) -> Result<Vec<OpenFailureCount>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT destination, destination_connection, count(*) AS open FROM sync_failures \
+         WHERE status = $1 \
+         GROUP BY destination, destination_connection \
+         ORDER BY destination, destination_connection",
+    )
+    .bind(FailureStatus::Open.as_str())
+    .fetch_all(pool)
+    .await
+}
+
 pub async fn get_failure(pool: &PgPool, id: i64) -> Result<Option<FailureDetail>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {FAILURE_COLUMNS}, event FROM sync_failures WHERE id = $1"

@@ -1,4 +1,4 @@
-//! `/api/v1/failures`: list, show, ignore, retry and download sync errors.
+//! `/api/v1/failures`: list, show, ignore, retry, count and download sync errors.
 
 use super::params::{encode_cursor, FailureParams, Page};
 use super::{csv as csv_format, ApiPath, ApiQuery, ApiState};
@@ -40,6 +40,13 @@ pub async fn list(
     Ok(Json(json!({ "items": items, "next_cursor": next_cursor })))
 }
 
+/// `GET /api/v1/failures/summary`: how many failures are open at each destination
+/// connection that has any (`billsync status` shows them).
+pub async fn summary(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let items = store::open_failure_counts(state.db.pool()?).await?;
+    Ok(Json(json!({ "items": items })))
+}
+
 /// `GET /api/v1/failures/{id}`: the failure and the event a retry would replay.
 pub async fn get_one(
     State(state): State<ApiState>,
@@ -69,6 +76,9 @@ pub async fn ignore_one(
     }
     tx.commit().await?;
     let changed = changed.is_some();
+    if changed {
+        state.open_failures.changed();
+    }
     let mut detail = store::get_failure(pool, id)
         .await?
         .ok_or_else(|| not_found(id))?;
@@ -95,6 +105,9 @@ pub async fn ignore_matching(
     record_ignores(&state, &records).await?;
     tx.commit().await?;
     let ignored = records.len();
+    if ignored > 0 {
+        state.open_failures.changed();
+    }
     tracing::info!(ignored, ?filter, "Failures ignored by an operator.");
     Ok(Json(json!({ "ignored": ignored })))
 }
@@ -249,6 +262,9 @@ async fn replay(state: &ApiState, pool: &PgPool, id: i64, done: u64) -> Result<b
         .map_err(|source| ApiError::Replay { done, source })?;
     store::mark_retried(&mut tx, id).await?;
     tx.commit().await?;
+    if record.status == FailureStatus::Ignored.as_str() {
+        state.open_failures.changed();
+    }
     tracing::info!(
         failure_id = id,
         destination_connection = %record.destination_connection,

@@ -2,6 +2,7 @@
 
 mod app;
 mod ignores;
+mod open_failures;
 mod openapi;
 mod postgres_outage;
 

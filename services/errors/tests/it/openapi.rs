@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/failures"),
     ("get", "/api/v1/failures.csv"),
+    ("get", "/api/v1/failures/summary"),
     ("post", "/api/v1/failures/ignore"),
     ("post", "/api/v1/failures/retry"),
     ("get", "/api/v1/failures/{id}"),
