@@ -73,25 +73,82 @@ pub enum OnCustomerDeleted {
     Delete,
 }
 
-/// The subscriptions billsync has seen for one customer, to pick the one the `Cb_subscription*`
-/// fields show.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// What billsync has seen of one Chargebee customer: the newest copy of the customer, and
+/// its subscriptions, to pick the one the `Cb_subscription*` fields show.
+///
+/// Every Chargebee event carries the customer as it was when the event happened, so a
+/// subscription event retried or replayed after a newer customer event carries an older
+/// email and name. The contact is always written from the newest copy seen (by
+/// `resource_version`), whichever event triggers the write.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CustomerSubscriptions {
     pub subscriptions: BTreeMap<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<Value>,
+}
+
+/// Chargebee's `resource_version` of an object (0 when absent, so arrival order decides).
+fn resource_version(object: &Value) -> i64 {
+    object
+        .get("resource_version")
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+}
+
+fn is_deleted(customer: &Value) -> bool {
+    customer.get("deleted").and_then(Value::as_bool) == Some(true)
 }
 
 impl CustomerSubscriptions {
-    /// Records a subscription's latest state (a deleted one is forgotten).
+    /// Records a subscription's latest state (a deleted one is forgotten); a copy older than
+    /// the one held is ignored.
     pub fn record(&mut self, subscription: &Value, deleted: bool) {
         let Some(id) = subscription.get("id").and_then(Value::as_str) else {
             return;
         };
+        if self
+            .subscriptions
+            .get(id)
+            .is_some_and(|held| resource_version(held) > resource_version(subscription))
+        {
+            return;
+        }
         if deleted || subscription.get("deleted").and_then(Value::as_bool) == Some(true) {
             self.subscriptions.remove(id);
         } else {
             self.subscriptions
                 .insert(id.to_string(), subscription.clone());
         }
+    }
+
+    /// Keeps `customer` when it is at least as new as the copy held. `deleted` marks the copy
+    /// of a `customer_deleted` event: Chargebee does not bring deleted customers back, so
+    /// no later-arriving copy replaces it.
+    pub fn record_customer(&mut self, customer: &Value, deleted: bool) {
+        let mut copy = customer.clone();
+        if deleted {
+            if let Some(object) = copy.as_object_mut() {
+                object.insert("deleted".into(), Value::Bool(true));
+            }
+        }
+        let keep = match &self.customer {
+            None => true,
+            Some(held) if is_deleted(held) => deleted,
+            Some(held) => is_deleted(&copy) || resource_version(&copy) >= resource_version(held),
+        };
+        if keep {
+            self.customer = Some(copy);
+        }
+    }
+
+    /// The newest copy of the customer seen, once one has been recorded.
+    pub fn customer(&self) -> Option<&Value> {
+        self.customer.as_ref()
+    }
+
+    /// True once the customer was deleted in Chargebee.
+    pub fn customer_deleted(&self) -> bool {
+        self.customer.as_ref().is_some_and(is_deleted)
     }
 
     /// The rule for customers with several subscriptions: the most alive status wins
@@ -199,5 +256,38 @@ mod tests {
         assert_eq!(subs.chosen().and_then(|s| s["id"].as_str()), Some("old"));
         subs.record(&json!({"id": "old"}), true);
         assert_eq!(subs.chosen().and_then(|s| s["id"].as_str()), Some("gone"));
+    }
+
+    #[test]
+    fn the_newest_copy_of_the_customer_wins_and_a_deletion_is_final() {
+        let copy = |version: i64, email: &str| json!({"id": "c", "email": email, "resource_version": version});
+        let mut seen = CustomerSubscriptions::default();
+        seen.record_customer(&copy(2, "new@x.io"), false);
+        seen.record_customer(&copy(1, "old@x.io"), false);
+        assert_eq!(seen.customer().unwrap()["email"], "new@x.io");
+        seen.record_customer(&copy(3, "newer@x.io"), false);
+        assert_eq!(seen.customer().unwrap()["email"], "newer@x.io");
+        assert!(!seen.customer_deleted());
+
+        seen.record_customer(&copy(3, "newer@x.io"), true);
+        assert!(seen.customer_deleted());
+        // A copy Chargebee sent before the deletion, delivered late, changes nothing.
+        seen.record_customer(&copy(4, "late@x.io"), false);
+        assert!(seen.customer_deleted());
+        assert_eq!(seen.customer().unwrap()["email"], "newer@x.io");
+    }
+
+    #[test]
+    fn an_older_copy_of_a_subscription_is_ignored() {
+        let mut seen = CustomerSubscriptions::default();
+        seen.record(
+            &json!({"id": "s", "status": "cancelled", "resource_version": 5}),
+            false,
+        );
+        seen.record(
+            &json!({"id": "s", "status": "active", "resource_version": 4}),
+            false,
+        );
+        assert_eq!(seen.chosen().unwrap()["status"], "cancelled");
     }
 }

@@ -2,7 +2,7 @@
 //! fields in one `contact/sync`, list membership, and what billsync remembers in NATS KV
 //! (customer → contact links, and which customer owns an email).
 
-use crate::api::types::{ContactInput, FieldValueInput};
+use crate::api::types::{Contact, ContactInput, FieldValueInput};
 use crate::api::ActiveCampaignClient;
 use crate::records;
 use async_nats::jetstream::kv;
@@ -264,7 +264,23 @@ impl ContactBook {
         }
     }
 
-    async fn release_email(
+    /// The customer id of another customer holding `email`, if one does.
+    pub async fn email_held_by_another(
+        &self,
+        customer: &CustomerRef<'_>,
+        email: &str,
+    ) -> Result<Option<String>, DeliveryError> {
+        let owner = self
+            .kv
+            .get(self.email_key(email))
+            .await
+            .map_err(kv_error)?
+            .map(|b| String::from_utf8_lossy(&b).to_string())
+            .filter(|owner| !owner.is_empty() && *owner != customer.label());
+        Ok(owner.map(|o| o.rsplit('/').next().unwrap_or(&o).to_string()))
+    }
+
+    pub async fn release_email(
         &self,
         customer: &CustomerRef<'_>,
         email: &str,
@@ -358,7 +374,13 @@ impl ContactBook {
                 return Ok(previous.contact_id.clone());
             }
         }
-        let contact = self.client.sync_contact(input).await?;
+        let contact = match previous
+            .as_ref()
+            .filter(|p| !p.email.eq_ignore_ascii_case(email))
+        {
+            Some(previous) => self.change_email(&previous.contact_id, input).await?,
+            None => self.client.sync_contact(input).await?,
+        };
         let mut link = ContactLink {
             contact_id: contact.id.clone(),
             email: email.to_string(),
@@ -386,6 +408,35 @@ impl ContactBook {
             }
         }
         Ok(contact.id)
+    }
+
+    /// Writes a customer whose email changed to the contact it already has, so the contact
+    /// keeps its tags, lists and history under the new email; `contact/sync` would match on
+    /// the new email and start a second contact. When that contact is gone (deleted in
+    /// ActiveCampaign) or another contact has the new email (ActiveCampaign keeps one contact
+    /// per email), the data goes where `contact/sync` puts it.
+    async fn change_email(
+        &self,
+        contact_id: &str,
+        input: ContactInput<'_>,
+    ) -> Result<Contact, DeliveryError> {
+        match self.client.update_contact(contact_id, input.clone()).await {
+            Ok(contact) => Ok(contact),
+            Err(DeliveryError::Permanent {
+                http_status: Some(status @ (404 | 422)),
+                message,
+                ..
+            }) => {
+                tracing::info!(
+                    contact = contact_id,
+                    status,
+                    reason = %message,
+                    "The customer's contact could not take the new email; writing to the contact that has it."
+                );
+                self.client.sync_contact(input).await
+            }
+            Err(other) => Err(other),
+        }
     }
 
     /// Forgets what was last written to the customer's contact, so the next upsert writes it

@@ -148,9 +148,26 @@ impl ActiveCampaignDestination {
         pass: Pass,
     ) -> Result<Delivered, DeliveryError> {
         let client = &self.contacts.client;
-        let fields = stripe::customer_view(event)
+        let mut fields = stripe::customer_view(event)
             .map(|view| rules.mapping.apply(&view))
             .unwrap_or_default();
+        if let (false, Some(customer), true) = (
+            event.object == ObjectKind::Customer,
+            &event.customer_id,
+            fields.contains_key("email"),
+        ) {
+            // An invoice keeps the customer_email it was finalized with and a charge the
+            // card's billing email, so a later payment can carry an email the customer has
+            // since changed. Once the customer is known, its contact's email (set by its
+            // customer events) identifies it.
+            if let Some(link) = self
+                .contacts
+                .link(&CustomerRef::of(event, customer))
+                .await?
+            {
+                fields.insert("email".into(), Value::String(link.email));
+            }
+        }
         let mapped_email = fields
             .get("email")
             .and_then(Value::as_str)
@@ -359,11 +376,23 @@ impl ActiveCampaignDestination {
         };
         self.contacts.ensure_fields(rules.mapping.fields()).await?;
         let reference = CustomerRef::of(event, customer_id);
-        let subscriptions = self.subscriptions(event, customer_id).await?;
+        let subscriptions = self.subscriptions(event, customer_id, customer).await?;
+        // The newest copy of the customer, not necessarily this event's.
+        let customer = subscriptions.customer().unwrap_or(customer);
         if chargebee::is_deletion(event) {
             return self
                 .delete_chargebee_customer(rules, &reference, customer, &subscriptions, pass)
                 .await;
+        }
+        if subscriptions.customer_deleted() {
+            // A late event of a deleted customer must not undo what the deletion did (bring a
+            // deleted contact back, or set the status field to active again).
+            return Ok(Delivered::NotApplicable {
+                reason: format!(
+                    "Chargebee customer {customer_id} was deleted; its contact stays as \
+                     options.on_customer_deleted left it"
+                ),
+            });
         }
         let fields = rules
             .mapping
@@ -387,24 +416,32 @@ impl ActiveCampaignDestination {
         })
     }
 
-    /// The customer's subscriptions as billsync has seen them, updated with this event's.
+    /// The customer and its subscriptions as billsync has seen them, updated with this
+    /// event's copies (where they are newer).
     async fn subscriptions(
         &self,
         event: &BillingEventV1,
-        customer: &str,
+        customer_id: &str,
+        customer: &Value,
     ) -> Result<CustomerSubscriptions, DeliveryError> {
-        let record = format!("chargebee/{}/subscriptions/{customer}", event.connection);
+        let record = format!("chargebee/{}/subscriptions/{customer_id}", event.connection);
         let key = Topology::record_kv_key(DestinationKind::Activecampaign, &self.name, &record);
-        let stored = self.kv.get(&key).await.map_err(kv_error)?;
-        let mut subscriptions: CustomerSubscriptions = stored
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+        let stored: Option<CustomerSubscriptions> = self
+            .kv
+            .get(&key)
+            .await
+            .map_err(kv_error)?
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let mut seen = stored.clone().unwrap_or_default();
+        seen.record_customer(customer, chargebee::is_deletion(event));
         if event.object == ObjectKind::Subscription {
-            subscriptions.record(&event.data, event.event_type == "subscription_deleted");
-            let bytes = serde_json::to_vec(&subscriptions).expect("subscriptions encode");
+            seen.record(&event.data, event.event_type == "subscription_deleted");
+        }
+        if stored.as_ref() != Some(&seen) {
+            let bytes = serde_json::to_vec(&seen).expect("subscriptions encode");
             self.kv.put(&key, bytes.into()).await.map_err(kv_error)?;
         }
-        Ok(subscriptions)
+        Ok(seen)
     }
 
     async fn delete_chargebee_customer(
@@ -421,6 +458,22 @@ impl ActiveCampaignDestination {
             .and_then(Value::as_str)
             .map(str::to_owned)
             .or(link.as_ref().map(|l| l.email.clone()));
+        if let Some(email) = &email {
+            if let Some(other) = self
+                .contacts
+                .email_held_by_another(reference, email)
+                .await?
+            {
+                // Someone signed up again with this email as a new Chargebee customer (this
+                // is a replay of the deletion): the contact is theirs now.
+                return Ok(Delivered::NotApplicable {
+                    reason: format!(
+                        "the email {email} belongs to Chargebee customer {other} now; its \
+                         contact is left to it"
+                    ),
+                });
+            }
+        }
         match rules.options.on_customer_deleted {
             OnCustomerDeleted::Delete => {
                 let contact = match &link {
@@ -443,8 +496,7 @@ impl ActiveCampaignDestination {
             }
             OnCustomerDeleted::Keep | OnCustomerDeleted::Unsubscribe => {
                 // The status field says "deleted"; the contact stays, with every field as the
-                // customer's last data says (a replay may have applied an older
-                // subscription event's copy of the customer just before).
+                // customer's newest data says.
                 let mut deleted = customer.clone();
                 if let Some(object) = deleted.as_object_mut() {
                     object.insert("deleted".into(), Value::Bool(true));
@@ -478,6 +530,11 @@ impl ActiveCampaignDestination {
                             .set_list_status(list, &contact, 2)
                             .await?;
                     }
+                }
+                // The email is free for a customer who signs up with it again (that one's
+                // events then write this contact); this customer's own events no longer do.
+                if let Some(email) = &email {
+                    self.contacts.release_email(reference, email).await?;
                 }
                 Ok(Delivered::Written {
                     crm_id: Some(contact),

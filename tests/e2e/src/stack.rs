@@ -479,6 +479,25 @@ destination = "ac-test"
         .await
     }
 
+    /// Sequences in the events stream of the events of `event_type`, oldest first.
+    pub async fn sequences_of(&self, event_type: &str) -> Vec<u64> {
+        let stream = self
+            .jetstream()
+            .get_stream(self.topology().events_stream())
+            .await
+            .expect("events stream");
+        let mut found = Vec::new();
+        for sequence in 1..=self.events_in_stream().await {
+            let message = stream.get_raw_message(sequence).await.expect("message");
+            let event: serde_json::Value =
+                serde_json::from_slice(&message.payload).expect("an event");
+            if event["event_type"] == event_type {
+                found.push(sequence);
+            }
+        }
+        found
+    }
+
     async fn copy_events(
         &self,
         subject: impl Fn(&str) -> Option<String>,

@@ -80,6 +80,23 @@ impl ActiveCampaignClient {
         Ok(envelope.contact)
     }
 
+    /// `PUT /contacts/{id}`: rewrites this contact, email included (an email another contact
+    /// has is a 422).
+    pub async fn update_contact(
+        &self,
+        id: &str,
+        contact: ContactInput<'_>,
+    ) -> Result<Contact, DeliveryError> {
+        let envelope: ContactEnvelope = self
+            .call(
+                Method::PUT,
+                &format!("/contacts/{id}"),
+                Some(&ContactSyncRequest { contact }),
+            )
+            .await?;
+        Ok(envelope.contact)
+    }
+
     /// The id of the contact tag `name`, creating the tag if the account lacks it.
     pub async fn ensure_tag(&self, name: &str) -> Result<String, DeliveryError> {
         if let Some(id) = self.tags.lock().expect("tag cache poisoned").get(name) {

@@ -301,3 +301,161 @@ async fn contacts_join_the_list_and_leave_it_when_the_customer_is_deleted() {
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_change_moves_the_contact_and_older_events_never_bring_the_old_email_back() {
+    let stack = start("").await;
+    let cb = &stack.sandbox.chargebee;
+    let site = &stack.chargebee_site;
+    cb.create_customer(
+        site,
+        customer("cb_mover", "old@example.com", "Mo", "Ver", "F"),
+    )
+    .expect("customer");
+    cb.create_subscription(
+        site,
+        "cb_mover",
+        CbSubscriptionInput {
+            id: Some("sub_mover".into()),
+            plan_id: Some("basic".into()),
+            status: Some("active".into()),
+            ..Default::default()
+        },
+    )
+    .expect("subscription");
+    let before = snapshot_when(&stack, "the contact with its subscription", |s| {
+        s.contact_by_email("old@example.com")
+            .is_some_and(|c| s.field_value(&c.id, "Cb_subscriptionID").is_some())
+    })
+    .await;
+    let contact_id = before
+        .contact_by_email("old@example.com")
+        .expect("contact")
+        .id
+        .clone();
+
+    cb.update_customer(
+        site,
+        "cb_mover",
+        CbCustomerInput {
+            email: Some("new@example.com".into()),
+            first_name: Some("Moved".into()),
+            ..Default::default()
+        },
+    )
+    .expect("email change");
+    let moved = snapshot_when(&stack, "the contact under its new email", |s| {
+        s.contact_by_email("new@example.com").is_some()
+    })
+    .await;
+    let contact = moved.contact_by_email("new@example.com").expect("contact");
+    assert_eq!(
+        contact.id, contact_id,
+        "the email change must update the customer's contact, not start a second one: {:#?}",
+        moved.contacts
+    );
+    assert_eq!(contact.first_name, "Moved");
+    assert_eq!(moved.contacts.len(), 1, "{:#?}", moved.contacts);
+
+    // The subscription's newest event carries the customer as it was then (old email, old
+    // name); replayed now (as a retry of its failure would deliver it), it must write the
+    // customer as it is.
+    let subscription_events = stack.sequences_of("subscription_created").await;
+    assert_eq!(subscription_events.len(), 1);
+    stack.replay_events("ac-test", &subscription_events).await;
+    eventually("the replay to settle", WAIT, || async {
+        stack.worker_idle_for("ac-test").await.then_some(())
+    })
+    .await;
+    let replayed = stack.sandbox.activecampaign.snapshot(&stack.ac_account);
+    assert_eq!(replayed.contacts.len(), 1, "{:#?}", replayed.contacts);
+    let contact = &replayed.contacts[0];
+    assert_eq!(
+        (
+            contact.id.as_str(),
+            contact.email.as_str(),
+            contact.first_name.as_str()
+        ),
+        (contact_id.as_str(), "new@example.com", "Moved"),
+        "a replayed older event put old customer data back"
+    );
+    assert_eq!(
+        replayed
+            .field_value(&contact_id, "Cb_subscriptionID")
+            .as_deref(),
+        Some("sub_mover")
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_customer_with_a_deleted_customers_email_takes_the_contact_over() {
+    let stack = start("").await;
+    let cb = &stack.sandbox.chargebee;
+    let site = &stack.chargebee_site;
+    cb.create_customer(
+        site,
+        customer("cb_before", "again@example.com", "First", "Life", "G"),
+    )
+    .expect("customer");
+    snapshot_when(&stack, "the contact", |s| {
+        s.contact_by_email("again@example.com").is_some()
+    })
+    .await;
+    cb.delete_customer(site, "cb_before").expect("delete");
+    snapshot_when(&stack, "the status field to say deleted", |s| {
+        s.contact_by_email("again@example.com").is_some_and(|c| {
+            s.field_value(&c.id, "Cb_chargebeeCustomerStatus")
+                .as_deref()
+                == Some("deleted")
+        })
+    })
+    .await;
+
+    cb.create_customer(
+        site,
+        customer("cb_after", "again@example.com", "Second", "Life", "G"),
+    )
+    .expect("the same person signs up again");
+    let snapshot = snapshot_when(&stack, "the new customer's data on the contact", |s| {
+        s.contact_by_email("again@example.com")
+            .is_some_and(|c| c.first_name == "Second")
+    })
+    .await;
+    let contact = snapshot
+        .contact_by_email("again@example.com")
+        .expect("contact");
+    assert_eq!(
+        snapshot
+            .field_value(&contact.id, "Cb_chargebeeCustomerStatus")
+            .as_deref(),
+        Some("active")
+    );
+    assert_eq!(snapshot.contacts.len(), 1);
+
+    // Replaying everything, the deleted customer's events write nothing over the new one's.
+    stack.replay_whole_stream("ac-test").await;
+    eventually("the replay to settle", WAIT, || async {
+        stack.worker_idle_for("ac-test").await.then_some(())
+    })
+    .await;
+    let replayed = stack.sandbox.activecampaign.snapshot(&stack.ac_account);
+    let contact = replayed
+        .contact_by_email("again@example.com")
+        .expect("contact");
+    assert_eq!(contact.first_name, "Second");
+    assert_eq!(
+        replayed
+            .field_value(&contact.id, "Cb_chargebeeCustomerStatus")
+            .as_deref(),
+        Some("active")
+    );
+    let pool = sqlx::PgPool::connect(&stack.db.url).await.expect("db");
+    let failures: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_failures")
+        .fetch_one(&pool)
+        .await
+        .expect("count failures");
+    assert_eq!(failures, 0, "no sync error: the email was free again");
+    pool.close().await;
+    stack.stop().await;
+}

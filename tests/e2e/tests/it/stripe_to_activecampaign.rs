@@ -315,3 +315,77 @@ async fn an_older_event_of_another_object_does_not_overwrite_the_contact() {
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_change_keeps_one_contact_and_a_late_invoice_does_not_bring_the_old_email_back() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let mut clock = billsync_e2e::workload::Clock::new();
+    let send = |event: serde_json::Value| {
+        let stack = &stack;
+        async move {
+            let response = stack.send_stripe(&event).await;
+            assert!(response.status().is_success(), "{}", response.status());
+        }
+    };
+    send(clock.event(
+        "customer.created",
+        stripe::customer("cus_MOVE", "old@example.com", "Mo Ver"),
+    ))
+    .await;
+    let contact_id = contact_with_tags(&stack, "old@example.com", 2)
+        .await
+        .contact_by_email("old@example.com")
+        .expect("contact")
+        .id
+        .clone();
+
+    send(clock.event(
+        "customer.updated",
+        stripe::customer("cus_MOVE", "new@example.com", "Mo Ver"),
+    ))
+    .await;
+    // Stripe froze this invoice's customer_email when it was finalized, before the change;
+    // it is paid afterwards.
+    send(clock.event(
+        "invoice.payment_succeeded",
+        serde_json::json!({"id": "in_MOVE", "object": "invoice", "customer": "cus_MOVE",
+            "customer_email": "old@example.com", "customer_name": "Mo Ver",
+            "amount_due": 1200, "amount_paid": 1200, "amount_remaining": 0, "currency": "usd",
+            "status": "paid", "paid": true, "billing_reason": "manual", "created": 1_700_000_000,
+            "lines": {"object": "list", "data": [{"id": "il_MOVE", "object": "line_item",
+                "amount": 1200, "currency": "usd", "description": "Setup", "quantity": 1}]}}),
+    ))
+    .await;
+    let snapshot = eventually("the three events applied", WAIT, || async {
+        let snapshot = stack.sandbox.activecampaign.snapshot(&stack.ac_account);
+        (stack.worker_idle_for("ac-test").await && snapshot.ecom_order("in_MOVE").is_some())
+            .then_some(snapshot)
+    })
+    .await;
+    assert_eq!(snapshot.contacts.len(), 1, "{:#?}", snapshot.contacts);
+    let contact = &snapshot.contacts[0];
+    assert_eq!(
+        (contact.id.as_str(), contact.email.as_str()),
+        (contact_id.as_str(), "new@example.com"),
+        "the customer's contact must carry its new email"
+    );
+    assert!(
+        snapshot
+            .tags_of(&contact_id)
+            .contains(&"stripe-integration-invoice.payment_succeeded".to_string()),
+        "{:?}",
+        snapshot.tags_of(&contact_id)
+    );
+    let emails: Vec<&str> = snapshot
+        .ecom_customers
+        .iter()
+        .map(|c| c.email.as_str())
+        .collect();
+    assert_eq!(
+        emails,
+        ["new@example.com"],
+        "{:#?}",
+        snapshot.ecom_customers
+    );
+    stack.stop().await;
+}
