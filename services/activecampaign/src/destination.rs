@@ -3,7 +3,7 @@
 use crate::api::{ActiveCampaignClient, EventTracker};
 use crate::chargebee::{self, CustomerSubscriptions, OnCustomerDeleted};
 use crate::contacts::{kv_error, ContactBook, CustomerRef, MissingFields, UpsertRules};
-use crate::ecommerce::{EcomBook, EcomCustomerRef, OrderWrite};
+use crate::ecommerce::{EcomBook, EcomCustomerRef, OrderWrite, Vanished};
 use crate::error::StartError;
 use crate::options::SyncOptions;
 use crate::stripe;
@@ -260,6 +260,45 @@ impl ActiveCampaignDestination {
     /// which order): customer events keep the e-commerce customer current, payments and
     /// subscriptions write their order, refunds of invoice payments lower the invoice's.
     async fn apply_deep_data(
+        &self,
+        rules: &SyncRules,
+        event: &BillingEventV1,
+        email: &str,
+        pass: Pass,
+    ) -> Result<(), DeliveryError> {
+        let error = match self.write_deep_data(rules, event, email, pass).await {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        // Someone deleted the connection or the e-commerce customer in ActiveCampaign: look
+        // them up again (creating them anew) on the next attempt.
+        let gone = match Vanished::of(&error) {
+            Some(Vanished::Connection) => {
+                self.ecommerce.forget_connection(&event.connection).await;
+                "the deep data connection"
+            }
+            Some(Vanished::Customer) => {
+                let guest = email.trim().to_lowercase();
+                self.ecommerce
+                    .forget_customer(&EcomCustomerRef {
+                        source_connection: &event.connection,
+                        externalid: event.customer_id.as_deref().unwrap_or(&guest),
+                        email,
+                        accepts_marketing: None,
+                    })
+                    .await?;
+                "the e-commerce customer"
+            }
+            None => return Err(error),
+        };
+        Err(DeliveryError::Retryable {
+            message: format!("{gone} no longer exists in ActiveCampaign; creating it again"),
+            retry_after: None,
+            http_status: Some(422),
+        })
+    }
+
+    async fn write_deep_data(
         &self,
         rules: &SyncRules,
         event: &BillingEventV1,

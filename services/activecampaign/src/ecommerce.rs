@@ -43,6 +43,41 @@ pub struct EcomBook {
     connections: Mutex<HashMap<String, String>>,
 }
 
+/// A record billsync remembers that ActiveCampaign no longer has (someone deleted it there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vanished {
+    /// The deep data connection; deleting it in ActiveCampaign takes its customers and
+    /// orders with it.
+    Connection,
+    /// The e-commerce customer.
+    Customer,
+}
+
+impl Vanished {
+    /// What `error` says is gone: ActiveCampaign's 422 `related_missing` for the
+    /// connection or customer an order or customer names.
+    pub fn of(error: &DeliveryError) -> Option<Self> {
+        let DeliveryError::Permanent {
+            http_status: Some(422),
+            detail,
+            ..
+        } = error
+        else {
+            return None;
+        };
+        detail.get("errors")?.as_array()?.iter().find_map(|e| {
+            if e.get("code")?.as_str()? != "related_missing" {
+                return None;
+            }
+            match e.pointer("/source/pointer")?.as_str()?.rsplit('/').next()? {
+                "connection" | "connectionid" => Some(Self::Connection),
+                "customer" | "customerid" => Some(Self::Customer),
+                _ => None,
+            }
+        })
+    }
+}
+
 /// The e-commerce customer an order belongs to.
 pub struct EcomCustomerRef<'a> {
     /// The Stripe connection's name.
@@ -186,6 +221,27 @@ impl EcomBook {
         Ok(id)
     }
 
+    /// Forgets the AC connection of `source_connection`, so the next write looks it up again
+    /// (and creates it if it is gone).
+    pub async fn forget_connection(&self, source_connection: &str) {
+        self.connections.lock().await.remove(source_connection);
+    }
+
+    /// Forgets the customer's e-commerce customer, so the next write looks it up again (and
+    /// creates it if it is gone).
+    pub async fn forget_customer(
+        &self,
+        customer: &EcomCustomerRef<'_>,
+    ) -> Result<(), DeliveryError> {
+        for key in [
+            self.customer_key(customer),
+            self.customer_key_of(customer, "ecom_customer_created"),
+        ] {
+            self.kv.delete(&key).await.map_err(kv_error)?;
+        }
+        Ok(())
+    }
+
     fn customer_key(&self, customer: &EcomCustomerRef<'_>) -> String {
         self.customer_key_of(customer, "ecom_customer")
     }
@@ -228,7 +284,25 @@ impl EcomBook {
                 if known.email.eq_ignore_ascii_case(customer.email) && !consent_changed {
                     return Ok(known.id);
                 }
-                client.update_ecom_customer(&known.id, input).await?;
+                match client.update_ecom_customer(&known.id, input).await {
+                    Ok(()) => {}
+                    Err(DeliveryError::Permanent {
+                        http_status: Some(404),
+                        ..
+                    }) => {
+                        self.forget_customer(customer).await?;
+                        return Err(DeliveryError::Retryable {
+                            message: format!(
+                                "e-commerce customer {} was deleted in ActiveCampaign; creating \
+                                 it again",
+                                known.id
+                            ),
+                            retry_after: None,
+                            http_status: Some(404),
+                        });
+                    }
+                    Err(other) => return Err(other),
+                }
                 CustomerRecord {
                     email: customer.email.to_string(),
                     accepts_marketing: customer.accepts_marketing.or(known.accepts_marketing),

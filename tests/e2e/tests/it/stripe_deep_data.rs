@@ -723,3 +723,98 @@ async fn deep_data_costs_few_api_calls_per_event() {
     eprintln!("API calls per event:\n{}", table.join("\n"));
     stack.stop().await;
 }
+
+/// Deletes `/{what}/{id}` in the emulated account, as someone in ActiveCampaign's UI would.
+async fn delete_in_ac(stack: &Stack, what: &str, id: &str) {
+    let response = stack
+        .http
+        .delete(format!(
+            "{}/api/3/{what}/{id}",
+            stack.sandbox.activecampaign_base_url(&stack.ac_account)
+        ))
+        .header("Api-Token", &stack.ac_token)
+        .send()
+        .await
+        .expect("delete");
+    assert!(response.status().is_success(), "{}", response.status());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_or_customer_deleted_in_activecampaign_is_created_again() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let mut clock = Clock::new();
+    send(
+        &stack,
+        &clock.event(
+            "customer.created",
+            stripe::customer("cus_GONE", EMAIL, "Ada Deep"),
+        ),
+    )
+    .await;
+    send(
+        &stack,
+        &clock.event(
+            "charge.succeeded",
+            charge("ch_GONE1", Some("cus_GONE"), 1000, 0, None),
+        ),
+    )
+    .await;
+    let first = settled(&stack, "the first order", |s| {
+        s.ecom_order("ch_GONE1").is_some()
+    })
+    .await;
+    let connection = first.connections[0].id.clone();
+
+    // Someone removes the store from ActiveCampaign: its customers and orders go with it.
+    delete_in_ac(&stack, "connections", &connection).await;
+    send(
+        &stack,
+        &clock.event(
+            "charge.succeeded",
+            charge("ch_GONE2", Some("cus_GONE"), 2000, 0, None),
+        ),
+    )
+    .await;
+    let after = settled(&stack, "the next order, under a new connection", |s| {
+        s.ecom_order("ch_GONE2").is_some()
+    })
+    .await;
+    assert_eq!(after.connections.len(), 1, "{:#?}", after.connections);
+    assert_ne!(after.connections[0].id, connection);
+    assert_eq!(after.ecom_customers.len(), 1, "{:#?}", after.ecom_customers);
+    let customer = after.ecom_customers[0].clone();
+    assert_eq!(
+        (customer.connectionid.as_str(), customer.externalid.as_str()),
+        (after.connections[0].id.as_str(), "cus_GONE")
+    );
+    assert_eq!(
+        after.ecom_order("ch_GONE2").expect("order").customerid,
+        customer.id
+    );
+
+    // Someone deletes the e-commerce customer; the customer's email changes next.
+    delete_in_ac(&stack, "ecomCustomers", &customer.id).await;
+    send(
+        &stack,
+        &clock.event(
+            "customer.updated",
+            stripe::customer("cus_GONE", "ada.moved@example.com", "Ada Deep"),
+        ),
+    )
+    .await;
+    let last = settled(&stack, "the e-commerce customer again", |s| {
+        s.ecom_customers.len() == 1
+    })
+    .await;
+    assert_eq!(last.ecom_customers[0].email, "ada.moved@example.com");
+    assert_ne!(last.ecom_customers[0].id, customer.id);
+
+    let pool = sqlx::PgPool::connect(&stack.db.url).await.expect("db");
+    let failures: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_failures")
+        .fetch_one(&pool)
+        .await
+        .expect("count failures");
+    assert_eq!(failures, 0, "nothing for an operator to do");
+    pool.close().await;
+    stack.stop().await;
+}

@@ -270,6 +270,18 @@ impl EcomData {
             .collect()
     }
 
+    /// `DELETE /connections/{id}`: the connection goes with its e-commerce customers and
+    /// orders, as in ActiveCampaign (disconnecting a store removes its data).
+    pub(crate) fn delete_connection(&mut self, id: u64) -> Result<(), ApiError> {
+        self.connections
+            .remove(&id)
+            .ok_or_else(|| ApiError::no_result("Connection", id))?;
+        let connection = id.to_string();
+        self.customers.retain(|_, c| c.connectionid != connection);
+        self.orders.retain(|_, o| o.connectionid != connection);
+        Ok(())
+    }
+
     /// `POST /connections`: `service`, `externalid`, `name`, `logoUrl` and `linkUrl` are
     /// required (the spec's `required`); `(service, externalid)` must be unused.
     pub(crate) fn create_connection(&mut self, input: ConnectionInput) -> Result<u64, ApiError> {

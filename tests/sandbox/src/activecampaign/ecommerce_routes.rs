@@ -107,6 +107,15 @@ pub(crate) async fn get_connection(
     ))
 }
 
+pub(crate) async fn delete_connection(
+    Extension(account): Extension<Arc<Account>>,
+    Path(params): Params,
+) -> Reply {
+    let id = id_param(&params, "Connection")?;
+    account.data().ecom.delete_connection(id)?;
+    Ok(reply(StatusCode::OK, json!({})))
+}
+
 // ----- customers --------------------------------------------------------------------------
 
 fn customer_input(customer: &Map<String, Value>) -> EcomCustomerInput {

@@ -53,7 +53,10 @@ pub(crate) fn api(ac: ActiveCampaign) -> Router {
             "/connections",
             get(ecom::list_connections).post(ecom::create_connection),
         )
-        .route("/connections/{id}", get(ecom::get_connection))
+        .route(
+            "/connections/{id}",
+            get(ecom::get_connection).delete(ecom::delete_connection),
+        )
         .route(
             "/ecomCustomers",
             get(ecom::list_customers).post(ecom::create_customer),
