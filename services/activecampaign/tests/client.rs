@@ -108,6 +108,149 @@ async fn a_refused_token_is_a_configuration_error_that_never_shows_the_token() {
 }
 
 #[tokio::test]
+async fn tagging_a_contact_deleted_in_activecampaign_reports_the_contact_missing() {
+    let (sandbox, base) = sandbox(100).await;
+    let client = ActiveCampaignClient::new(&base, "good-token", 100, Duration::from_secs(5));
+    let tag = client.ensure_tag("stripe-integration").await.expect("tag");
+    // AC answers 404 `Contact not found` (the spec's example for POST /contactTags).
+    match client.tag_contact("424242", &tag).await {
+        Err(DeliveryError::Retryable {
+            message,
+            http_status,
+            ..
+        }) => {
+            // Retryable 404: the caller writes the contact again before the retry.
+            assert_eq!(http_status, Some(404));
+            assert!(
+                message.contains("contact 424242 no longer exists"),
+                "{message}"
+            );
+            assert!(!message.contains("recreating"), "{message}");
+        }
+        other => panic!("expected a retryable 404, got {other:?}"),
+    }
+    // The tag exists, so it stays cached: no lookup, no create.
+    let before = sandbox.activecampaign.request_count("acme");
+    assert_eq!(
+        client.ensure_tag("stripe-integration").await.expect("tag"),
+        tag
+    );
+    assert_eq!(sandbox.activecampaign.request_count("acme"), before);
+    assert_eq!(sandbox.activecampaign.snapshot("acme").tags.len(), 1);
+}
+
+#[tokio::test]
+async fn tagging_with_a_tag_deleted_in_activecampaign_reports_the_tag_missing() {
+    let (_sandbox, base) = sandbox(100).await;
+    let client = ActiveCampaignClient::new(&base, "good-token", 100, Duration::from_secs(5));
+    let contact = client
+        .sync_contact(contact("ada@example.com"))
+        .await
+        .expect("contact");
+    match client.tag_contact(&contact.id, "999").await {
+        Err(DeliveryError::Retryable {
+            message,
+            http_status,
+            ..
+        }) => {
+            assert_eq!(http_status, Some(404));
+            assert!(
+                message.contains("tag 999 no longer exists") && message.contains("recreating"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a retryable 404, got {other:?}"),
+    }
+}
+
+/// A server that answers every request with `status` and `body`; its base URL.
+async fn answering(status: u16, body: &'static str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let status = axum::http::StatusCode::from_u16(status).expect("status");
+    let app = axum::Router::new().fallback(move || async move {
+        (
+            status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test]
+async fn a_forbidden_request_with_a_working_token_is_not_a_token_problem() {
+    let base = answering(
+        403,
+        r#"{"errors":[{"status":403,"title":"Forbidden","detail":"You do not have permission to create lists."}]}"#,
+    )
+    .await;
+    let client = ActiveCampaignClient::new(&base, "good-token", 100, Duration::from_secs(5));
+    match client.sync_contact(contact("ada@example.com")).await {
+        Err(DeliveryError::Permanent {
+            class,
+            message,
+            http_status,
+            ..
+        }) => {
+            assert_eq!(http_status, Some(403));
+            // Not `Configuration` with 403: that is what marks the connection's token refused.
+            assert_eq!(class, FailureClass::Rejected);
+            assert!(
+                message.contains("You do not have permission to create lists."),
+                "{message}"
+            );
+            assert!(!message.contains("api_token"), "{message}");
+        }
+        other => panic!("expected a permanent failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn event_tracking_refusals_name_the_event_key_not_the_api_token() {
+    use billsync_activecampaign::api::EventTracker;
+    for status in [401, 403] {
+        let url = answering(status, r#"{"message":"Forbidden"}"#).await;
+        let tracker = EventTracker::new(&url, "1234", "the-event-key", Duration::from_secs(5))
+            .configured_in(
+                "syncs[0].options.track_actid and destinations.activecampaign[0].event_key \
+                 of billsync.toml"
+                    .into(),
+            );
+        match tracker
+            .track(
+                "Stripe event received",
+                "charge.succeeded",
+                "ada@example.com",
+            )
+            .await
+        {
+            Err(DeliveryError::Permanent {
+                class,
+                message,
+                http_status,
+                ..
+            }) => {
+                assert_eq!(class, FailureClass::Configuration);
+                assert_eq!(http_status, Some(status));
+                assert!(message.contains("Event Key"), "{message}");
+                assert!(
+                    message.contains("destinations.activecampaign[0].event_key"),
+                    "{message}"
+                );
+                assert!(!message.contains("API token"), "{message}");
+                assert!(!message.contains("api_token"), "{message}");
+                assert!(!message.contains("the-event-key"), "{message}");
+            }
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_429_is_retryable_with_the_servers_retry_after() {
     let (_sandbox, base) = sandbox(1).await;
     // The client believes it may send 100/s; the account allows 1/s.

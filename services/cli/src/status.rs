@@ -186,13 +186,15 @@ pub async fn execute(
 }
 
 async fn gather(config: &Config, args: &StatusArgs) -> anyhow::Result<StatusReport> {
-    let url = &config.nats.url;
+    // Credentials in the URL go into the connect options and never into the output.
+    let url = &billsync_bus::setup::redact_url(&config.nats.url);
+    let (options, address) =
+        billsync_bus::setup::connect_options(&config.nats.url, "billsync-status")?;
     // One attempt, unlike the services' connection (which waits for NATS forever): a status
     // report says at once that NATS cannot be reached.
-    let client = match async_nats::ConnectOptions::new()
-        .name("billsync-status")
+    let client = match options
         .connection_timeout(NATS_CONNECT_TIMEOUT)
-        .connect(url.as_str())
+        .connect(address.as_str())
         .await
     {
         Ok(client) => client,

@@ -4,10 +4,23 @@ use crate::topology::Topology;
 use async_nats::jetstream::{self, consumer, kv, stream};
 use std::time::Duration;
 
+/// Every `url` in these errors is redacted ([`redact_url`]): no password or token.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
+    #[error("nats.url {url} is not a NATS server address: {reason}")]
+    InvalidUrl { url: String, reason: String },
     #[error("cannot connect to NATS at {url}: {source} (is nats-server running with -js?)")]
     Connect {
+        url: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    #[error(
+        "NATS at {url} refused billsync's credentials: {source}; check the user and password \
+         (nats://user:password@host:port) or token (nats://token@host:port) in nats.url or \
+         BILLSYNC_NATS_URL"
+    )]
+    Credentials {
         url: String,
         #[source]
         source: async_nats::ConnectError,
@@ -35,18 +48,133 @@ pub enum BusError {
 
 /// Connects with a client name that shows in `nats server report connections`.
 /// After the first connection the client reconnects on its own, forever.
+///
+/// `url` may carry credentials: `nats://user:password@host:port` or `nats://token@host:port`
+/// (percent-encoded where they hold `@`, `:` or `/`). Credentials that the server refuses
+/// fail at once; a server that is not up yet is waited for.
 pub async fn connect(url: &str, client_name: &str) -> Result<async_nats::Client, BusError> {
-    async_nats::ConnectOptions::new()
-        .name(client_name)
-        .connection_timeout(Duration::from_secs(5))
+    let (options, address) = connect_options(url, client_name)?;
+    // One plain attempt first: with `retry_on_initial_connect` a refused password would be
+    // retried in the background forever, leaving a service that never gets ready and says
+    // why only in async-nats's logs.
+    match options.connect(address.as_str()).await {
+        Ok(client) => return Ok(client),
+        Err(source) if refuses_credentials(&source) => {
+            return Err(BusError::Credentials {
+                url: redact_url(url),
+                source,
+            })
+        }
+        Err(error) => {
+            tracing::info!(url = %redact_url(url), %error, "NATS is not reachable yet; waiting for it.");
+        }
+    }
+    let (options, address) = connect_options(url, client_name)?;
+    options
         .retry_on_initial_connect()
-        .max_reconnects(None)
-        .connect(url)
+        .connect(address.as_str())
         .await
         .map_err(|source| BusError::Connect {
-            url: url.to_string(),
+            url: redact_url(url),
             source,
         })
+}
+
+/// The options billsync connects with, credentials from `url` included, and the server
+/// address without them.
+///
+/// async-nats 0.42 parses a user, password or token in the URL but never sends it: its
+/// connector fills the CONNECT message from `ConnectOptions` alone (`ServerAddr::username`
+/// and `password` are read nowhere), so a credentialed URL connects anonymously. The
+/// address handed on carries no credentials, so none can reach async-nats's logs either.
+pub fn connect_options(
+    url: &str,
+    client_name: &str,
+) -> Result<(async_nats::ConnectOptions, String), BusError> {
+    let invalid = |reason: String| BusError::InvalidUrl {
+        url: redact_url(url),
+        reason,
+    };
+    let mut address = url
+        .parse::<async_nats::ServerAddr>()
+        .map_err(|e| invalid(e.to_string()))?
+        .into_inner();
+    let user = percent_decode(address.username()).map_err(invalid)?;
+    let password = address
+        .password()
+        .map(percent_decode)
+        .transpose()
+        .map_err(invalid)?;
+    let mut options = async_nats::ConnectOptions::new()
+        .name(client_name)
+        .connection_timeout(Duration::from_secs(5))
+        .max_reconnects(None);
+    options = match (user.is_empty(), password) {
+        (true, None) => options,
+        (true, Some(_)) => return Err(invalid("a password needs a user name before it".into())),
+        (false, None) => options.token(user),
+        (false, Some(password)) => options.user_and_password(user, password),
+    };
+    let cleared = address
+        .set_password(None)
+        .and_then(|()| address.set_username(""));
+    if cleared.is_err() {
+        return Err(invalid(
+            "its credentials cannot be separated from the host".into(),
+        ));
+    }
+    Ok((options, address.to_string()))
+}
+
+/// `url` with its password, or its token, replaced by `***`, for messages and logs; works on
+/// text that does not parse as a URL too.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    // The last '@' anywhere: a NATS URL has no path, and a password may hold an unescaped
+    // '/', '?' or '#' that would end the authority early. Hiding too much beats too little.
+    let Some(at) = rest.rfind('@') else {
+        return url.to_string();
+    };
+    let user_info = &rest[..at];
+    let shown = match user_info.split_once(':') {
+        Some((user, _password)) => format!("{user}:***"),
+        // A lone user part is a token: a secret in full.
+        None => "***".to_string(),
+    };
+    format!("{scheme}{shown}{}", &rest[at..])
+}
+
+/// Whether connecting failed because the server refused who billsync said it was.
+fn refuses_credentials(error: &async_nats::ConnectError) -> bool {
+    matches!(
+        error.kind(),
+        async_nats::ConnectErrorKind::AuthorizationViolation
+            | async_nats::ConnectErrorKind::Authentication
+    )
+}
+
+/// Decodes the `%XX` escapes of a URL's user or password.
+fn percent_decode(text: &str) -> Result<String, String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or("its credentials hold a % that starts no %XX escape")?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "its credentials are not UTF-8 once decoded".to_string())
 }
 
 /// Settings of the streams, from `[nats]` in the configuration.
@@ -202,5 +330,40 @@ impl Topology {
             .await
             .map_err(|e| err(e.into()))?;
         js.get_key_value(&bucket).await.map_err(|e| err(e.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_leave_the_address_and_go_to_the_options() {
+        let (_, address) =
+            connect_options("nats://billsync:s%40cret@127.0.0.1:4222", "t").expect("valid");
+        assert_eq!(address, "nats://127.0.0.1:4222");
+        let (_, address) = connect_options("nats://t0ken@nats:4222", "t").expect("valid");
+        assert_eq!(address, "nats://nats:4222");
+        let (_, address) = connect_options("127.0.0.1:4222", "t").expect("valid");
+        assert_eq!(address, "nats://127.0.0.1:4222");
+        assert_eq!(percent_decode("s%40c%3Aret"), Ok("s@c:ret".to_string()));
+        assert!(percent_decode("100%").is_err());
+    }
+
+    #[test]
+    fn redacted_urls_keep_the_user_and_hide_passwords_and_tokens() {
+        assert_eq!(
+            redact_url("nats://billsync:s3cret@nats:4222"),
+            "nats://billsync:***@nats:4222"
+        );
+        assert_eq!(redact_url("nats://t0ken@nats:4222"), "nats://***@nats:4222");
+        assert_eq!(redact_url("nats://nats:4222"), "nats://nats:4222");
+        assert_eq!(redact_url("u:p@w@host:1"), "u:***@host:1");
+        assert_eq!(redact_url("nats://u:pa/ss?#@host:1"), "nats://u:***@host:1");
+        let error = connect_options("http://billsync:s3cret@nats:4222", "t")
+            .expect_err("not a NATS scheme");
+        assert!(!error.to_string().contains("s3cret"), "{error}");
+        let error = connect_options("nats://:s3cret@nats:4222", "t").expect_err("no user");
+        assert!(!error.to_string().contains("s3cret"), "{error}");
     }
 }

@@ -12,6 +12,7 @@ mod destination;
 mod lanes;
 mod retry;
 mod runtime;
+mod unreadable;
 
 pub use destination::{Delivered, DeliveryError, Destination, Pass};
 pub use retry::RetrySchedule;

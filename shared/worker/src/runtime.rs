@@ -3,14 +3,15 @@
 use crate::destination::{Delivered, DeliveryError, Destination, Pass};
 use crate::lanes::Lanes;
 use crate::retry::RetrySchedule;
-use async_nats::jetstream::{self, kv};
+use crate::unreadable::{UnreadableMessage, UNREADABLE_EVENT_TYPE};
+use async_nats::jetstream::{self, kv, stream::RawMessageErrorKind};
 use billsync_bus::lease::{self, Lease, LeaseError};
-use billsync_bus::topology::HEADER_REPLAY;
+use billsync_bus::topology::{HEADER_MSG_ID, HEADER_REPLAY};
 use billsync_bus::{trace, BusError, Delivery, IgnoredRecord, Publisher, StreamSettings, Topology};
-use billsync_config::{Config, SyncConfig};
+use billsync_config::{Config, ConnectionKind, SyncConfig};
 use billsync_events::{
     BillingEvent, BillingEventV1, Failure, FailureClass, Outcome, OutcomeResult, OutcomeV1,
-    RecordVersion,
+    RecordVersion, SourceKind,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -107,6 +108,13 @@ pub async fn run_worker<D: Destination>(
             .syncs_to(&connection)
             .map(|sync| (sync.source.clone(), sync.clone()))
             .collect(),
+        sources: config
+            .syncs_to(&connection)
+            .filter_map(|sync| match config.connection_kind(&sync.source) {
+                Some(ConnectionKind::Source(kind)) => Some((sync.source.clone(), kind)),
+                _ => None,
+            })
+            .collect(),
         schedule: RetrySchedule::new(config.workers.max_attempts),
         ack_wait,
         shutdown: ctx.shutdown.clone(),
@@ -143,7 +151,8 @@ pub async fn run_worker<D: Destination>(
         };
         match message {
             Some(Ok(message)) => {
-                if let Some(job) = Job::read(Delivery::new(message), &processor).await {
+                if let Some(job) = Job::read(Delivery::new(message), from_replay, &processor).await
+                {
                     tracing::debug!(
                         event_id = %job.event.v1().id,
                         info = ?job.delivery.info(),
@@ -217,6 +226,14 @@ async fn report_backlog(
     }
 }
 
+/// The value of header `name` of `delivery`, as text. The name is parsed rather than looked
+/// up as a `&str`: async-nats files the headers it knows (`Nats-Msg-Id` among them) under
+/// their standard names, which a lookup by text never matches.
+fn header_text(delivery: &Delivery, name: &str) -> Option<String> {
+    let name: async_nats::header::HeaderName = name.parse().ok()?;
+    Some(delivery.headers()?.get(name)?.as_str().to_string())
+}
+
 async fn open_messages(
     consumer: &jetstream::consumer::PullConsumer,
     name: &str,
@@ -259,17 +276,32 @@ struct Job {
     delivery: Delivery,
     event: BillingEvent,
     replay: bool,
+    /// The stand-in of this message's failure when it was unreadable before (see
+    /// [`UnreadableMessage`]): settling the event ends that failure.
+    resolves: Option<BillingEventV1>,
 }
 
 impl Job {
-    /// Decodes a message; a message that is not a billing event is a bug upstream and is
-    /// terminated so it cannot block its consumer.
-    async fn read<D: Destination>(delivery: Delivery, processor: &Processor<D>) -> Option<Job> {
+    /// Decodes a message from the events stream, or the replay stream when `from_replay`.
+    ///
+    /// A message that is not a billing event this worker reads (a newer schema published
+    /// during a rolling upgrade, or a malformed one) is recorded as a failure of its own,
+    /// so that it is listed with the other sync errors and can be retried once a worker
+    /// reads it; it is acked only once that failure is on the outcomes stream.
+    async fn read<D: Destination>(
+        delivery: Delivery,
+        from_replay: bool,
+        processor: &Processor<D>,
+    ) -> Option<Job> {
         let replay = delivery
             .headers()
             .and_then(|h| h.get(HEADER_REPLAY))
             .is_some();
         match serde_json::from_slice::<BillingEvent>(delivery.payload()) {
+            Ok(BillingEvent::V1(stand_in)) if stand_in.event_type == UNREADABLE_EVENT_TYPE => {
+                // An operator retries the failure of an unreadable message.
+                processor.read_again(delivery, stand_in).await
+            }
             Ok(mut event) => {
                 // Its place in the events stream orders it among events of the same second.
                 // A replay carries the place it had there (set by whoever replays it).
@@ -282,21 +314,13 @@ impl Job {
                     delivery,
                     event,
                     replay,
+                    resolves: None,
                 })
             }
             Err(error) => {
-                tracing::error!(
-                    %error,
-                    subject = %delivery.subject(),
-                    connection = %processor.destination.connection(),
-                    "Dropping a message that is not a billing event; nothing was written for it."
-                );
-                metrics::counter!("billsync_worker_events_total",
-                    "destination" => processor.destination.kind().as_str(), "result" => "undecodable")
-                .increment(1);
-                if let Err(error) = delivery.term().await {
-                    tracing::warn!(%error, "Terminating an undecodable message failed.");
-                }
+                processor
+                    .record_unreadable(delivery, from_replay, error.to_string())
+                    .await;
                 None
             }
         }
@@ -314,6 +338,8 @@ struct Processor<D> {
     /// This process's name in those claims.
     holder: String,
     syncs: HashMap<String, SyncConfig>,
+    /// The kind of each source connection that syncs to this destination.
+    sources: HashMap<String, SourceKind>,
     schedule: RetrySchedule,
     ack_wait: Duration,
     shutdown: CancellationToken,
@@ -348,6 +374,18 @@ impl<D: Destination> Processor<D> {
         )
         .await;
         let _entered = span.enter();
+        let settled = match (settled, &job.resolves) {
+            // The message reads now, and its event is settled (its own outcome is recorded
+            // under its own record): the failure of it being unreadable is over.
+            (Settled::Ack(result), Some(stand_in)) => {
+                let synced = OutcomeResult::Synced { crm_id: None };
+                match self.publish_outcome(stand_in, synced).await {
+                    Ok(()) => Settled::Ack(result),
+                    Err(delay) => Settled::Retry(delay),
+                }
+            }
+            (settled, _) => settled,
+        };
         let kind = self.destination.kind().as_str();
         let result = match settled {
             Settled::Ack(result) => {
@@ -640,6 +678,215 @@ impl<D: Destination> Processor<D> {
             Ok(()) => Settled::Ack("failed"),
             Err(delay) => Settled::Retry(delay),
         }
+    }
+
+    /// Records a message that is not a billing event this worker reads as a failure (see
+    /// [`UnreadableMessage`]), then acks it; NAKs it when the failure could not be recorded.
+    async fn record_unreadable(&self, delivery: Delivery, from_replay: bool, error: String) {
+        let topology = self.publisher.topology();
+        let (stream, label) = if from_replay {
+            (topology.replay_stream(), "replay")
+        } else {
+            (topology.events_stream(), "events")
+        };
+        let sequence = delivery
+            .info()
+            .map(|i| i.stream_sequence)
+            .unwrap_or_default();
+        let Some((source, connection)) = self.source_of_unreadable(&delivery, from_replay) else {
+            // No source that syncs here sent it: this destination would write nothing for it.
+            tracing::error!(
+                %error,
+                subject = %delivery.subject(),
+                stream_sequence = sequence,
+                connection = %self.destination.connection(),
+                "Dropping a message that is not a billing event, of no source connection that syncs to this destination."
+            );
+            metrics::counter!("billsync_worker_events_total",
+                "destination" => self.destination.kind().as_str(), "result" => "undecodable")
+            .increment(1);
+            if let Err(error) = delivery.term().await {
+                tracing::warn!(%error, "Terminating an undecodable message failed.");
+            }
+            return;
+        };
+        let message = UnreadableMessage::new(
+            delivery.subject(),
+            stream,
+            sequence,
+            error,
+            delivery.payload(),
+        );
+        let id = header_text(&delivery, HEADER_MSG_ID)
+            .filter(|id| !id.is_empty())
+            .unwrap_or_else(|| format!("{label}-message-{sequence}"));
+        let stand_in = message.stand_in(id, source, &connection, label);
+        tracing::error!(
+            error = %message.error,
+            subject = %message.subject,
+            stream_sequence = sequence,
+            connection = %self.destination.connection(),
+            record = %stand_in.record_key(),
+            "A message is not a billing event this worker reads; recording a sync error."
+        );
+        let explanation = message.explain();
+        self.settle_unreadable(delivery, &stand_in, explanation)
+            .await;
+    }
+
+    /// The source connection an unreadable message came from, if one that syncs to this
+    /// destination: its subject names it on the events stream; on the replay stream (whose
+    /// subjects name the destination) the payload's `connection`, if it has one, does.
+    fn source_of_unreadable(
+        &self,
+        delivery: &Delivery,
+        from_replay: bool,
+    ) -> Option<(SourceKind, String)> {
+        let topology = self.publisher.topology();
+        if !from_replay {
+            return self.sources.iter().find_map(|(connection, &kind)| {
+                let subjects = topology.source_events_subjects(kind, connection);
+                delivery
+                    .subject()
+                    .starts_with(subjects.trim_end_matches('>'))
+                    .then(|| (kind, connection.clone()))
+            });
+        }
+        let payload: serde_json::Value = serde_json::from_slice(delivery.payload()).ok()?;
+        let connection = payload.get("connection")?.as_str()?;
+        let kind = *self.sources.get(connection)?;
+        Some((kind, connection.to_string()))
+    }
+
+    /// Reads the message behind a retried stand-in again. A message that reads now becomes
+    /// the job (applied as a replay); one that still does not, or is gone from its stream,
+    /// is recorded as failing again.
+    async fn read_again(&self, delivery: Delivery, stand_in: BillingEventV1) -> Option<Job> {
+        let topology = self.publisher.topology();
+        let unreadable = UnreadableMessage::of(&stand_in).filter(|u| {
+            u.stream == topology.events_stream() || u.stream == topology.replay_stream()
+        });
+        let Some(mut unreadable) = unreadable else {
+            tracing::error!(
+                event_id = %stand_in.id,
+                "Dropping a stand-in of an unreadable message that does not say which message it stands for."
+            );
+            if let Err(error) = delivery.term().await {
+                tracing::warn!(%error, "Terminating a malformed stand-in failed.");
+            }
+            return None;
+        };
+        let fetched = match self
+            .publisher
+            .jetstream()
+            .get_stream(&unreadable.stream)
+            .await
+        {
+            Ok(stream) => stream
+                .get_raw_message(unreadable.stream_sequence)
+                .await
+                .map_err(|error| {
+                    (
+                        error.kind() == RawMessageErrorKind::NoMessageFound,
+                        error.to_string(),
+                    )
+                }),
+            Err(error) => Err((false, error.to_string())),
+        };
+        let message = match fetched {
+            Ok(message) => message,
+            Err((true, _)) => {
+                tracing::warn!(stream = %unreadable.stream, stream_sequence = unreadable.stream_sequence,
+                    "A retried unreadable message is gone from its stream; recording that.");
+                let explanation = unreadable.explain_gone();
+                self.settle_unreadable(delivery, &stand_in, explanation)
+                    .await;
+                return None;
+            }
+            Err((false, error)) => {
+                tracing::warn!(%error, "Reading a retried unreadable message failed; retrying later.");
+                if let Err(error) = delivery.nak(Some(Duration::from_secs(5))).await {
+                    tracing::warn!(%error, "NAK failed; the retry will be redelivered after ack_wait.");
+                }
+                metrics::counter!("billsync_worker_events_total",
+                    "destination" => self.destination.kind().as_str(), "result" => "requeued")
+                .increment(1);
+                return None;
+            }
+        };
+        match serde_json::from_slice::<BillingEvent>(&message.payload) {
+            Ok(mut event) if UnreadableMessage::of(event.v1()).is_none() => {
+                if unreadable.stream == topology.events_stream() {
+                    // As a replay does: the event keeps its place in the events stream.
+                    let BillingEvent::V1(v1) = &mut event;
+                    v1.version.sequence = Some(unreadable.stream_sequence);
+                }
+                tracing::info!(
+                    stream_sequence = unreadable.stream_sequence,
+                    event_id = %event.v1().id,
+                    "A message that was unreadable reads now; applying it."
+                );
+                Some(Job {
+                    delivery,
+                    event,
+                    replay: true,
+                    resolves: Some(stand_in),
+                })
+            }
+            Ok(_) => {
+                unreadable.error = "it is itself a stand-in of an unreadable message".into();
+                let explanation = unreadable.explain();
+                self.settle_unreadable(delivery, &stand_in, explanation)
+                    .await;
+                None
+            }
+            Err(error) => {
+                unreadable.error = error.to_string();
+                tracing::warn!(%error, stream_sequence = unreadable.stream_sequence,
+                    "A retried message is still not a billing event this worker reads.");
+                let explanation = unreadable.explain();
+                self.settle_unreadable(delivery, &stand_in, explanation)
+                    .await;
+                None
+            }
+        }
+    }
+
+    /// Publishes the failure of an unreadable message and acks the message that brought it;
+    /// NAKs that message when the failure could not be recorded.
+    async fn settle_unreadable(
+        &self,
+        delivery: Delivery,
+        stand_in: &BillingEventV1,
+        message: String,
+    ) {
+        let attempts = delivery
+            .info()
+            .and_then(|i| u32::try_from(i.delivered).ok())
+            .unwrap_or(1);
+        let failure = Failure {
+            class: FailureClass::InvalidEvent,
+            message,
+            http_status: None,
+            vendor_detail: serde_json::Value::Null,
+            attempts,
+            event: BillingEvent::V1(stand_in.clone()),
+        };
+        let (result, settled) = match self
+            .publish_outcome(stand_in, OutcomeResult::Failed(failure))
+            .await
+        {
+            // Counted as any event that became a sync error; `undecodable` stays the count
+            // of messages dropped unrecorded.
+            Ok(()) => ("failed", delivery.ack().await),
+            Err(delay) => ("requeued", delivery.nak(Some(delay)).await),
+        };
+        if let Err(error) = settled {
+            tracing::warn!(%error, "Settling an unreadable message failed; it will be redelivered.");
+        }
+        metrics::counter!("billsync_worker_events_total",
+            "destination" => self.destination.kind().as_str(), "result" => result)
+        .increment(1);
     }
 
     async fn publish_outcome(

@@ -163,23 +163,50 @@ impl ActiveCampaignClient {
         let result: Result<Value, _> = self
             .call(Method::POST, "/contactTags", Some(&request))
             .await;
-        if let Err(DeliveryError::Permanent {
+        let Err(DeliveryError::Permanent {
             http_status: Some(404),
+            message,
+            detail,
             ..
-        }) = &result
-        {
-            // The tag was deleted in ActiveCampaign: forget it so the next attempt recreates it.
-            self.tags
-                .lock()
-                .expect("tag cache poisoned")
-                .retain(|_, id| id != tag_id);
-            return Err(DeliveryError::Retryable {
-                message: format!("tag {tag_id} no longer exists in ActiveCampaign; recreating it"),
-                retry_after: None,
-                http_status: Some(404),
-            });
-        }
-        result.map(|_| ())
+        }) = result
+        else {
+            return result.map(|_| ());
+        };
+        // Either side of the link can be gone. Both answers stay retryable 404s: the caller
+        // writes the customer's contact again before the retry (it cannot tell whether AC
+        // still has it), and a forgotten tag is looked up or created again.
+        let message = match missing_side(&detail) {
+            Some(MissingSide::Contact) => format!(
+                "contact {contact_id} no longer exists in ActiveCampaign (deleted there?); \
+                 the retry writes the contact again before tagging it ({message})"
+            ),
+            Some(MissingSide::Tag) => {
+                self.forget_tag(tag_id);
+                format!(
+                    "tag {tag_id} no longer exists in ActiveCampaign; recreating it ({message})"
+                )
+            }
+            None => {
+                self.forget_tag(tag_id);
+                format!(
+                    "contact {contact_id} or tag {tag_id} is gone from ActiveCampaign; the retry \
+                     writes the contact again and looks the tag up again ({message})"
+                )
+            }
+        };
+        Err(DeliveryError::Retryable {
+            message,
+            retry_after: None,
+            http_status: Some(404),
+        })
+    }
+
+    /// Drops a tag from the cache, so the next `ensure_tag` looks it up (or creates it) again.
+    fn forget_tag(&self, tag_id: &str) {
+        self.tags
+            .lock()
+            .expect("tag cache poisoned")
+            .retain(|_, id| id != tag_id);
     }
 
     /// Every custom field of the account, keyed by title and by perstag (both as AC shows them).
@@ -598,11 +625,18 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<
             retry_after: retry_after(headers),
             http_status: Some(code),
         }),
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(DeliveryError::Permanent {
-            class: FailureClass::Configuration,
+        StatusCode::UNAUTHORIZED => Err(token_refused(code, detail)),
+        StatusCode::FORBIDDEN if refuses_credentials(&detail, body) => {
+            Err(token_refused(code, detail))
+        }
+        // The token works; what it asked for is not allowed. Nothing about the connection's
+        // credentials to fix, so it is the record's failure, with AC's reason.
+        StatusCode::FORBIDDEN => Err(DeliveryError::Permanent {
+            class: FailureClass::Rejected,
             message: format!(
-                "ActiveCampaign refused the API token ({code}); check the connection's api_token \
-                 and base_url (Settings > Developer in ActiveCampaign)"
+                "ActiveCampaign forbade the request (403): {}; the API token's user may lack \
+                 this permission (Settings > Users) or the account's plan this feature",
+                describe(&detail, body)
             ),
             http_status: Some(code),
             detail,
@@ -617,6 +651,73 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<
             detail,
         }),
     }
+}
+
+/// Which record a 404 of `POST /contactTags` says is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MissingSide {
+    Contact,
+    Tag,
+}
+
+/// Reads the 404 body of `POST /contactTags`. The spec's example is `{"errors": [{"status":
+/// 404, "title": "Not Found", "detail": "Contact not found"}]}`; AC's `No Result found for
+/// <Entity> with id <id>` messages call a contact `Subscriber`. The spec shows no body for
+/// a missing tag; the sandbox answers `Tag not found`, by analogy. `None` when the body names
+/// neither (an unknown path answers `{"message": "Not Found"}`).
+fn missing_side(detail: &Value) -> Option<MissingSide> {
+    let reason = describe(detail, b"").to_ascii_lowercase();
+    if reason.contains("subscribertag") {
+        // The link itself (`DELETE /contactTags/{id}`), which a create never reports.
+        return None;
+    }
+    if reason.contains("contact") || reason.contains("subscriber") {
+        Some(MissingSide::Contact)
+    } else if reason.contains("tag") {
+        Some(MissingSide::Tag)
+    } else {
+        None
+    }
+}
+
+/// The connection's API token was refused: the operator must fix the configuration.
+fn token_refused(code: u16, detail: Value) -> DeliveryError {
+    DeliveryError::Permanent {
+        class: FailureClass::Configuration,
+        message: format!(
+            "ActiveCampaign refused the API token ({code}); check the connection's api_token \
+             and base_url (Settings > Developer in ActiveCampaign)"
+        ),
+        http_status: Some(code),
+        detail,
+    }
+}
+
+/// Whether a 403 refuses the credentials themselves rather than one request.
+///
+/// The spec declares no authentication failure. AC's docs say a missing or wrong token gets
+/// 403, and the body it sends then says nothing more than `{"message": "Forbidden"}` (the
+/// spec's generic 403 body; the sandbox sends it for a bad token) or is empty. A token that
+/// works but may not do something gets a 403 that says why: `{"errors": [{"title":
+/// "Forbidden", "detail": "You do not have permission to create lists."}]}` (`POST /lists`),
+/// `{"message": "You don't have permission to access this resource"}`, and the like. Only a
+/// bare refusal, or one that names the token or key, is a credentials problem.
+fn refuses_credentials(detail: &Value, body: &[u8]) -> bool {
+    if String::from_utf8_lossy(body).trim().is_empty() {
+        return true;
+    }
+    let reason = describe(detail, body).to_ascii_lowercase();
+    reason.trim_end_matches('.') == "forbidden"
+        || [
+            "token",
+            "api key",
+            "api_key",
+            "apikey",
+            "authenticat",
+            "unauthori",
+        ]
+        .iter()
+        .any(|word| reason.contains(word))
 }
 
 fn with_endpoint(error: DeliveryError, method: &Method, endpoint: &str) -> DeliveryError {
@@ -645,7 +746,7 @@ fn with_endpoint(error: DeliveryError, method: &Method, endpoint: &str) -> Deliv
 }
 
 /// The human part of an error body: `errors[].title/detail`, or `message`, or the raw text.
-fn describe(detail: &Value, body: &[u8]) -> String {
+pub(crate) fn describe(detail: &Value, body: &[u8]) -> String {
     if let Some(errors) = detail.get("errors").and_then(Value::as_array) {
         let parts: Vec<String> = errors
             .iter()
@@ -738,6 +839,82 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(classify(StatusCode::CREATED, &HeaderMap::new(), br#"{"contact":{}}"#).is_ok());
+    }
+
+    fn refusal(status: StatusCode, body: &[u8]) -> (FailureClass, String) {
+        match classify(status, &HeaderMap::new(), body) {
+            Err(DeliveryError::Permanent {
+                class,
+                message,
+                http_status,
+                ..
+            }) => {
+                assert_eq!(http_status, Some(status.as_u16()));
+                (class, message)
+            }
+            other => panic!("expected a permanent failure for {status}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_a_refused_token_is_a_credentials_problem() {
+        // A bad or missing token: 401, or 403 with nothing but "Forbidden" (or nothing).
+        for (status, body) in [
+            (StatusCode::UNAUTHORIZED, &b""[..]),
+            (StatusCode::FORBIDDEN, br#"{"message": "Forbidden"}"#),
+            (StatusCode::FORBIDDEN, b""),
+            (
+                StatusCode::FORBIDDEN,
+                br#"{"message": "Invalid API token"}"#,
+            ),
+        ] {
+            let (class, message) = refusal(status, body);
+            assert_eq!(class, FailureClass::Configuration, "{status} {message}");
+            assert!(message.contains("refused the API token"), "{message}");
+        }
+        // A working token that may not do this (the spec's `POST /lists` and
+        // `PUT /lists/exclusions/{id}` examples): AC's reason, and no word of the token.
+        for (body, reason) in [
+            (
+                &br#"{"errors":[{"status":403,"title":"Forbidden","detail":"You do not have permission to create lists."}]}"#[..],
+                "You do not have permission to create lists.",
+            ),
+            (
+                br#"{"message": "You don't have permission to access this resource"}"#,
+                "You don't have permission to access this resource",
+            ),
+        ] {
+            let (class, message) = refusal(StatusCode::FORBIDDEN, body);
+            assert_eq!(class, FailureClass::Rejected, "{message}");
+            assert!(message.contains(reason), "{message}");
+            assert!(!message.contains("API token ("), "{message}");
+            assert!(!message.contains("api_token"), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_contact_tag_404_says_which_side_is_missing() {
+        let body = |text: &str| serde_json::from_str::<Value>(text).expect("JSON");
+        assert_eq!(
+            missing_side(&body(
+                r#"{"errors":[{"status":404,"title":"Not Found","detail":"Contact not found"}]}"#
+            )),
+            Some(MissingSide::Contact)
+        );
+        assert_eq!(
+            missing_side(&body(
+                r#"{"message":"No Result found for Subscriber with id 12"}"#
+            )),
+            Some(MissingSide::Contact)
+        );
+        assert_eq!(
+            missing_side(&body(
+                r#"{"errors":[{"status":404,"title":"Not Found","detail":"Tag not found"}]}"#
+            )),
+            Some(MissingSide::Tag)
+        );
+        assert_eq!(missing_side(&body(r#"{"message":"Not Found"}"#)), None);
+        assert_eq!(missing_side(&Value::Null), None);
     }
 
     #[test]

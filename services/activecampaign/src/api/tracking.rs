@@ -4,10 +4,11 @@
 //! trackcmp is another host than the v3 API and AC documents no rate limit for it, so these
 //! requests do not take slots of the account's 5 requests/s.
 
-use super::client::{classify, transport_error, urlencode};
+use super::client::{classify, describe, transport_error, urlencode};
 use billsync_events::FailureClass;
 use billsync_worker::DeliveryError;
 use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
 use std::time::Duration;
 
 /// Where AC's event tracking lives.
@@ -43,6 +44,14 @@ impl EventTracker {
     pub fn configured_in(mut self, settings: String) -> Self {
         self.configured_in = Some(settings);
         self
+    }
+
+    /// Where the actid and Event Key come from, for messages.
+    fn settings(&self) -> &str {
+        self.configured_in.as_deref().unwrap_or(
+            "the sync's options.track_actid and the connection's event_key \
+             (destinations.activecampaign[i].event_key)",
+        )
     }
 
     /// Records event `name` with value `eventdata` on the contact with `email`.
@@ -81,6 +90,27 @@ impl EventTracker {
         metrics::counter!("billsync_activecampaign_tracked_events_total",
             "status" => status.as_u16().to_string())
         .increment(1);
+        if matches!(
+            status,
+            reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN
+        ) {
+            // trackcmp authenticates with the actid and Event Key, not the v3 API token:
+            // `classify` would send the operator to the wrong secret.
+            let detail: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            return Err(DeliveryError::Permanent {
+                class: FailureClass::Configuration,
+                message: format!(
+                    "tracking event {name:?}: ActiveCampaign's event tracking refused the Event \
+                     Key or actid ({}): {}; compare them with Settings > Tracking > Event \
+                     Tracking; billsync reads them from {}",
+                    status.as_u16(),
+                    describe(&detail, &bytes),
+                    self.settings()
+                ),
+                http_status: Some(status.as_u16()),
+                detail,
+            });
+        }
         classify(status, &headers, &bytes).map_err(|error| match error {
             DeliveryError::Retryable {
                 message,
@@ -97,9 +127,9 @@ impl EventTracker {
                 http_status,
                 detail,
             } => {
-                let settings = match (&self.configured_in, class) {
-                    (Some(settings), FailureClass::Configuration) => {
-                        format!("; billsync reads them from {settings}")
+                let settings = match class {
+                    FailureClass::Configuration => {
+                        format!("; billsync reads them from {}", self.settings())
                     }
                     _ => String::new(),
                 };

@@ -76,8 +76,15 @@ pub struct ContactListRequest<'a> {
 pub struct ContactListInput<'a> {
     pub list: &'a str,
     pub contact: &'a str,
-    /// 1 subscribes, 2 unsubscribes.
+    /// 1 subscribes, 2 unsubscribes. Sent as the string `"1"` / `"2"`: the spec's schema
+    /// types `contactList.status` as a string (its request example shows a number, which the
+    /// schema does not allow).
+    #[serde(serialize_with = "decimal_string")]
     pub status: u8,
+}
+
+fn decimal_string<S: serde::Serializer>(value: &u8, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -321,4 +328,24 @@ pub struct EcomOrder {
     pub id: String,
     #[serde(default)]
     pub externalid: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_status_is_sent_as_the_string_the_spec_declares() {
+        let request = ContactListRequest {
+            contact_list: ContactListInput {
+                list: "3",
+                contact: "7",
+                status: 2,
+            },
+        };
+        assert_eq!(
+            serde_json::to_value(&request).expect("serialize"),
+            serde_json::json!({"contactList": {"list": "3", "contact": "7", "status": "2"}})
+        );
+    }
 }

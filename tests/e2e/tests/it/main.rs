@@ -16,6 +16,7 @@ mod stripe_source;
 mod stripe_to_activecampaign;
 mod stripe_tracking;
 mod sync_errors;
+mod unreadable_events;
 mod web_page;
 mod worker_crash;
 mod worker_replicas;
