@@ -388,13 +388,13 @@ impl Config {
             ConfigError::new(origin, &key, e.message().to_string())
         })?;
         config.origin = origin.to_path_buf();
-        config.apply_env(|name| std::env::var(name).ok());
+        config.apply_env(|name| std::env::var(name).ok())?;
         config.validate(role)?;
         Ok(config)
     }
 
     /// Environment overrides, the last layer: deployments change these without a new file.
-    fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
+    fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(url) = var("BILLSYNC_NATS_URL") {
             self.nats.url = url;
         }
@@ -408,7 +408,15 @@ impl Config {
             match format.as_str() {
                 "json" => self.telemetry.log_format = LogFormat::Json,
                 "pretty" => self.telemetry.log_format = LogFormat::Pretty,
-                _ => {}
+                other => {
+                    return Err(ConfigError::new(
+                        &self.origin,
+                        "telemetry.log_format",
+                        format!(
+                            "environment variable BILLSYNC_LOG_FORMAT is {other:?}; use \"json\" or \"pretty\""
+                        ),
+                    ))
+                }
             }
         }
         if let Some(endpoint) =
@@ -416,6 +424,7 @@ impl Config {
         {
             self.telemetry.otlp_endpoint = Some(endpoint);
         }
+        Ok(())
     }
 
     pub fn syncs_to<'a>(&'a self, destination: &'a str) -> impl Iterator<Item = &'a SyncConfig> {

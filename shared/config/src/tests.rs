@@ -133,3 +133,20 @@ fn a_worker_needs_only_its_own_secrets() {
         "{error}"
     );
 }
+
+#[test]
+fn an_unknown_log_format_in_the_environment_is_refused() {
+    let mut config = parse(GOOD).expect("valid");
+    let error = config
+        .apply_env(|name| (name == "BILLSYNC_LOG_FORMAT").then(|| "jsno".to_string()))
+        .expect_err("a typo must not be ignored");
+    let text = error.to_string();
+    assert!(
+        text.contains("BILLSYNC_LOG_FORMAT") && text.contains("\"json\""),
+        "{text}"
+    );
+    config
+        .apply_env(|name| (name == "BILLSYNC_LOG_FORMAT").then(|| "json".to_string()))
+        .expect("json is a format");
+    assert_eq!(config.telemetry.log_format, LogFormat::Json);
+}

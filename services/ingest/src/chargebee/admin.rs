@@ -19,7 +19,9 @@ struct AdminState {
     shutdown: CancellationToken,
 }
 
-/// The sync-now route. With `token`, requests must carry `Authorization: Bearer <token>`.
+/// The sync-now route. Requests must carry `Authorization: Bearer <token>`; without a
+/// configured token (`errors.admin_token`) the route answers 503 rather than run for anyone
+/// who can reach ingest (which faces the internet, for Stripe's webhooks).
 pub fn router(
     sources: Arc<ChargebeeSources>,
     token: Option<SecretString>,
@@ -34,10 +36,7 @@ pub fn router(
         }))
 }
 
-fn authorized(state: &AdminState, headers: &HeaderMap) -> bool {
-    let Some(expected) = &state.token else {
-        return true;
-    };
+fn authorized(expected: &SecretString, headers: &HeaderMap) -> bool {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -71,7 +70,12 @@ async fn sync_now(
     Path(connection): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if !authorized(&state, &headers) {
+    let Some(token) = &state.token else {
+        let body = json!({"error": "errors.admin_token is not configured; set it (it guards \
+            this route and the errors service's API) and restart ingest"});
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    };
+    if !authorized(token, &headers) {
         let body = json!({"error": "missing or wrong bearer token"});
         return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
     }

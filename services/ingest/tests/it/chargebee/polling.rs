@@ -660,6 +660,37 @@ poll_interval_secs = 1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sync_now_endpoint_is_closed_without_an_admin_token() {
+    let harness = Harness::start(150).await;
+    create_customers(&harness, 0, 1);
+    let mut settings = harness.settings();
+    settings.auto_sync = false;
+    let sources = harness.sources(settings).await;
+    let app = billsync_ingest::chargebee::admin::router(sources.clone(), None, Default::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/admin/chargebee/{CONNECTION}/sync-now",
+        listener.local_addr().unwrap()
+    );
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let response = reqwest::Client::new().post(&url).send().await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("errors.admin_token")),
+        "{body}"
+    );
+    assert_eq!(
+        harness.sandbox.chargebee.request_count(SITE),
+        0,
+        "no poll ran"
+    );
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sync_now_endpoint_answers_409_while_a_poll_runs() {
     let harness = Harness::start(150).await;
     create_customers(&harness, 0, 2);
