@@ -41,6 +41,84 @@ struct SyncRules {
     tracker: Option<EventTracker>,
 }
 
+/// The rules of every sync into `connection`: options, mapping and event tracking, each
+/// checked against the configuration (an error names the file, key and what to fix).
+fn sync_rules(
+    config: &Config,
+    connection: &ActiveCampaignConnection,
+    timeout: Duration,
+) -> Result<HashMap<String, SyncRules>, StartError> {
+    let file = config.origin.display().to_string();
+    let mut syncs = HashMap::new();
+    for (index, sync) in config.syncs.iter().enumerate() {
+        if sync.destination != connection.name {
+            continue;
+        }
+        let key = format!("syncs[{index}]");
+        let source = match config.connection_kind(&sync.source) {
+            Some(ConnectionKind::Source(kind)) => kind,
+            _ => unreachable!("Config::load checked that every sync names a source"),
+        };
+        let options = SyncOptions::parse(&file, &key, sync)?;
+        let tracker = match (&options.tracking, source) {
+            (None, _) => None,
+            (Some(_), SourceKind::Chargebee) => {
+                return Err(StartError::Mapping {
+                    file: file.clone(),
+                    key: format!("{key}.options.track_events"),
+                    reason: "event tracking is for Stripe syncs (seed 001's \"Stripe event \
+                             received\" trigger)"
+                        .into(),
+                })
+            }
+            (Some(tracking), SourceKind::Stripe) => {
+                let index = config
+                    .destinations
+                    .activecampaign
+                    .iter()
+                    .position(|c| c.name == connection.name)
+                    .unwrap_or_default();
+                let Some(event_key) = event_key(connection) else {
+                    return Err(StartError::Mapping {
+                        file: file.clone(),
+                        key: format!("destinations.activecampaign[{index}].event_key"),
+                        reason: format!(
+                            "{key}.options.track_events = true needs the account's Event Key \
+                             (Settings > Tracking > Event Tracking) as a secret, \
+                             {{ env = \"NAME\" }} or {{ file = \"/path\" }}"
+                        ),
+                    });
+                };
+                Some(
+                    EventTracker::new(&tracking.url, &tracking.actid, event_key, timeout)
+                        .configured_in(format!(
+                            "{key}.options.track_actid and \
+                             destinations.activecampaign[{index}].event_key of {file}"
+                        )),
+                )
+            }
+        };
+        let rules = SyncRules {
+            source,
+            mapping: mapping_for(&file, &key, source, sync)?,
+            options,
+            orders: OrderSources::from_resources(&sync.resources),
+            tracker,
+        };
+        syncs.insert(sync.source.clone(), rules);
+    }
+    Ok(syncs)
+}
+
+/// Checks the `[syncs.options]` and `[syncs.mapping]` of every sync into ActiveCampaign, as
+/// the worker does at start, without connecting anywhere (`billsync check-config`).
+pub fn check_syncs(config: &Config) -> Result<(), StartError> {
+    for connection in &config.destinations.activecampaign {
+        sync_rules(config, connection, Duration::from_secs(30))?;
+    }
+    Ok(())
+}
+
 impl ActiveCampaignDestination {
     pub fn new(
         config: &Config,
@@ -49,65 +127,7 @@ impl ActiveCampaignDestination {
         rate_limits: kv::Store,
         timeout: Duration,
     ) -> Result<Self, StartError> {
-        let file = config.origin.display().to_string();
-        let mut syncs = HashMap::new();
-        for (index, sync) in config.syncs.iter().enumerate() {
-            if sync.destination != connection.name {
-                continue;
-            }
-            let key = format!("syncs[{index}]");
-            let source = match config.connection_kind(&sync.source) {
-                Some(ConnectionKind::Source(kind)) => kind,
-                _ => unreachable!("Config::load checked that every sync names a source"),
-            };
-            let options = SyncOptions::parse(&file, &key, sync)?;
-            let tracker = match (&options.tracking, source) {
-                (None, _) => None,
-                (Some(_), SourceKind::Chargebee) => {
-                    return Err(StartError::Mapping {
-                        file: file.clone(),
-                        key: format!("{key}.options.track_events"),
-                        reason: "event tracking is for Stripe syncs (seed 001's \"Stripe event \
-                                 received\" trigger)"
-                            .into(),
-                    })
-                }
-                (Some(tracking), SourceKind::Stripe) => {
-                    let index = config
-                        .destinations
-                        .activecampaign
-                        .iter()
-                        .position(|c| c.name == connection.name)
-                        .unwrap_or_default();
-                    let Some(event_key) = event_key(connection) else {
-                        return Err(StartError::Mapping {
-                            file: file.clone(),
-                            key: format!("destinations.activecampaign[{index}].event_key"),
-                            reason: format!(
-                                "{key}.options.track_events = true needs the account's Event Key \
-                                 (Settings > Tracking > Event Tracking) as a secret, \
-                                 {{ env = \"NAME\" }} or {{ file = \"/path\" }}"
-                            ),
-                        });
-                    };
-                    Some(
-                        EventTracker::new(&tracking.url, &tracking.actid, event_key, timeout)
-                            .configured_in(format!(
-                                "{key}.options.track_actid and \
-                                 destinations.activecampaign[{index}].event_key of {file}"
-                            )),
-                    )
-                }
-            };
-            let rules = SyncRules {
-                source,
-                mapping: mapping_for(&file, &key, source, sync)?,
-                options,
-                orders: OrderSources::from_resources(&sync.resources),
-                tracker,
-            };
-            syncs.insert(sync.source.clone(), rules);
-        }
+        let syncs = sync_rules(config, connection, timeout)?;
         let client = ActiveCampaignClient::new(
             &connection.base_url,
             connection.api_token.expose(),

@@ -14,7 +14,7 @@ mod records;
 mod stripe;
 mod stripe_orders;
 
-pub use destination::ActiveCampaignDestination;
+pub use destination::{check_syncs, ActiveCampaignDestination};
 pub use error::StartError;
 
 use anyhow::Context;

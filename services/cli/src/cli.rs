@@ -113,6 +113,8 @@ pub async fn execute(args: Args) -> anyhow::Result<()> {
             return status::execute(&config, &status, &mut std::io::stdout()).await
         }
         Command::CheckConfig => {
+            // What each worker checks at start: its syncs' options and mappings.
+            billsync_activecampaign::check_syncs(&config)?;
             println!(
                 "{}: valid ({} Stripe, {} Chargebee sources; {} ActiveCampaign, {} Zoho, {} Pipedrive destinations; {} syncs)",
                 args.config.display(),

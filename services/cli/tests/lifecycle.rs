@@ -43,6 +43,44 @@ fn a_bad_configuration_fails_at_start_with_file_key_and_reason() {
     );
 }
 
+#[test]
+fn check_config_checks_sync_options_as_the_worker_would() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("billsync.toml");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "not-a-real-secret").expect("write secret");
+    let config = |options: &str| {
+        format!(
+            "[[sources.stripe]]\nname = \"stripe\"\nwebhook_secrets = [{{ file = {secret:?} }}]\n\n\
+             [[destinations.activecampaign]]\nname = \"ac\"\nbase_url = \"http://127.0.0.1:1\"\n\
+             api_token = {{ file = {secret:?} }}\n\n[[syncs]]\nsource = \"stripe\"\n\
+             destination = \"ac\"\n[syncs.options]\n{options}\n"
+        )
+    };
+    let check = |text: String| {
+        std::fs::write(&path, text).expect("write config");
+        Command::new(BIN)
+            .args(["--config"])
+            .arg(&path)
+            .arg("check-config")
+            .output()
+            .expect("run billsync")
+    };
+    let output = check(config("list_id = 3"));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = check(config("list_idd = 3"));
+    assert!(!output.status.success(), "a misspelt option must not pass");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("syncs[0].options.list_idd") && stderr.contains("list_id"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn sigterm_finishes_in_flight_events_then_exits() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
