@@ -19,6 +19,10 @@ use tracing::Instrument;
 
 /// How long a message waits before redelivery when Postgres could not take it.
 const DATABASE_RETRY_DELAY: Duration = Duration::from_secs(5);
+/// How long an outcome this version cannot read waits before it is offered again: a newer
+/// worker may have written it during a rolling upgrade, and the errors service that reads
+/// it is on its way.
+const UNREADABLE_RETRY_DELAY: Duration = Duration::from_secs(60);
 /// Pause before pulling again after the pull itself failed (NATS restarting).
 const PULL_RETRY_DELAY: Duration = Duration::from_secs(2);
 
@@ -34,6 +38,8 @@ pub struct OutcomeConsumer {
 enum Settlement {
     Ack(&'static str),
     Nak,
+    /// Offered again after this delay, counted as the label.
+    Later(Duration, &'static str),
     Term(&'static str),
 }
 
@@ -113,6 +119,7 @@ impl OutcomeConsumer {
             let (result, settled) = match self.settle(&delivery).await {
                 Settlement::Ack(result) => (result, delivery.ack().await),
                 Settlement::Nak => ("requeued", delivery.nak(Some(DATABASE_RETRY_DELAY)).await),
+                Settlement::Later(delay, result) => (result, delivery.nak(Some(delay)).await),
                 Settlement::Term(result) => (result, delivery.term().await),
             };
             if let Err(error) = settled {
@@ -130,12 +137,17 @@ impl OutcomeConsumer {
         let outcome = match serde_json::from_slice::<Outcome>(delivery.payload()) {
             Ok(outcome) => outcome,
             Err(error) => {
+                // It may carry a sync error: dropping it would lose the failure unseen. Kept
+                // on the stream and offered again, until an errors service that reads it
+                // (after an upgrade) stores it; billsync_errors_outcomes_total{result=
+                // "undecodable"} counts the offers meanwhile.
                 tracing::error!(
                     %error,
                     subject = %delivery.subject(),
-                    "Dropping a message that is not an outcome; no sync error was recorded for it."
+                    retry_in_secs = UNREADABLE_RETRY_DELAY.as_secs(),
+                    "A message on the outcomes stream is not an outcome this errors service reads (a newer billsync wrote it, or it is malformed); keeping it. Upgrade the errors service to the workers' version."
                 );
-                return Settlement::Term("undecodable");
+                return Settlement::Later(UNREADABLE_RETRY_DELAY, "undecodable");
             }
         };
         let record = to_record(outcome, &self.scrubber);

@@ -660,3 +660,46 @@ async fn an_outcome_that_cannot_be_stored_is_not_acked() {
     app.wait_consumed(published.sequence).await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_outcome_this_version_cannot_read_is_kept_not_dropped() {
+    let app = spawn_app().await;
+    // What a newer worker might publish during a rolling upgrade.
+    let subject = app.topology.outcome_subject("ac-main", "failed");
+    let ack = app
+        .js
+        .publish(
+            subject,
+            r#"{"schema":"outcome.v2","carries":"a sync error"}"#.into(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
+    let js = app.js.clone();
+    let (stream, name) = (
+        app.topology.outcomes_stream(),
+        app.topology.errors_consumer(),
+    );
+    let info = || {
+        let js = js.clone();
+        let (stream, name) = (stream.clone(), name.clone());
+        async move {
+            let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+                js.get_consumer_from_stream(name, stream).await.ok()?;
+            consumer.info().await.ok().cloned()
+        }
+    };
+    eventually("the consumer to try the message", || async {
+        let info = info().await?;
+        (info.delivered.stream_sequence >= ack.sequence).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let info = info().await.expect("consumer info");
+    assert!(
+        info.ack_floor.stream_sequence < ack.sequence && info.num_ack_pending == 1,
+        "the message was settled as done (acked or terminated): {info:?}"
+    );
+    app.stop().await;
+}
