@@ -134,6 +134,7 @@ impl ActiveCampaignDestination {
             connection.requests_per_second,
             timeout,
         )
+        .for_connection(&connection.name)
         .with_shared_limiter(billsync_bus::SharedRateLimiter::new(
             rate_limits,
             &account_rate_key(&connection.base_url),

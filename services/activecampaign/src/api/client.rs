@@ -40,6 +40,8 @@ pub struct ActiveCampaignClient {
     tags: Mutex<HashMap<String, String>>,
     /// Serialises the lookup-or-create of tags missing from the cache.
     tag_creation: tokio::sync::Mutex<()>,
+    /// The destination connection's name, the `connection` label of the request metrics.
+    connection: String,
 }
 
 impl ActiveCampaignClient {
@@ -57,7 +59,15 @@ impl ActiveCampaignClient {
             shared_limiter: None,
             tags: Mutex::new(HashMap::new()),
             tag_creation: tokio::sync::Mutex::new(()),
+            connection: String::new(),
         }
+    }
+
+    /// Names the destination connection in the request metrics, so that one account's 429s
+    /// or errors can be told from another's.
+    pub fn for_connection(mut self, name: &str) -> Self {
+        self.connection = name.to_string();
+        self
     }
 
     /// Spaces requests by a rate shared with every replica (ActiveCampaign's limit is per
@@ -543,10 +553,12 @@ impl ActiveCampaignClient {
         let bytes = response.bytes().await.map_err(transport_error)?;
         let endpoint = path.split('?').next().unwrap_or(path);
         metrics::counter!("billsync_activecampaign_requests_total",
-            "method" => method.to_string(), "status" => status.as_u16().to_string())
+            "connection" => self.connection.clone(), "method" => method.to_string(),
+            "status" => status.as_u16().to_string())
         .increment(1);
-        metrics::histogram!("billsync_activecampaign_request_seconds")
-            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!("billsync_activecampaign_request_seconds",
+            "connection" => self.connection.clone())
+        .record(started.elapsed().as_secs_f64());
         let classified = classify(status, &headers, &bytes);
         if let Err(DeliveryError::Retryable {
             retry_after: Some(delay),
