@@ -100,8 +100,9 @@ fn is_deleted(customer: &Value) -> bool {
 }
 
 impl CustomerSubscriptions {
-    /// Records a subscription's latest state (a deleted one is forgotten); a copy older than
-    /// the one held is ignored.
+    /// Records a subscription's latest state; a copy older than the one held is ignored. A
+    /// deleted subscription is kept as a marker of its id and version, so a late copy from
+    /// before the deletion cannot bring it back.
     pub fn record(&mut self, subscription: &Value, deleted: bool) {
         let Some(id) = subscription.get("id").and_then(Value::as_str) else {
             return;
@@ -113,17 +114,17 @@ impl CustomerSubscriptions {
         {
             return;
         }
-        if deleted || subscription.get("deleted").and_then(Value::as_bool) == Some(true) {
-            self.subscriptions.remove(id);
+        let copy = if deleted || is_deleted(subscription) {
+            json!({"id": id, "deleted": true, "resource_version": resource_version(subscription)})
         } else {
-            self.subscriptions
-                .insert(id.to_string(), subscription.clone());
-        }
+            subscription.clone()
+        };
+        self.subscriptions.insert(id.to_string(), copy);
     }
 
     /// Keeps `customer` when it is at least as new as the copy held. `deleted` marks the copy
-    /// of a `customer_deleted` event: Chargebee does not bring deleted customers back, so
-    /// no later-arriving copy replaces it.
+    /// of a `customer_deleted` event; only a strictly newer copy replaces a deletion (a copy
+    /// of the same version, or one without versions, leaves the customer deleted).
     pub fn record_customer(&mut self, customer: &Value, deleted: bool) {
         let mut copy = customer.clone();
         if deleted {
@@ -133,8 +134,10 @@ impl CustomerSubscriptions {
         }
         let keep = match &self.customer {
             None => true,
-            Some(held) if is_deleted(held) => deleted,
-            Some(held) => is_deleted(&copy) || resource_version(&copy) >= resource_version(held),
+            Some(held) if is_deleted(held) && !is_deleted(&copy) => {
+                resource_version(&copy) > resource_version(held)
+            }
+            Some(held) => resource_version(&copy) >= resource_version(held),
         };
         if keep {
             self.customer = Some(copy);
@@ -155,27 +158,30 @@ impl CustomerSubscriptions {
     /// (active, in_trial, non_renewing, future, paused, cancelled, transferred), then the most
     /// recently created, then the highest id, so the choice never depends on arrival order.
     pub fn chosen(&self) -> Option<&Value> {
-        self.subscriptions.values().min_by(|a, b| {
-            let key = |s: &Value| {
-                let rank = match s.get("status").and_then(Value::as_str) {
-                    Some("active") => 0,
-                    Some("in_trial") => 1,
-                    Some("non_renewing") => 2,
-                    Some("future") => 3,
-                    Some("paused") => 4,
-                    Some("cancelled") => 5,
-                    _ => 6,
+        self.subscriptions
+            .values()
+            .filter(|s| !is_deleted(s))
+            .min_by(|a, b| {
+                let key = |s: &Value| {
+                    let rank = match s.get("status").and_then(Value::as_str) {
+                        Some("active") => 0,
+                        Some("in_trial") => 1,
+                        Some("non_renewing") => 2,
+                        Some("future") => 3,
+                        Some("paused") => 4,
+                        Some("cancelled") => 5,
+                        _ => 6,
+                    };
+                    let created = s.get("created_at").and_then(Value::as_i64).unwrap_or(0);
+                    let id = s
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    (rank, std::cmp::Reverse(created), std::cmp::Reverse(id))
                 };
-                let created = s.get("created_at").and_then(Value::as_i64).unwrap_or(0);
-                let id = s
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                (rank, std::cmp::Reverse(created), std::cmp::Reverse(id))
-            };
-            key(a).cmp(&key(b))
-        })
+                key(a).cmp(&key(b))
+            })
     }
 }
 
@@ -269,12 +275,31 @@ mod tests {
         assert_eq!(seen.customer().unwrap()["email"], "newer@x.io");
         assert!(!seen.customer_deleted());
 
-        seen.record_customer(&copy(3, "newer@x.io"), true);
+        seen.record_customer(&copy(4, "newer@x.io"), true);
         assert!(seen.customer_deleted());
-        // A copy Chargebee sent before the deletion, delivered late, changes nothing.
+        // Copies Chargebee sent before the deletion, delivered late, change nothing.
+        seen.record_customer(&copy(3, "late@x.io"), false);
         seen.record_customer(&copy(4, "late@x.io"), false);
         assert!(seen.customer_deleted());
         assert_eq!(seen.customer().unwrap()["email"], "newer@x.io");
+        // A customer created again under the same id is newer than its deletion.
+        seen.record_customer(&copy(5, "again@x.io"), false);
+        assert!(!seen.customer_deleted());
+    }
+
+    #[test]
+    fn a_deleted_subscription_does_not_come_back_with_a_late_copy() {
+        let mut seen = CustomerSubscriptions::default();
+        seen.record(
+            &json!({"id": "s", "status": "active", "resource_version": 1}),
+            false,
+        );
+        seen.record(&json!({"id": "s", "resource_version": 2}), true);
+        seen.record(
+            &json!({"id": "s", "status": "active", "resource_version": 1}),
+            false,
+        );
+        assert!(seen.chosen().is_none());
     }
 
     #[test]

@@ -42,6 +42,21 @@ pub struct UpsertRules<'a> {
     /// the customer's data (Stripe: a charge's billing name, the customer's own name): an
     /// event older than the one the contact last took its data from writes none of it.
     pub version: Option<&'a RecordVersion>,
+    /// The event is about the customer itself, so its data is the customer's own: the
+    /// worker already checked it against the customer's newer events, and copies carried
+    /// by other objects' events (an invoice's frozen `customer_email`) never hold it back.
+    pub own_data: bool,
+}
+
+/// The newer of the version the contact's data came from and this event's.
+fn newest_version(
+    held: Option<&RecordVersion>,
+    event: Option<&RecordVersion>,
+) -> Option<RecordVersion> {
+    match (held, event) {
+        (Some(held), Some(event)) if event.is_older_than(held) => Some(held.clone()),
+        (held, event) => event.or(held).cloned(),
+    }
 }
 
 /// What billsync remembers about a synced customer.
@@ -307,6 +322,7 @@ impl ContactBook {
             exclusive_email,
             pass,
             version,
+            own_data,
         } = rules;
         let text = |name: &str| fields.get(name).and_then(Value::as_str);
         let email = text("email").ok_or_else(|| {
@@ -322,7 +338,7 @@ impl ContactBook {
             )
         })?;
         let (previous, revision) = self.link_versioned(customer).await?;
-        if let (Some(previous), Some(version)) = (&previous, version) {
+        if let (Some(previous), Some(version), false) = (&previous, version, own_data) {
             if previous
                 .data_version
                 .as_ref()
@@ -364,10 +380,11 @@ impl ContactBook {
                     .synced_at
                     .is_some_and(|at| now - at < UNCHANGED_FOR_SECS);
             if listed && unchanged && pass == Pass::Live {
-                if let Some(version) = version {
+                let newest = newest_version(previous.data_version.as_ref(), version);
+                if newest != previous.data_version {
                     // Nothing to write, but later events must know this one is the newest.
                     let mut newer = previous.clone();
-                    newer.data_version = Some(version.clone());
+                    newer.data_version = newest;
                     self.save_link_if_unchanged(customer, &newer, revision)
                         .await?;
                 }
@@ -387,9 +404,10 @@ impl ContactBook {
             list_id: previous.as_ref().and_then(|p| p.list_id.clone()),
             synced: Some(digest),
             synced_at: Some(now),
-            data_version: version
-                .cloned()
-                .or_else(|| previous.as_ref().and_then(|p| p.data_version.clone())),
+            data_version: newest_version(
+                previous.as_ref().and_then(|p| p.data_version.as_ref()),
+                version,
+            ),
         };
         if let Some(list) = list_id {
             if link.list_id.as_deref() != Some(list)

@@ -180,13 +180,18 @@ impl ActiveCampaignDestination {
             // An invoice keeps the customer_email it was finalized with and a charge the
             // card's billing email, so a later payment can carry an email the customer has
             // since changed. Once the customer is known, its contact's email (set by its
-            // customer events) identifies it.
+            // customer events) identifies it; a copy that disagrees is an old copy, and
+            // none of it is written (nor does it count as newer data: a customer.updated
+            // that Stripe delivers after it still applies). The event goes to the contact.
+            let copy = fields.get("email").and_then(Value::as_str);
             if let Some(link) = self
                 .contacts
                 .link(&CustomerRef::of(event, customer))
                 .await?
             {
-                fields.insert("email".into(), Value::String(link.email));
+                if !copy.is_some_and(|copy| copy.eq_ignore_ascii_case(&link.email)) {
+                    fields.clear();
+                }
             }
         }
         let mapped_email = fields
@@ -217,6 +222,7 @@ impl ActiveCampaignDestination {
                             exclusive_email: false,
                             pass,
                             version: Some(&event.version),
+                            own_data: event.object == ObjectKind::Customer,
                         },
                     )
                     .await?;
@@ -468,6 +474,7 @@ impl ActiveCampaignDestination {
                     exclusive_email: true,
                     pass,
                     version: None,
+                    own_data: true,
                 },
             )
             .await?;
@@ -580,6 +587,7 @@ impl ActiveCampaignDestination {
                             exclusive_email: true,
                             pass,
                             version: None,
+                            own_data: true,
                         },
                     )
                     .await?;

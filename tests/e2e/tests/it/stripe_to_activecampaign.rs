@@ -389,3 +389,42 @@ async fn an_email_change_keeps_one_contact_and_a_late_invoice_does_not_bring_the
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_change_delivered_after_a_later_invoice_still_applies() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let mut clock = billsync_e2e::workload::Clock::new();
+    let created = clock.event(
+        "customer.created",
+        stripe::customer("cus_LATE", "before@example.com", "Lee Late"),
+    );
+    let updated = clock.event(
+        "customer.updated",
+        stripe::customer("cus_LATE", "after@example.com", "Lee Late"),
+    );
+    let paid = clock.event(
+        "invoice.payment_succeeded",
+        serde_json::json!({"id": "in_LATE", "object": "invoice", "customer": "cus_LATE",
+            "customer_email": "before@example.com", "customer_name": "Lee Late",
+            "amount_due": 500, "amount_paid": 500, "amount_remaining": 0, "currency": "usd",
+            "status": "paid", "paid": true, "billing_reason": "manual", "created": 1_700_000_000,
+            "lines": {"object": "list", "data": [{"id": "il_LATE", "object": "line_item",
+                "amount": 500, "currency": "usd", "description": "Setup", "quantity": 1}]}}),
+    );
+    // Stripe does not promise order: the email change arrives after the later invoice.
+    for event in [created, paid, updated] {
+        let response = stack.send_stripe(&event).await;
+        assert!(response.status().is_success(), "{}", response.status());
+        eventually("the event to settle", WAIT, || async {
+            stack.worker_idle_for("ac-test").await.then_some(())
+        })
+        .await;
+    }
+    let snapshot = stack.sandbox.activecampaign.snapshot(&stack.ac_account);
+    assert_eq!(snapshot.contacts.len(), 1, "{:#?}", snapshot.contacts);
+    assert_eq!(
+        snapshot.contacts[0].email, "after@example.com",
+        "the invoice's copy of the customer held back the customer's own update"
+    );
+    stack.stop().await;
+}
