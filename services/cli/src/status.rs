@@ -239,7 +239,7 @@ async fn gather(config: &Config, args: &StatusArgs) -> anyhow::Result<StatusRepo
     }
 
     let mut consumers = Vec::new();
-    for (destination, connection) in destination_connections(config) {
+    for (destination, connection) in config.destination_connections() {
         consumers.push(ConsumerStatus {
             name: topology.worker_consumer(&connection),
             stream: topology.events_stream(),
@@ -305,25 +305,6 @@ async fn consumer_figures(stream: &Stream, name: &str) -> Found<ConsumerFigures>
         }
         Err(error) => Found::Failed(error.to_string()),
     }
-}
-
-/// Every configured destination connection, in the configuration's order.
-fn destination_connections(config: &Config) -> Vec<(DestinationKind, String)> {
-    let d = &config.destinations;
-    d.activecampaign
-        .iter()
-        .map(|c| (DestinationKind::Activecampaign, c.name.clone()))
-        .chain(
-            d.zoho
-                .iter()
-                .map(|c| (DestinationKind::Zoho, c.name.clone())),
-        )
-        .chain(
-            d.pipedrive
-                .iter()
-                .map(|c| (DestinationKind::Pipedrive, c.name.clone())),
-        )
-        .collect()
 }
 
 /// Each Chargebee connection's cursor, read without creating the bucket.
@@ -409,7 +390,8 @@ async fn open_failures(config: &Config, args: &StatusArgs) -> OpenFailures {
             }
         }
     };
-    let mut counts: Vec<OpenCount> = destination_connections(config)
+    let mut counts: Vec<OpenCount> = config
+        .destination_connections()
         .into_iter()
         .map(|(destination, connection)| OpenCount {
             destination: destination.as_str().to_string(),

@@ -18,7 +18,6 @@ use anyhow::Context;
 use async_nats::jetstream;
 use billsync_bus::{Publisher, StreamSettings, Topology};
 use billsync_config::Config;
-use billsync_events::DestinationKind;
 use billsync_telemetry::{ops_router, Readiness};
 use open_failures::OpenFailuresGauge;
 use sqlx::postgres::PgPoolOptions;
@@ -224,17 +223,10 @@ async fn consume_outcomes(
 
 /// `(destination, connection)` of every configured destination connection.
 fn destination_connections(config: &Config) -> Vec<(String, String)> {
-    let d = &config.destinations;
-    let named = |kind: DestinationKind, name: &String| (kind.as_str().to_string(), name.clone());
-    d.activecampaign
-        .iter()
-        .map(|c| named(DestinationKind::Activecampaign, &c.name))
-        .chain(d.zoho.iter().map(|c| named(DestinationKind::Zoho, &c.name)))
-        .chain(
-            d.pipedrive
-                .iter()
-                .map(|c| named(DestinationKind::Pipedrive, &c.name)),
-        )
+    config
+        .destination_connections()
+        .into_iter()
+        .map(|(kind, name)| (kind.as_str().to_string(), name))
         .collect()
 }
 

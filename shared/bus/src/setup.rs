@@ -338,7 +338,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn credentials_leave_the_address_and_go_to_the_options() {
+    fn credentials_are_taken_out_of_the_address_and_decoded() {
         let (_, address) =
             connect_options("nats://billsync:s%40cret@127.0.0.1:4222", "t").expect("valid");
         assert_eq!(address, "nats://127.0.0.1:4222");

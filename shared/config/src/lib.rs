@@ -433,6 +433,29 @@ impl Config {
             .filter(move |s| s.destination == destination)
     }
 
+    /// Every destination connection, with its kind, in the configuration's order.
+    pub fn destination_connections(&self) -> Vec<(DestinationKind, String)> {
+        let d = &self.destinations;
+        let named = |kind: DestinationKind| move |name: &String| (kind, name.clone());
+        d.activecampaign
+            .iter()
+            .map(|c| &c.name)
+            .map(named(DestinationKind::Activecampaign))
+            .chain(
+                d.zoho
+                    .iter()
+                    .map(|c| &c.name)
+                    .map(named(DestinationKind::Zoho)),
+            )
+            .chain(
+                d.pipedrive
+                    .iter()
+                    .map(|c| &c.name)
+                    .map(named(DestinationKind::Pipedrive)),
+            )
+            .collect()
+    }
+
     pub fn connection_kind(&self, name: &str) -> Option<ConnectionKind> {
         if self.sources.stripe.iter().any(|c| c.name == name) {
             return Some(ConnectionKind::Source(SourceKind::Stripe));

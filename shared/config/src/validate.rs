@@ -283,11 +283,10 @@ impl Config {
     }
 
     fn destination_names(&self) -> Vec<String> {
-        let d = &self.destinations;
-        let ac = d.activecampaign.iter().map(|c| c.name.clone());
-        let zoho = d.zoho.iter().map(|c| c.name.clone());
-        let pd = d.pipedrive.iter().map(|c| c.name.clone());
-        ac.chain(zoho).chain(pd).collect()
+        self.destination_connections()
+            .into_iter()
+            .map(|(_, name)| name)
+            .collect()
     }
 }
 
