@@ -146,6 +146,22 @@ async fn send(stack: &Stack, event: &Value) {
     assert_eq!(response.status(), 200, "{:?}", response.text().await);
 }
 
+/// Sends `object` as a webhook event of `event_type`, created at the clock's next second.
+async fn post(stack: &Stack, clock: &mut Clock, event_type: &str, object: Value) {
+    send(stack, &clock.event(event_type, object)).await;
+}
+
+/// `customer.created` of customer `id`, Ada Deep at [`EMAIL`].
+async fn ada_deep_signs_up(stack: &Stack, clock: &mut Clock, id: &str) {
+    post(
+        stack,
+        clock,
+        "customer.created",
+        stripe::customer(id, EMAIL, "Ada Deep"),
+    )
+    .await;
+}
+
 /// The account's state once `done` holds and the worker has settled everything.
 async fn settled(stack: &Stack, what: &str, done: impl Fn(&AcSnapshot) -> bool) -> AcSnapshot {
     eventually(what, WAIT, || async {
@@ -183,14 +199,7 @@ fn only_customer<'a>(snapshot: &'a AcSnapshot, externalid: &str) -> &'a AcEcomCu
 async fn stripe_payments_and_subscriptions_become_orders_once() {
     let stack = Stack::start(StackOptions::default()).await;
     let mut clock = Clock::new();
-    send(
-        &stack,
-        &clock.event(
-            "customer.created",
-            stripe::customer("cus_DEEP1", EMAIL, "Ada Deep"),
-        ),
-    )
-    .await;
+    ada_deep_signs_up(&stack, &mut clock, "cus_DEEP1").await;
     settled(&stack, "the e-commerce customer", |s| {
         s.ecom_customer("cus_DEEP1").is_some()
     })
@@ -282,12 +291,11 @@ async fn stripe_payments_and_subscriptions_become_orders_once() {
     );
 
     // charge.refunded: the charge's order keeps what was not refunded.
-    send(
+    post(
         &stack,
-        &clock.event(
-            "charge.refunded",
-            charge("ch_DEEP1", Some("cus_DEEP1"), 4900, 1500, None),
-        ),
+        &mut clock,
+        "charge.refunded",
+        charge("ch_DEEP1", Some("cus_DEEP1"), 4900, 1500, None),
     )
     .await;
     let snapshot = settled(&stack, "the refunded total", |s| {
@@ -304,20 +312,18 @@ async fn stripe_payments_and_subscriptions_become_orders_once() {
 
     // invoice.payment_succeeded: an order of the invoice with its lines; the invoice's own
     // charge is the same purchase and records none, and its refund lowers the invoice's.
-    send(
+    post(
         &stack,
-        &clock.event(
-            "charge.succeeded",
-            charge("ch_DEEP2", Some("cus_DEEP1"), 2900, 0, Some("in_DEEP1")),
-        ),
+        &mut clock,
+        "charge.succeeded",
+        charge("ch_DEEP2", Some("cus_DEEP1"), 2900, 0, Some("in_DEEP1")),
     )
     .await;
-    send(
+    post(
         &stack,
-        &clock.event(
-            "invoice.payment_succeeded",
-            invoice("in_DEEP1", "cus_DEEP1", "sub_DEEP1", 2900),
-        ),
+        &mut clock,
+        "invoice.payment_succeeded",
+        invoice("in_DEEP1", "cus_DEEP1", "sub_DEEP1", 2900),
     )
     .await;
     let snapshot = settled(&stack, "the invoice's order", |s| {
@@ -345,12 +351,11 @@ async fn stripe_payments_and_subscriptions_become_orders_once() {
     assert_eq!(line.name, "1 × Team (at $29.00 / month)");
     assert_eq!((line.price, line.quantity), (2900, 1));
     assert_eq!(line.category.as_deref(), Some("subscription"));
-    send(
+    post(
         &stack,
-        &clock.event(
-            "charge.refunded",
-            charge("ch_DEEP2", Some("cus_DEEP1"), 2900, 2900, Some("in_DEEP1")),
-        ),
+        &mut clock,
+        "charge.refunded",
+        charge("ch_DEEP2", Some("cus_DEEP1"), 2900, 2900, Some("in_DEEP1")),
     )
     .await;
     let snapshot = settled(&stack, "the invoice refunded through its charge", |s| {
@@ -360,22 +365,20 @@ async fn stripe_payments_and_subscriptions_become_orders_once() {
     assert!(snapshot.ecom_order("ch_DEEP2").is_none());
 
     // A checkout session paid by a payment intent: its charge records the purchase.
-    send(
+    post(
         &stack,
-        &clock.event(
-            "checkout.session.async_payment_succeeded",
-            checkout_session("cs_DEEP1", "cus_DEEP1", "pi_DEEP3"),
-        ),
+        &mut clock,
+        "checkout.session.async_payment_succeeded",
+        checkout_session("cs_DEEP1", "cus_DEEP1", "pi_DEEP3"),
     )
     .await;
 
     // Subscription events: one recurring payment record, updated by each event.
-    send(
+    post(
         &stack,
-        &clock.event(
-            "customer.subscription.created",
-            subscription("sub_DEEP1", "cus_DEEP1", "active", 2),
-        ),
+        &mut clock,
+        "customer.subscription.created",
+        subscription("sub_DEEP1", "cus_DEEP1", "active", 2),
     )
     .await;
     let snapshot = settled(&stack, "the subscription's record", |s| {
@@ -403,12 +406,11 @@ async fn stripe_payments_and_subscriptions_become_orders_once() {
     tags.sort();
     assert!(tags.contains(&"stripe-integration-Billing_Subscription_Events".to_string()));
 
-    send(
+    post(
         &stack,
-        &clock.event(
-            "customer.subscription.updated",
-            subscription("sub_DEEP1", "cus_DEEP1", "active", 3),
-        ),
+        &mut clock,
+        "customer.subscription.updated",
+        subscription("sub_DEEP1", "cus_DEEP1", "active", 3),
     )
     .await;
     settled(&stack, "the subscription's new quantity", |s| {
@@ -416,12 +418,11 @@ async fn stripe_payments_and_subscriptions_become_orders_once() {
             .is_some_and(|o| o.total_price == 8700)
     })
     .await;
-    send(
+    post(
         &stack,
-        &clock.event(
-            "customer.subscription.deleted",
-            subscription("sub_DEEP1", "cus_DEEP1", "canceled", 3),
-        ),
+        &mut clock,
+        "customer.subscription.deleted",
+        subscription("sub_DEEP1", "cus_DEEP1", "canceled", 3),
     )
     .await;
     let before = settled(&stack, "the ended subscription", |s| {
@@ -500,26 +501,18 @@ async fn a_checkout_session_records_its_order_when_no_charge_does() {
     })
     .await;
     let mut clock = Clock::new();
-    send(
-        &stack,
-        &clock.event(
-            "customer.created",
-            stripe::customer("cus_DEEP2", EMAIL, "Ada Deep"),
-        ),
-    )
-    .await;
+    ada_deep_signs_up(&stack, &mut clock, "cus_DEEP2").await;
     let session = clock.event(
         "checkout.session.async_payment_succeeded",
         checkout_session("cs_DEEP2", "cus_DEEP2", "pi_DEEP2"),
     );
     send(&stack, &session).await;
     // Its charge is not part of this sync: the worker skips it.
-    send(
+    post(
         &stack,
-        &clock.event(
-            "charge.succeeded",
-            charge("ch_DEEP3", Some("cus_DEEP2"), 1500, 0, None),
-        ),
+        &mut clock,
+        "charge.succeeded",
+        charge("ch_DEEP3", Some("cus_DEEP2"), 1500, 0, None),
     )
     .await;
     let snapshot = settled(&stack, "the session's order", |s| {
@@ -556,20 +549,12 @@ async fn deep_data_can_be_switched_off() {
     })
     .await;
     let mut clock = Clock::new();
-    send(
+    ada_deep_signs_up(&stack, &mut clock, "cus_DEEP4").await;
+    post(
         &stack,
-        &clock.event(
-            "customer.created",
-            stripe::customer("cus_DEEP4", EMAIL, "Ada Deep"),
-        ),
-    )
-    .await;
-    send(
-        &stack,
-        &clock.event(
-            "charge.succeeded",
-            charge("ch_DEEP4", Some("cus_DEEP4"), 4900, 0, None),
-        ),
+        &mut clock,
+        "charge.succeeded",
+        charge("ch_DEEP4", Some("cus_DEEP4"), 4900, 0, None),
     )
     .await;
     let snapshot = settled(&stack, "the charge's contact and tags", |s| {
@@ -743,20 +728,12 @@ async fn delete_in_ac(stack: &Stack, what: &str, id: &str) {
 async fn a_connection_or_customer_deleted_in_activecampaign_is_created_again() {
     let stack = Stack::start(StackOptions::default()).await;
     let mut clock = Clock::new();
-    send(
+    ada_deep_signs_up(&stack, &mut clock, "cus_GONE").await;
+    post(
         &stack,
-        &clock.event(
-            "customer.created",
-            stripe::customer("cus_GONE", EMAIL, "Ada Deep"),
-        ),
-    )
-    .await;
-    send(
-        &stack,
-        &clock.event(
-            "charge.succeeded",
-            charge("ch_GONE1", Some("cus_GONE"), 1000, 0, None),
-        ),
+        &mut clock,
+        "charge.succeeded",
+        charge("ch_GONE1", Some("cus_GONE"), 1000, 0, None),
     )
     .await;
     let first = settled(&stack, "the first order", |s| {
@@ -767,12 +744,11 @@ async fn a_connection_or_customer_deleted_in_activecampaign_is_created_again() {
 
     // Someone removes the store from ActiveCampaign: its customers and orders go with it.
     delete_in_ac(&stack, "connections", &connection).await;
-    send(
+    post(
         &stack,
-        &clock.event(
-            "charge.succeeded",
-            charge("ch_GONE2", Some("cus_GONE"), 2000, 0, None),
-        ),
+        &mut clock,
+        "charge.succeeded",
+        charge("ch_GONE2", Some("cus_GONE"), 2000, 0, None),
     )
     .await;
     let after = settled(&stack, "the next order, under a new connection", |s| {
@@ -794,12 +770,11 @@ async fn a_connection_or_customer_deleted_in_activecampaign_is_created_again() {
 
     // Someone deletes the e-commerce customer; the customer's email changes next.
     delete_in_ac(&stack, "ecomCustomers", &customer.id).await;
-    send(
+    post(
         &stack,
-        &clock.event(
-            "customer.updated",
-            stripe::customer("cus_GONE", "ada.moved@example.com", "Ada Deep"),
-        ),
+        &mut clock,
+        "customer.updated",
+        stripe::customer("cus_GONE", "ada.moved@example.com", "Ada Deep"),
     )
     .await;
     let last = settled(&stack, "the e-commerce customer again", |s| {

@@ -20,6 +20,22 @@ async fn contact_with_tags(stack: &Stack, email: &str, tags: usize) -> AcSnapsho
     .await
 }
 
+/// A paid invoice of `customer` for `amount` cents, carrying the customer's email and name
+/// as Stripe froze them when it was finalized.
+fn paid_invoice(
+    id: &str,
+    customer: &str,
+    (email, name): (&str, &str),
+    amount: i64,
+) -> serde_json::Value {
+    serde_json::json!({"id": id, "object": "invoice", "customer": customer,
+        "customer_email": email, "customer_name": name,
+        "amount_due": amount, "amount_paid": amount, "amount_remaining": 0, "currency": "usd",
+        "status": "paid", "paid": true, "billing_reason": "manual", "created": 1_700_000_000,
+        "lines": {"object": "list", "data": [{"id": format!("il_{id}"), "object": "line_item",
+            "amount": amount, "currency": "usd", "description": "Setup", "quantity": 1}]}})
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customer_created_becomes_a_tagged_contact() {
     let stack = Stack::start(StackOptions::default()).await;
@@ -348,12 +364,7 @@ async fn an_email_change_keeps_one_contact_and_a_late_invoice_does_not_bring_the
     // it is paid afterwards.
     send(clock.event(
         "invoice.payment_succeeded",
-        serde_json::json!({"id": "in_MOVE", "object": "invoice", "customer": "cus_MOVE",
-            "customer_email": "old@example.com", "customer_name": "Mo Ver",
-            "amount_due": 1200, "amount_paid": 1200, "amount_remaining": 0, "currency": "usd",
-            "status": "paid", "paid": true, "billing_reason": "manual", "created": 1_700_000_000,
-            "lines": {"object": "list", "data": [{"id": "il_MOVE", "object": "line_item",
-                "amount": 1200, "currency": "usd", "description": "Setup", "quantity": 1}]}}),
+        paid_invoice("in_MOVE", "cus_MOVE", ("old@example.com", "Mo Ver"), 1200),
     ))
     .await;
     let snapshot = eventually("the three events applied", WAIT, || async {
@@ -404,12 +415,12 @@ async fn an_email_change_delivered_after_a_later_invoice_still_applies() {
     );
     let paid = clock.event(
         "invoice.payment_succeeded",
-        serde_json::json!({"id": "in_LATE", "object": "invoice", "customer": "cus_LATE",
-            "customer_email": "before@example.com", "customer_name": "Lee Late",
-            "amount_due": 500, "amount_paid": 500, "amount_remaining": 0, "currency": "usd",
-            "status": "paid", "paid": true, "billing_reason": "manual", "created": 1_700_000_000,
-            "lines": {"object": "list", "data": [{"id": "il_LATE", "object": "line_item",
-                "amount": 500, "currency": "usd", "description": "Setup", "quantity": 1}]}}),
+        paid_invoice(
+            "in_LATE",
+            "cus_LATE",
+            ("before@example.com", "Lee Late"),
+            500,
+        ),
     );
     // Stripe does not promise order: the email change arrives after the later invoice.
     for event in [created, paid, updated] {
