@@ -3,7 +3,7 @@
 use crate::api::{ActiveCampaignClient, EventTracker};
 use crate::chargebee::{self, CustomerSubscriptions, OnCustomerDeleted};
 use crate::contacts::{kv_error, ContactBook, CustomerRef, MissingFields, UpsertRules};
-use crate::ecommerce::{EcomBook, EcomCustomerRef, OrderWrite, Vanished};
+use crate::ecommerce::{EcomBook, EcomCustomerRef, OrderWrite};
 use crate::error::StartError;
 use crate::options::SyncOptions;
 use crate::stripe;
@@ -293,53 +293,27 @@ impl ActiveCampaignDestination {
         email: &str,
         pass: Pass,
     ) -> Result<(), DeliveryError> {
-        let error = match self.write_deep_data(rules, event, email, pass).await {
-            Ok(()) => return Ok(()),
-            Err(error) => error,
+        let guest = email.trim().to_lowercase();
+        let customer = EcomCustomerRef {
+            source_connection: &event.connection,
+            externalid: event.customer_id.as_deref().unwrap_or(&guest),
+            email,
+            accepts_marketing: None,
         };
-        // Someone deleted the connection or the e-commerce customer in ActiveCampaign: look
-        // them up again (creating them anew) on the next attempt.
-        let gone = match Vanished::of(&error) {
-            Some(Vanished::Connection) => {
-                self.ecommerce.forget_connection(&event.connection).await;
-                "the deep data connection"
-            }
-            Some(Vanished::Customer) => {
-                let guest = email.trim().to_lowercase();
-                self.ecommerce
-                    .forget_customer(&EcomCustomerRef {
-                        source_connection: &event.connection,
-                        externalid: event.customer_id.as_deref().unwrap_or(&guest),
-                        email,
-                        accepts_marketing: None,
-                    })
-                    .await?;
-                "the e-commerce customer"
-            }
-            None => return Err(error),
-        };
-        Err(DeliveryError::Retryable {
-            message: format!("{gone} no longer exists in ActiveCampaign; creating it again"),
-            retry_after: None,
-            http_status: Some(422),
-        })
+        match self.write_deep_data(rules, event, customer, pass).await {
+            Ok(()) => Ok(()),
+            Err(error) => Err(self.ecommerce.after_refusal(error, &customer).await),
+        }
     }
 
     async fn write_deep_data(
         &self,
         rules: &SyncRules,
         event: &BillingEventV1,
-        email: &str,
+        customer: EcomCustomerRef<'_>,
         pass: Pass,
     ) -> Result<(), DeliveryError> {
         let client = &self.contacts.client;
-        let guest = email.trim().to_lowercase();
-        let customer = |accepts_marketing| EcomCustomerRef {
-            source_connection: &event.connection,
-            externalid: event.customer_id.as_deref().unwrap_or(&guest),
-            email,
-            accepts_marketing,
-        };
         let outcome = match stripe_orders::plan(event, rules.orders) {
             DeepData::Nothing(reason) => {
                 if event.object == ObjectKind::Customer && event.customer_id.is_some() {
@@ -348,7 +322,7 @@ impl ActiveCampaignDestination {
                         .connection_id(client, &event.connection)
                         .await?;
                     self.ecommerce
-                        .customer_id(client, &connection, &customer(None))
+                        .customer_id(client, &connection, &customer)
                         .await?;
                 }
                 tracing::debug!(%reason, "No order to write for this event.");
@@ -366,14 +340,21 @@ impl ActiveCampaignDestination {
                     .await?;
                 let customer_id = self
                     .ecommerce
-                    .customer_id(client, &connection, &customer(planned.accepts_marketing))
+                    .customer_id(
+                        client,
+                        &connection,
+                        &EcomCustomerRef {
+                            accepts_marketing: planned.accepts_marketing,
+                            ..customer
+                        },
+                    )
                     .await?;
                 self.ecommerce
                     .write_order(
                         client,
                         event,
                         &planned,
-                        (&connection, &customer_id, email),
+                        (&connection, &customer_id, customer.email),
                         pass,
                     )
                     .await?

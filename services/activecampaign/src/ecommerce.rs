@@ -45,7 +45,7 @@ pub struct EcomBook {
 
 /// A record billsync remembers that ActiveCampaign no longer has (someone deleted it there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Vanished {
+enum Vanished {
     /// The deep data connection; deleting it in ActiveCampaign takes its customers and
     /// orders with it.
     Connection,
@@ -56,7 +56,7 @@ pub enum Vanished {
 impl Vanished {
     /// What `error` says is gone: ActiveCampaign's 422 `related_missing` for the
     /// connection or customer an order or customer names.
-    pub fn of(error: &DeliveryError) -> Option<Self> {
+    fn of(error: &DeliveryError) -> Option<Self> {
         let DeliveryError::Permanent {
             http_status: Some(422),
             detail,
@@ -79,6 +79,7 @@ impl Vanished {
 }
 
 /// The e-commerce customer an order belongs to.
+#[derive(Clone, Copy)]
 pub struct EcomCustomerRef<'a> {
     /// The Stripe connection's name.
     pub source_connection: &'a str,
@@ -221,18 +222,44 @@ impl EcomBook {
         Ok(id)
     }
 
+    /// What to report for `error`, a refusal of a deep data write for `customer`. When it
+    /// says ActiveCampaign no longer has the connection or e-commerce customer billsync
+    /// remembers (someone deleted it there), that memory is dropped and the write retried,
+    /// which looks the record up and creates it anew.
+    pub async fn after_refusal(
+        &self,
+        error: DeliveryError,
+        customer: &EcomCustomerRef<'_>,
+    ) -> DeliveryError {
+        let gone = match Vanished::of(&error) {
+            Some(Vanished::Connection) => {
+                self.forget_connection(customer.source_connection).await;
+                "the deep data connection"
+            }
+            Some(Vanished::Customer) => {
+                if let Err(error) = self.forget_customer(customer).await {
+                    return error;
+                }
+                "the e-commerce customer"
+            }
+            None => return error,
+        };
+        DeliveryError::Retryable {
+            message: format!("{gone} no longer exists in ActiveCampaign; creating it again"),
+            retry_after: None,
+            http_status: Some(422),
+        }
+    }
+
     /// Forgets the AC connection of `source_connection`, so the next write looks it up again
     /// (and creates it if it is gone).
-    pub async fn forget_connection(&self, source_connection: &str) {
+    async fn forget_connection(&self, source_connection: &str) {
         self.connections.lock().await.remove(source_connection);
     }
 
     /// Forgets the customer's e-commerce customer, so the next write looks it up again (and
     /// creates it if it is gone).
-    pub async fn forget_customer(
-        &self,
-        customer: &EcomCustomerRef<'_>,
-    ) -> Result<(), DeliveryError> {
+    async fn forget_customer(&self, customer: &EcomCustomerRef<'_>) -> Result<(), DeliveryError> {
         for key in [
             self.customer_key(customer),
             self.customer_key_of(customer, "ecom_customer_created"),
