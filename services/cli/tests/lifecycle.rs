@@ -1,19 +1,12 @@
 //! The `billsync` binary's life cycle: a bad configuration fails at start naming file, key
 //! and reason; SIGTERM lets in-flight events finish before the process exits.
 
-use billsync_e2e::{ensure_nats, eventually, fresh_database, unique_prefix};
+use billsync_e2e::{ensure_nats, eventually, free_port, fresh_database, unique_prefix};
 use billsync_sandbox::{AcAccount, AcFaults, SandboxConfig};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_billsync");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 #[test]
 fn a_bad_configuration_fails_at_start_with_file_key_and_reason() {

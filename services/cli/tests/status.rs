@@ -5,7 +5,7 @@
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use billsync_bus::{Publisher, StreamSettings, Topology};
 use billsync_config::Config;
-use billsync_e2e::{ensure_nats, eventually, fresh_database, unique_prefix};
+use billsync_e2e::{ensure_nats, eventually, free_port, fresh_database, unique_prefix};
 use billsync_events::{
     BillingEvent, BillingEventV1, DestinationKind, Failure, FailureClass, ObjectKind, Outcome,
     OutcomeResult, OutcomeV1, RecordVersion, SourceKind,
@@ -28,13 +28,6 @@ const PD: &str = "pd-status";
 const CB: &str = "cb-status";
 const CB_IDLE: &str = "cb-idle";
 const ADMIN_TOKEN: &str = "admin-status-token";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 /// A configuration with two destination and two Chargebee connections, secrets in files.
 fn write_config(dir: &Path, nats: &str, prefix: &str, postgres: &str, errors_port: u16) -> PathBuf {

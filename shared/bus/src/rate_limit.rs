@@ -20,6 +20,12 @@ pub struct SharedRateLimiter {
     key: String,
     interval: Duration,
     local_next: Mutex<tokio::time::Instant>,
+    /// One reservation in flight per process. Without it, every task of a backlog races
+    /// the others' compare-and-set: all but one lose and read again, so the KV round trips
+    /// per slot grow with the backlog and the limiter falls behind the rate it grants — a
+    /// backlog that never drains (seen at 500 requests/s with hundreds of waiting tasks).
+    /// Waiters queue here in arrival order instead; replicas still race, one task each.
+    reserving: tokio::sync::Mutex<()>,
 }
 
 fn now_micros() -> u64 {
@@ -39,6 +45,7 @@ impl SharedRateLimiter {
             key: key.to_string(),
             interval,
             local_next: Mutex::new(tokio::time::Instant::now()),
+            reserving: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -75,6 +82,7 @@ impl SharedRateLimiter {
     }
 
     async fn reserve(&self) -> Result<Duration, async_nats::Error> {
+        let _turn = self.reserving.lock().await;
         let step = self.interval.as_micros() as u64;
         loop {
             let entry = self.store.entry(&self.key).await?;

@@ -139,6 +139,28 @@ impl Topology {
         format!("{}_ignores", self.prefix)
     }
 
+    /// Every stream of the deployment, for tools that remove one (tests, teardown).
+    pub fn streams(&self) -> [String; 3] {
+        [
+            self.events_stream(),
+            self.outcomes_stream(),
+            self.replay_stream(),
+        ]
+    }
+
+    /// Every KV bucket of the deployment.
+    pub fn buckets(&self) -> [String; 7] {
+        [
+            self.links_bucket(),
+            self.versions_bucket(),
+            self.cursors_bucket(),
+            self.leases_bucket(),
+            self.writers_bucket(),
+            self.rate_limits_bucket(),
+            self.ignores_bucket(),
+        ]
+    }
+
     /// A KV key for `(destination connection, record)`: KV keys allow `[-/_=.a-zA-Z0-9]`.
     pub fn record_kv_key(destination: DestinationKind, connection: &str, record: &str) -> String {
         let record: String = record

@@ -373,7 +373,14 @@ impl<D: Destination> Processor<D> {
             self.settle_as_writer(&job).instrument(span.clone()),
         )
         .await;
-        let _entered = span.enter();
+        // The span is never entered by hand: a guard held across an await leaves it current
+        // on a thread the task has left, and the subscriber panics on the next span there.
+        self.finish(job, settled, started).instrument(span).await;
+    }
+
+    /// Records what settling the event left owing (an unreadable stand-in's outcome), then
+    /// acks, NAKs or abandons the message and counts it.
+    async fn finish(&self, job: Job, settled: Settled, started: Instant) {
         let settled = match (settled, &job.resolves) {
             // The message reads now, and its event is settled (its own outcome is recorded
             // under its own record): the failure of it being unreadable is over.

@@ -5,11 +5,13 @@
 //! never see each other or leftovers.
 
 mod binary;
+mod otlp;
 mod servers;
 mod stack;
 pub mod workload;
 
 pub use binary::billsync_binary;
+pub use otlp::{OtlpCollector, ReceivedSpan};
 pub use servers::{ensure_nats, ensure_postgres, fresh_database, PrivateNats, TestDatabase};
 pub use stack::{Stack, StackOptions};
 
@@ -28,6 +30,14 @@ pub fn init_telemetry() {
         };
         billsync_telemetry::init("billsync-e2e", &config).ok()
     });
+}
+
+/// A loopback port free now, for a process the test starts (which binds it itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// A prefix no other test uses: `t` + 10 hex digits.
@@ -50,5 +60,18 @@ where
             panic!("timed out after {deadline:?} waiting for {what}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Deletes every stream and KV bucket of the deployment with NATS prefix `prefix`, so that
+/// a test leaves nothing behind on the shared server.
+pub async fn remove_deployment(nats: &async_nats::Client, prefix: &str) {
+    let js = async_nats::jetstream::new(nats.clone());
+    let topology = billsync_bus::Topology::new(prefix);
+    for stream in topology.streams() {
+        let _ = js.delete_stream(stream).await;
+    }
+    for bucket in topology.buckets() {
+        let _ = js.delete_key_value(bucket).await;
     }
 }

@@ -590,26 +590,7 @@ destination = "ac-test"
                 panic!("{name} failed: {error:#}");
             }
         }
-        let js = self.jetstream();
-        let topology = self.topology();
-        for stream in [
-            topology.events_stream(),
-            topology.outcomes_stream(),
-            topology.replay_stream(),
-        ] {
-            let _ = js.delete_stream(stream).await;
-        }
-        for bucket in [
-            topology.links_bucket(),
-            topology.versions_bucket(),
-            topology.cursors_bucket(),
-            topology.leases_bucket(),
-            topology.writers_bucket(),
-            topology.ignores_bucket(),
-            topology.rate_limits_bucket(),
-        ] {
-            let _ = js.delete_key_value(bucket).await;
-        }
+        crate::remove_deployment(&self.nats, &self.prefix).await;
         self.db.drop_database().await;
     }
 }

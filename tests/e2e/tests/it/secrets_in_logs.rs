@@ -2,20 +2,15 @@
 //! in JSON, runs while failures whose data and answers carry secrets flow through ingest, the
 //! worker and the errors service, and an operator lists, exports, ignores and retries them.
 
-use billsync_e2e::{billsync_binary, ensure_nats, eventually, fresh_database, unique_prefix};
+use billsync_e2e::{
+    billsync_binary, ensure_nats, eventually, free_port, fresh_database, unique_prefix,
+};
 use billsync_sandbox::{stripe, AcAccount, AcFaults, SandboxConfig};
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_configured_secret_appears_in_the_logs() {

@@ -240,6 +240,17 @@ impl ActiveCampaign {
         self.expect(account).data().snapshot()
     }
 
+    /// Lower-cased email of each contact → when the account created it.
+    ///
+    /// # Panics
+    /// If no account has this name.
+    pub fn contact_creation_times(
+        &self,
+        account: &str,
+    ) -> std::collections::HashMap<String, std::time::SystemTime> {
+        self.expect(account).data().contact_creation_times()
+    }
+
     /// Replaces the account's faults.
     ///
     /// # Panics

@@ -246,6 +246,9 @@ pub(crate) struct AccountData {
     contact_lists: BTreeMap<(u64, u64), AcContactList>,
     /// Connections, e-commerce customers and orders, and tracked events.
     pub(crate) ecom: EcomData,
+    /// When each contact was created, to the microsecond (AC's `cdate` has seconds): what a
+    /// load test measures latency against.
+    created_at: HashMap<u64, std::time::SystemTime>,
 }
 
 /// AC's timestamp format: local time with offset, e.g. `2022-04-14T10:03:23-05:00`.
@@ -382,6 +385,7 @@ impl AccountData {
     fn insert_contact(&mut self, email: String, input: ContactInput) -> u64 {
         let id = take(&mut self.next.contact);
         let stamp = now();
+        self.created_at.insert(id, std::time::SystemTime::now());
         self.emails.insert(email.to_lowercase(), id);
         self.contacts.insert(
             id,
@@ -745,6 +749,14 @@ impl AccountData {
     }
 
     // ----- read-back ------------------------------------------------------------------
+
+    /// Lower-cased email of each contact → when it was created.
+    pub(crate) fn contact_creation_times(&self) -> HashMap<String, std::time::SystemTime> {
+        self.contacts
+            .iter()
+            .filter_map(|(id, c)| Some((c.email.to_lowercase(), *self.created_at.get(id)?)))
+            .collect()
+    }
 
     pub(crate) fn snapshot(&self) -> AcSnapshot {
         let mut field_values: Vec<AcFieldValue> = self.field_values.values().cloned().collect();
