@@ -16,7 +16,6 @@ use billsync_mapping::Mapping;
 use billsync_worker::{Delivered, DeliveryError, Destination, Pass};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub struct ActiveCampaignDestination {
@@ -27,8 +26,6 @@ pub struct ActiveCampaignDestination {
     kv: kv::Store,
     /// How each source connection feeding this destination is applied.
     syncs: HashMap<String, SyncRules>,
-    /// Set when ActiveCampaign refuses the token; readiness reports it.
-    credentials_refused: AtomicBool,
 }
 
 struct SyncRules {
@@ -146,20 +143,7 @@ impl ActiveCampaignDestination {
             ecommerce: EcomBook::new(&connection.name, kv.clone()),
             kv,
             syncs,
-            credentials_refused: AtomicBool::new(false),
         })
-    }
-
-    /// Not ready once ActiveCampaign has refused the credentials: an operator must act.
-    pub fn ready(&self) -> Result<(), String> {
-        if self.credentials_refused.load(Ordering::Relaxed) {
-            Err(format!(
-                "ActiveCampaign refused the API token of connection {}",
-                self.name
-            ))
-        } else {
-            Ok(())
-        }
     }
 
     async fn apply_stripe(
@@ -616,28 +600,14 @@ impl Destination for ActiveCampaignDestination {
                 ),
             ));
         };
-        let result = match rules.source {
+        match rules.source {
             SourceKind::Stripe => self.apply_stripe(rules, event, pass).await,
             SourceKind::Chargebee => self.apply_chargebee(rules, event, pass).await,
-        };
-        match &result {
-            Err(DeliveryError::Permanent {
-                class: FailureClass::Configuration,
-                http_status: Some(401 | 403),
-                ..
-            }) => self.credentials_refused.store(true, Ordering::Relaxed),
-            Ok(_) => self.credentials_refused.store(false, Ordering::Relaxed),
-            Err(_) => {}
         }
-        result
     }
 
-    async fn healthcheck(&self) -> Result<(), String> {
-        self.contacts
-            .client
-            .check()
-            .await
-            .map_err(|e| e.to_string())
+    async fn healthcheck(&self) -> Result<(), DeliveryError> {
+        self.contacts.client.check().await
     }
 }
 

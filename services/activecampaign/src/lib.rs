@@ -18,11 +18,9 @@ pub use destination::{check_syncs, ActiveCampaignDestination};
 pub use error::StartError;
 
 use anyhow::Context;
-use async_nats::jetstream;
-use billsync_bus::{StreamSettings, Topology};
 use billsync_config::Config;
-use billsync_telemetry::{serve_ops, Readiness};
-use billsync_worker::{run_worker, WorkerContext};
+use billsync_events::DestinationKind;
+use billsync_worker::serve_destinations;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -35,82 +33,26 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let topology = Topology::new(&config.nats.prefix);
-    let js = jetstream::new(client.clone());
-    let links = topology
-        .ensure_bucket(
-            &js,
-            topology.links_bucket(),
-            &StreamSettings::from(&config.nats),
-            Duration::ZERO,
-        )
-        .await
-        .context("opening the links bucket")?;
-    let rate_limits = topology
-        .ensure_bucket(
-            &js,
-            topology.rate_limits_bucket(),
-            &StreamSettings::from(&config.nats),
-            Duration::ZERO,
-        )
-        .await
-        .context("opening the rate limits bucket")?;
-    let timeout = Duration::from_millis(config.workers.request_timeout_ms);
-
-    let mut destinations = Vec::new();
-    for connection in &config.destinations.activecampaign {
-        let destination = ActiveCampaignDestination::new(
-            &config,
-            connection,
-            links.clone(),
-            rate_limits.clone(),
-            timeout,
-        )
-        .with_context(|| format!("configuring ActiveCampaign connection {}", connection.name))?;
-        destinations.push(Arc::new(destination));
-    }
-
-    let mut readiness = Readiness::new().nats(client.clone());
-    for destination in &destinations {
-        let destination = Arc::clone(destination);
-        readiness = readiness.check("activecampaign", move || {
-            let destination = Arc::clone(&destination);
-            async move { destination.ready() }
-        });
-    }
-
-    let ctx = WorkerContext {
-        config: Arc::clone(&config),
-        client,
-        shutdown: shutdown.clone(),
-    };
-    let mut workers = tokio::task::JoinSet::new();
-    for destination in destinations {
-        workers.spawn(run_worker(destination, ctx.clone()));
-    }
-    let ops = tokio::spawn(serve_ops(listener, readiness, shutdown.clone()));
-
-    let mut failure = None;
-    while let Some(joined) = workers.join_next().await {
-        match joined {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                tracing::error!(%error, "An ActiveCampaign worker stopped; stopping the service.");
-                failure.get_or_insert(anyhow::Error::new(error));
-                shutdown.cancel();
-            }
-            Err(join_error) => {
-                failure.get_or_insert(anyhow::anyhow!("worker task failed: {join_error}"));
-                shutdown.cancel();
-            }
-        }
-    }
-    shutdown.cancel();
-    ops.await
-        .context("ops server task")?
-        .context("serving ops endpoints")?;
-    match failure {
-        Some(error) => Err(error),
-        None => Ok(()),
-    }
+    let ctx = (config, client, listener, shutdown);
+    serve_destinations(DestinationKind::Activecampaign, ctx, |config, stores| {
+        let timeout = Duration::from_millis(config.workers.request_timeout_ms);
+        config
+            .destinations
+            .activecampaign
+            .iter()
+            .map(|connection| {
+                ActiveCampaignDestination::new(
+                    config,
+                    connection,
+                    stores.links.clone(),
+                    stores.rate_limits.clone(),
+                    timeout,
+                )
+                .with_context(|| {
+                    format!("configuring ActiveCampaign connection {}", connection.name)
+                })
+            })
+            .collect()
+    })
+    .await
 }

@@ -36,6 +36,77 @@ fn a_bad_configuration_fails_at_start_with_file_key_and_reason() {
     );
 }
 
+/// The Zoho CRM and Pipedrive services run on the destination kit before their destinations
+/// exist: with no connection they serve health; a configured one stops them at start.
+#[tokio::test]
+async fn zoho_and_pipedrive_serve_health_and_refuse_a_configured_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "not-a-real-secret").expect("write secret");
+    let prefix = unique_prefix();
+    for (command, table, extra) in [
+        (
+            "zoho",
+            "zoho",
+            "accounts_url = \"http://127.0.0.1:1\"\napi_domain = \"http://127.0.0.1:1\"\n\
+             client_id = { file = SECRET }\nclient_secret = { file = SECRET }\nrefresh_token = { file = SECRET }",
+        ),
+        (
+            "pipedrive",
+            "pipedrive",
+            "base_url = \"http://127.0.0.1:1\"\napi_token = { file = SECRET }",
+        ),
+    ] {
+        let port = free_port();
+        let base = format!(
+            "[nats]\nurl = \"{}\"\nprefix = \"{prefix}\"\n[workers]\n{command}_listen = \"127.0.0.1:{port}\"\n",
+            ensure_nats()
+        );
+        let path = dir.path().join(format!("{command}.toml"));
+        std::fs::write(&path, &base).expect("write config");
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(&path)
+            .arg(command)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the service");
+        let http = reqwest::Client::new();
+        let ready = format!("http://127.0.0.1:{port}/readyz");
+        eventually(&format!("{command} to be ready"), Duration::from_secs(30), || async {
+            let response = http.get(&ready).send().await.ok()?;
+            response.status().is_success().then_some(())
+        })
+        .await;
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(child.wait().expect("wait").success(), "{command} stops cleanly");
+
+        let configured = format!(
+            "{base}[[destinations.{table}]]\nname = \"{table}-one\"\n{}\n",
+            extra.replace("SECRET", &format!("{:?}", secret.display().to_string()))
+        );
+        std::fs::write(&path, configured).expect("write config");
+        let output = Command::new(BIN)
+            .arg("--config")
+            .arg(&path)
+            .arg(command)
+            .output()
+            .expect("run the service");
+        assert!(!output.status.success(), "{command} must refuse the connection");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("destinations.{table}: connection \"{table}-one\""))
+                && stderr.contains("not available in this version"),
+            "{stderr}"
+        );
+    }
+    let nats = async_nats::connect(ensure_nats()).await.expect("nats");
+    billsync_e2e::remove_deployment(&nats, &prefix).await;
+}
+
 #[test]
 fn check_config_checks_sync_options_as_the_worker_would() {
     let dir = tempfile::tempdir().expect("tempdir");

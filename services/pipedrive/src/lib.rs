@@ -1,29 +1,34 @@
-//! The Pipedrive worker. This version only serves its health and metrics endpoints: the
-//! Pipedrive destination itself arrives in a later release, and configuring one fails at start.
+//! The Pipedrive worker, on the destination kit. This version runs no Pipedrive connection yet:
+//! the destination arrives in a later release, and configuring one fails at start with a
+//! message saying so. Without one it serves `/healthz`, `/readyz` and `/metrics`.
 
 use anyhow::bail;
 use billsync_config::Config;
-use billsync_telemetry::{serve_ops, Readiness};
+use billsync_events::DestinationKind;
+use billsync_worker::{serve_destinations, Unavailable};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Serves `/healthz`, `/readyz` and `/metrics` until `shutdown`.
+/// Serves health and metrics until `shutdown`; refuses configured Pipedrive connections.
 pub async fn run(
     config: Arc<Config>,
     client: async_nats::Client,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    if let Some(connection) = config.destinations.pipedrive.first() {
-        bail!(
-            "{}: destinations.pipedrive: connection {:?}: the Pipedrive destination is not available \
-             in this version of billsync; remove it or run a version that supports it",
-            config.origin.display(),
-            connection.name
-        );
-    }
-    tracing::info!("Pipedrive worker idle: no Pipedrive destinations are configured.");
-    serve_ops(listener, Readiness::new().nats(client), shutdown).await?;
-    Ok(())
+    let ctx = (config, client, listener, shutdown);
+    serve_destinations(DestinationKind::Pipedrive, ctx, |config, _stores| {
+        if let Some(connection) = config.destinations.pipedrive.first() {
+            bail!(
+                "{}: destinations.pipedrive: connection {:?}: the Pipedrive destination is not \
+                 available in this version of billsync; remove it or run a version that \
+                 supports it",
+                config.origin.display(),
+                connection.name
+            );
+        }
+        Ok(Vec::<Unavailable>::new())
+    })
+    .await
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The longest pause a vendor's `Retry-After` can impose on every replica: a hint of hours
 /// (a proxy's, or a typo) would otherwise park all writes of the account that long.
-pub const MAX_BACK_OFF: Duration = Duration::from_secs(300);
+pub const MAX_BACK_OFF: Duration = crate::retry_after::MAX_RETRY_AFTER;
 
 pub struct SharedRateLimiter {
     store: kv::Store,

@@ -70,6 +70,8 @@ pub trait Destination: Send + Sync + 'static {
         pass: Pass,
     ) -> impl Future<Output = Result<Delivered, DeliveryError>> + Send;
 
-    /// Checks that the CRM answers and the credentials work, for readiness.
-    fn healthcheck(&self) -> impl Future<Output = Result<(), String>> + Send;
+    /// One cheap authenticated call: whether the CRM accepts the credentials now. The
+    /// runtime calls it only while they are refused (see [`crate::ConnectionHealth`]), at
+    /// most every 30 s, to turn readiness back on without waiting for an event.
+    fn healthcheck(&self) -> impl Future<Output = Result<(), DeliveryError>> + Send;
 }

@@ -1,4 +1,6 @@
-//! The runtime every destination worker shares.
+//! The destination kit: the runtime every destination worker shares, and what each one
+//! would otherwise write again (service start-up, readiness on credentials, the KV record
+//! store).
 //!
 //! A worker owns one durable JetStream consumer per destination connection (plus one on
 //! the replay stream). Messages are dispatched to one queue per billing customer, so events
@@ -9,11 +11,17 @@
 //! operator ignored are skipped until an event shows them modified (seed 004).
 
 mod destination;
+mod health;
 mod lanes;
 mod retry;
 mod runtime;
+mod service;
+mod store;
 mod unreadable;
 
 pub use destination::{Delivered, DeliveryError, Destination, Pass};
+pub use health::{ConnectionHealth, PROBE_EVERY};
 pub use retry::RetrySchedule;
 pub use runtime::{run_worker, WorkerContext, WorkerError, IGNORED_REASON};
+pub use service::{serve_destinations, DestinationStores, Unavailable};
+pub use store::{kv_error, RecordStore, Versioned};

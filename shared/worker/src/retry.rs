@@ -18,7 +18,7 @@ impl RetrySchedule {
         Self {
             base: Duration::from_millis(500),
             max: Duration::from_secs(60),
-            max_retry_after: Duration::from_secs(300),
+            max_retry_after: billsync_bus::MAX_RETRY_AFTER,
             max_attempts,
         }
     }

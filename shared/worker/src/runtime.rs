@@ -1,6 +1,7 @@
 //! The consume → order → deliver → record → ack loop of one destination connection.
 
 use crate::destination::{Delivered, DeliveryError, Destination, Pass};
+use crate::health::ConnectionHealth;
 use crate::lanes::Lanes;
 use crate::retry::RetrySchedule;
 use crate::unreadable::{UnreadableMessage, UNREADABLE_EVENT_TYPE};
@@ -52,9 +53,11 @@ pub struct WorkerContext {
 }
 
 /// Consumes events for `destination` until shutdown, then finishes in-flight work.
+/// `health` learns from every delivery whether the CRM accepts the credentials.
 pub async fn run_worker<D: Destination>(
     destination: Arc<D>,
     ctx: WorkerContext,
+    health: Arc<ConnectionHealth>,
 ) -> Result<(), WorkerError> {
     let config = &ctx.config;
     let connection = destination.connection().to_string();
@@ -118,6 +121,7 @@ pub async fn run_worker<D: Destination>(
         schedule: RetrySchedule::new(config.workers.max_attempts),
         ack_wait,
         shutdown: ctx.shutdown.clone(),
+        health,
     });
     let work = {
         let processor = Arc::clone(&processor);
@@ -343,6 +347,7 @@ struct Processor<D> {
     schedule: RetrySchedule,
     ack_wait: Duration,
     shutdown: CancellationToken,
+    health: Arc<ConnectionHealth>,
 }
 
 /// How an event ended, for metrics and the ack decision.
@@ -529,7 +534,9 @@ impl<D: Destination> Processor<D> {
         let error = loop {
             attempt += 1;
             let pass = if job.replay { Pass::Replay } else { Pass::Live };
-            match self.destination.deliver(event, pass).await {
+            let delivered = self.destination.deliver(event, pass).await;
+            self.health.observe(&delivered);
+            match delivered {
                 Ok(delivered) => return self.record_success(event, &version_key, delivered).await,
                 Err(DeliveryError::Retryable {
                     message,
@@ -612,22 +619,25 @@ impl<D: Destination> Processor<D> {
                 return Settled::Retry(Duration::from_secs(5));
             }
         };
-        if let Err(error) = self.versions.put(version_key, version).await {
-            // The write is idempotent: applying it again after redelivery is harmless, while
-            // acking without the version would let an older event overwrite it.
-            tracing::warn!(%error, "Storing the applied version failed; the event will be re-applied.");
-            return Settled::Retry(Duration::from_secs(2));
-        }
         let (result, label) = match delivered {
             Delivered::Written { crm_id } => (OutcomeResult::Synced { crm_id }, "synced"),
             Delivered::NotApplicable { reason } => {
                 (OutcomeResult::Skipped { reason }, "not_applicable")
             }
         };
-        match self.publish_outcome(event, result).await {
-            Ok(()) => Settled::Ack(label),
-            Err(delay) => Settled::Retry(delay),
+        // The outcome before the version: once the version is saved, a redelivery is
+        // skipped as already applied, so an outcome lost after it (a failed publish, a crash
+        // in between) would leave the record's failure open for good. The other way round,
+        // a version lost after its outcome only makes the redelivery write again
+        // (idempotently) and publish an outcome the errors service already has.
+        if let Err(delay) = self.publish_outcome(event, result).await {
+            return Settled::Retry(delay);
         }
+        if let Err(error) = self.versions.put(version_key, version).await {
+            tracing::warn!(%error, "Storing the applied version failed; the event will be re-applied.");
+            return Settled::Retry(Duration::from_secs(2));
+        }
+        Settled::Ack(label)
     }
 
     async fn report_skip(&self, event: &BillingEventV1, reason: &str) -> Settled {

@@ -4,7 +4,7 @@ use super::rate_limit::RateLimiter;
 use super::types::*;
 use billsync_events::FailureClass;
 use billsync_worker::DeliveryError;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
@@ -795,14 +795,9 @@ pub(crate) fn describe(detail: &Value, body: &[u8]) -> String {
     }
 }
 
+/// `Retry-After`, clamped (a hint of `inf` or `1e20` once panicked the conversion).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
-    value
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| *s >= 0.0)
-        .map(Duration::from_secs_f64)
+    billsync_bus::retry_after_header(headers, std::time::SystemTime::now())
 }
 
 pub(super) fn transport_error(error: reqwest::Error) -> DeliveryError {
@@ -837,6 +832,7 @@ pub(crate) fn urlencode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reqwest::header::RETRY_AFTER;
 
     #[test]
     fn a_success_status_with_an_errors_body_is_a_refusal() {
@@ -938,6 +934,20 @@ mod tests {
                 assert_eq!(retry_after, Some(Duration::from_secs(7)))
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_huge_retry_after_is_clamped_not_a_panic() {
+        for hint in ["1e20", "inf"] {
+            let mut headers = HeaderMap::new();
+            headers.insert(RETRY_AFTER, hint.parse().expect("header"));
+            match classify(StatusCode::TOO_MANY_REQUESTS, &headers, b"") {
+                Err(DeliveryError::Retryable { retry_after, .. }) => {
+                    assert_eq!(retry_after, Some(billsync_bus::MAX_RETRY_AFTER), "{hint}")
+                }
+                other => panic!("{other:?}"),
+            }
         }
     }
 }

@@ -127,16 +127,9 @@ fn classify_error(
     })
 }
 
-/// `Retry-After` in seconds; Chargebee does not send HTTP dates.
+/// `Retry-After` (Chargebee sends seconds), clamped.
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+    billsync_bus::retry_after_header(headers, std::time::SystemTime::now())
 }
 
 /// The client of one Chargebee site; cheap to clone (clones share the rate limiter).

@@ -4,7 +4,7 @@
 
 use super::StripeResource;
 use rand::Rng;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -291,12 +291,8 @@ fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Attempt {
         .get("stripe-should-retry")
         .and_then(|v| v.to_str().ok())
         .map(|v| v.eq_ignore_ascii_case("true"));
-    let retry_after = headers
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|secs| secs.is_finite() && *secs >= 0.0)
-        .map(Duration::from_secs_f64);
+    // Clamped: `1e20` once passed the finiteness check and panicked the conversion.
+    let retry_after = billsync_bus::retry_after_header(headers, std::time::SystemTime::now());
     let transient = status == StatusCode::TOO_MANY_REQUESTS
         || status.is_server_error()
         || status == StatusCode::CONFLICT
@@ -507,6 +503,17 @@ mod tests {
         assert!(matches!(
             classify(StatusCode::BAD_REQUEST, &headers, body),
             Attempt::Retry { .. }
+        ));
+    }
+
+    #[test]
+    fn a_huge_retry_after_is_clamped_not_a_panic() {
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", "1e20".parse().unwrap());
+        let body = br#"{"error":{"type":"rate_limit_error","message":"slow down"}}"#;
+        assert!(matches!(
+            classify(StatusCode::TOO_MANY_REQUESTS, &headers, body),
+            Attempt::Retry { retry_after: Some(wait), .. } if wait == billsync_bus::MAX_RETRY_AFTER
         ));
     }
 }
