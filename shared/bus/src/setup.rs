@@ -287,10 +287,43 @@ impl Topology {
             max_deliver: -1,
             ..Default::default()
         };
-        handle
-            .get_or_create_consumer(name, config)
+        let consumer: consumer::PullConsumer = handle
+            .get_or_create_consumer(name, config.clone())
             .await
-            .map_err(|e| err(e.into()))
+            .map_err(|e| err(e.into()))?;
+        let existing = &consumer.cached_info().config;
+        let differs =
+            |c: &consumer::Config| c.ack_wait != ack_wait || c.max_ack_pending != max_ack_pending;
+        if !differs(existing) {
+            return Ok(consumer);
+        }
+        // The worker times its progress acks and writer claims by the configured ack_wait:
+        // a consumer left with an older one would redeliver events still being written.
+        tracing::info!(
+            consumer = name,
+            ack_wait_was = ?existing.ack_wait,
+            max_ack_pending_was = existing.max_ack_pending,
+            ?ack_wait,
+            max_ack_pending,
+            "Updating the consumer to the configured ack_wait and max_in_flight."
+        );
+        let updated: consumer::PullConsumer = handle
+            .create_consumer(config)
+            .await
+            .map_err(|e| err(e.into()))?;
+        let now = &updated.cached_info().config;
+        if differs(now) {
+            return Err(err(format!(
+                "the consumer keeps ack_wait {:?} and max_ack_pending {} while the \
+                 configuration asks for {ack_wait:?} and {max_ack_pending} \
+                 (workers.ack_wait_secs, workers.max_in_flight); delete the consumer \
+                 (`nats consumer rm {stream} {name}`) while the workers are stopped, and \
+                 start them again",
+                now.ack_wait, now.max_ack_pending
+            )
+            .into()));
+        }
+        Ok(updated)
     }
 
     /// Opens (creating if needed) a key-value bucket.

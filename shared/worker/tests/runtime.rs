@@ -59,9 +59,15 @@ struct Harness {
 
 impl Harness {
     async fn new() -> Harness {
+        Self::with_ack_wait(None, 5).await
+    }
+
+    /// A harness on `prefix` (a fresh one when `None`) with `workers.ack_wait_secs`.
+    async fn with_ack_wait(prefix: Option<String>, ack_wait_secs: u64) -> Harness {
         let url = std::env::var("BILLSYNC_TEST_NATS_URL")
             .unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-        let prefix = format!("w{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let prefix = prefix
+            .unwrap_or_else(|| format!("w{}", &uuid::Uuid::new_v4().simple().to_string()[..10]));
         let dir = std::env::temp_dir().join(format!("{prefix}-secret"));
         std::fs::write(&dir, "whsec_runtime").expect("secret");
         let text = format!(
@@ -72,7 +78,7 @@ prefix = "{prefix}"
 retention_days = 1
 [workers]
 max_attempts = 3
-ack_wait_secs = 5
+ack_wait_secs = {ack_wait_secs}
 [[sources.stripe]]
 name = "stripe-rt"
 webhook_secrets = [{{ file = "{secret}" }}]
@@ -285,4 +291,54 @@ async fn one_customers_events_apply_in_order_and_repeats_are_skipped() {
     let expected: Vec<String> = (1..=20).map(|i| format!("evt_{i}")).collect();
     assert_eq!(delivered, expected);
     harness.stop(worker).await;
+}
+
+/// 4c: the consumer existed, so a changed `ack_wait_secs` never reached JetStream while the
+/// worker timed its progress acks and claims by the new value.
+#[tokio::test]
+async fn a_changed_ack_wait_reaches_the_consumer() {
+    let first = Harness::new().await;
+    let crm = || {
+        Arc::new(FakeCrm {
+            delivered: Mutex::new(Vec::new()),
+            on_deliver: Box::new(|_| {}),
+        })
+    };
+    let worker = first.start(crm());
+    let consumer_ack_wait = |harness: &Harness| {
+        let (js, topology) = (harness.js.clone(), harness.topology.clone());
+        async move {
+            let stream = js.get_stream(topology.events_stream()).await.ok()?;
+            let mut consumer = stream
+                .get_consumer::<jetstream::consumer::pull::Config>(
+                    &topology.worker_consumer("fake-crm"),
+                )
+                .await
+                .ok()?;
+            Some(consumer.info().await.ok()?.config.ack_wait)
+        }
+    };
+    eventually("the consumer", Duration::from_secs(10), async || {
+        consumer_ack_wait(&first)
+            .await
+            .filter(|w| *w == Duration::from_secs(5))
+    })
+    .await;
+    first.shutdown.cancel();
+    worker.await.expect("worker");
+
+    let prefix = first.topology.prefix().to_string();
+    let second = Harness::with_ack_wait(Some(prefix), 9).await;
+    let worker = second.start(crm());
+    eventually(
+        "ack_wait 9 s on the consumer",
+        Duration::from_secs(10),
+        async || {
+            consumer_ack_wait(&second)
+                .await
+                .filter(|w| *w == Duration::from_secs(9))
+        },
+    )
+    .await;
+    second.stop(worker).await;
 }
