@@ -4,11 +4,8 @@
 
 use crate::api::types::{Contact, ContactInput, FieldValueInput};
 use crate::api::ActiveCampaignClient;
-use crate::records;
-use async_nats::jetstream::kv;
-use billsync_bus::Topology;
-use billsync_events::{BillingEventV1, DestinationKind, FailureClass, RecordVersion};
-use billsync_worker::{DeliveryError, Pass};
+use billsync_events::{BillingEventV1, FailureClass, RecordVersion};
+use billsync_worker::{DeliveryError, Pass, RecordStore, Versioned};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -86,8 +83,8 @@ pub const UNCHANGED_FOR_SECS: i64 = 3600;
 
 pub struct ContactBook {
     pub client: ActiveCampaignClient,
-    connection: String,
-    kv: kv::Store,
+    /// Links, email claims and applied tags, under the destination connection.
+    records: RecordStore,
     /// Custom field title → id, loaded on first use.
     fields: Mutex<Option<HashMap<String, String>>>,
 }
@@ -117,41 +114,30 @@ impl<'a> CustomerRef<'a> {
 }
 
 impl ContactBook {
-    pub fn new(client: ActiveCampaignClient, connection: &str, kv: kv::Store) -> Self {
+    pub fn new(client: ActiveCampaignClient, records: RecordStore) -> Self {
         Self {
             client,
-            connection: connection.to_string(),
-            kv,
+            records,
             fields: Mutex::new(None),
         }
     }
 
-    fn key(&self, record: &str) -> String {
-        Topology::record_kv_key(DestinationKind::Activecampaign, &self.connection, record)
-    }
-
-    fn link_key(&self, customer: &CustomerRef<'_>) -> String {
-        self.key(&customer.label())
-    }
-
-    /// Emails are hashed into the key: KV keys cannot hold `@`, and a hash keeps them short.
-    fn email_key(&self, email: &str) -> String {
+    /// Emails are hashed into the record's name: KV keys cannot hold `@`, and a hash keeps
+    /// them short.
+    fn email_record(email: &str) -> String {
         let digest = Sha256::digest(email.trim().to_lowercase().as_bytes());
-        self.key(&format!("email/{}", &hex::encode(digest)[..32]))
+        format!("email/{}", &hex::encode(digest)[..32])
     }
 
     /// The tags billsync has put on a contact, so an event type seen before costs no call.
     /// A tag an ActiveCampaign user removes by hand is therefore not put back by a later
     /// event of the same type.
     pub async fn applied_tags(&self, contact_id: &str) -> Result<Vec<String>, DeliveryError> {
-        let stored = self
-            .kv
-            .get(self.key(&format!("contact-tags/{contact_id}")))
-            .await
-            .map_err(kv_error)?;
-        Ok(stored
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default())
+        let tags = self
+            .records
+            .get(&format!("contact-tags/{contact_id}"))
+            .await?;
+        Ok(tags.unwrap_or_default())
     }
 
     pub async fn save_applied_tags(
@@ -159,35 +145,16 @@ impl ContactBook {
         contact_id: &str,
         tags: &[String],
     ) -> Result<(), DeliveryError> {
-        let bytes = serde_json::to_vec(tags).expect("tags encode");
-        self.kv
-            .put(
-                self.key(&format!("contact-tags/{contact_id}")),
-                bytes.into(),
-            )
+        self.records
+            .put(&format!("contact-tags/{contact_id}"), &tags)
             .await
-            .map_err(kv_error)?;
-        Ok(())
     }
 
     pub async fn link(
         &self,
         customer: &CustomerRef<'_>,
     ) -> Result<Option<ContactLink>, DeliveryError> {
-        let stored = self
-            .kv
-            .get(self.link_key(customer))
-            .await
-            .map_err(kv_error)?;
-        Ok(stored.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
-    }
-
-    /// The customer's link and the KV revision it was read at (`None`: there was none).
-    async fn link_versioned(
-        &self,
-        customer: &CustomerRef<'_>,
-    ) -> Result<(Option<ContactLink>, Option<u64>), DeliveryError> {
-        records::load_versioned(&self.kv, &self.link_key(customer)).await
+        self.records.get(&customer.label()).await
     }
 
     /// Saves the link only if nobody saved it since it was read at `revision`: two
@@ -205,22 +172,10 @@ impl ContactBook {
                 customer.label()
             )
         };
-        records::save_if_unchanged(&self.kv, &self.link_key(customer), link, revision, conflict)
+        self.records
+            .save_if_unchanged(&customer.label(), link, revision, conflict)
             .await
             .map(|_| ())
-    }
-
-    async fn save_link(
-        &self,
-        customer: &CustomerRef<'_>,
-        link: &ContactLink,
-    ) -> Result<(), DeliveryError> {
-        let bytes = serde_json::to_vec(link).expect("a link always encodes");
-        self.kv
-            .put(self.link_key(customer), bytes.into())
-            .await
-            .map_err(kv_error)?;
-        Ok(())
     }
 
     pub async fn forget(
@@ -228,10 +183,7 @@ impl ContactBook {
         customer: &CustomerRef<'_>,
         email: Option<&str>,
     ) -> Result<(), DeliveryError> {
-        self.kv
-            .delete(self.link_key(customer))
-            .await
-            .map_err(kv_error)?;
+        self.records.delete(&customer.label()).await?;
         if let Some(email) = email {
             self.release_email(customer, email).await?;
         }
@@ -245,38 +197,31 @@ impl ContactBook {
         customer: &CustomerRef<'_>,
         email: &str,
     ) -> Result<(), DeliveryError> {
-        let key = self.email_key(email);
+        let record = Self::email_record(email);
         let me = customer.label();
-        match self.kv.create(&key, me.clone().into_bytes().into()).await {
-            Ok(_) => Ok(()),
-            Err(_) => {
-                let owner = self.kv.get(&key).await.map_err(kv_error)?;
-                let owner = owner
-                    .map(|b| String::from_utf8_lossy(&b).to_string())
-                    .unwrap_or_default();
-                if owner == me || owner.is_empty() {
-                    if owner.is_empty() {
-                        self.kv
-                            .put(&key, me.into_bytes().into())
-                            .await
-                            .map_err(kv_error)?;
-                    }
-                    return Ok(());
-                }
-                let other = owner.rsplit('/').next().unwrap_or(&owner).to_string();
-                Err(DeliveryError::permanent(
-                    FailureClass::Rejected,
-                    format!(
-                        "{} customers {other} and {} share the email {email}; ActiveCampaign keeps \
-                         one contact per email, so billsync will not merge them. Give one of them \
-                         another email in {}, then retry",
-                        capitalised(customer.source),
-                        customer.customer_id,
-                        capitalised(customer.source),
-                    ),
-                ))
-            }
+        if self.records.create_text(&record, &me).await? {
+            return Ok(());
         }
+        let owner = self.records.get_text(&record).await?.unwrap_or_default();
+        if owner.is_empty() {
+            self.records.put_text(&record, &me).await?;
+            return Ok(());
+        }
+        if owner == me {
+            return Ok(());
+        }
+        let other = owner.rsplit('/').next().unwrap_or(&owner).to_string();
+        Err(DeliveryError::permanent(
+            FailureClass::Rejected,
+            format!(
+                "{} customers {other} and {} share the email {email}; ActiveCampaign keeps \
+                 one contact per email, so billsync will not merge them. Give one of them \
+                 another email in {}, then retry",
+                capitalised(customer.source),
+                customer.customer_id,
+                capitalised(customer.source),
+            ),
+        ))
     }
 
     /// The customer id of another customer holding `email`, if one does.
@@ -286,11 +231,9 @@ impl ContactBook {
         email: &str,
     ) -> Result<Option<String>, DeliveryError> {
         let owner = self
-            .kv
-            .get(self.email_key(email))
-            .await
-            .map_err(kv_error)?
-            .map(|b| String::from_utf8_lossy(&b).to_string())
+            .records
+            .get_text(&Self::email_record(email))
+            .await?
             .filter(|owner| !owner.is_empty() && *owner != customer.label());
         Ok(owner.map(|o| o.rsplit('/').next().unwrap_or(&o).to_string()))
     }
@@ -300,11 +243,9 @@ impl ContactBook {
         customer: &CustomerRef<'_>,
         email: &str,
     ) -> Result<(), DeliveryError> {
-        let key = self.email_key(email);
-        if let Some(owner) = self.kv.get(&key).await.map_err(kv_error)? {
-            if owner.as_ref() == customer.label().as_bytes() {
-                self.kv.delete(&key).await.map_err(kv_error)?;
-            }
+        let record = Self::email_record(email);
+        if self.records.get_text(&record).await? == Some(customer.label()) {
+            self.records.delete(&record).await?;
         }
         Ok(())
     }
@@ -337,7 +278,10 @@ impl ContactBook {
                 ),
             )
         })?;
-        let (previous, revision) = self.link_versioned(customer).await?;
+        let Versioned {
+            value: previous,
+            revision,
+        } = self.records.load::<ContactLink>(&customer.label()).await?;
         if let (Some(previous), Some(version), false) = (&previous, version, own_data) {
             if previous
                 .data_version
@@ -462,7 +406,7 @@ impl ContactBook {
     pub async fn resync(&self, customer: &CustomerRef<'_>) -> Result<(), DeliveryError> {
         if let Some(mut link) = self.link(customer).await? {
             if link.synced.take().is_some() {
-                self.save_link(customer, &link).await?;
+                self.records.put(&customer.label(), &link).await?;
             }
         }
         Ok(())
@@ -566,14 +510,5 @@ fn capitalised(source: &str) -> String {
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
         None => String::new(),
-    }
-}
-
-/// A NATS KV failure: transient, so the event is retried rather than recorded as failed.
-pub(crate) fn kv_error(error: impl std::fmt::Display) -> DeliveryError {
-    DeliveryError::Retryable {
-        message: format!("billsync's key-value store (NATS KV) is unavailable: {error}"),
-        retry_after: None,
-        http_status: None,
     }
 }

@@ -2,18 +2,17 @@
 
 use crate::api::{ActiveCampaignClient, EventTracker};
 use crate::chargebee::{self, CustomerSubscriptions, OnCustomerDeleted};
-use crate::contacts::{kv_error, ContactBook, CustomerRef, MissingFields, UpsertRules};
+use crate::contacts::{ContactBook, CustomerRef, MissingFields, UpsertRules};
 use crate::ecommerce::{EcomBook, EcomCustomerRef, OrderWrite};
 use crate::error::StartError;
 use crate::options::SyncOptions;
 use crate::stripe;
 use crate::stripe_orders::{self, DeepData, OrderSources};
 use async_nats::jetstream::kv;
-use billsync_bus::Topology;
 use billsync_config::{ActiveCampaignConnection, Config, ConnectionKind, SyncConfig};
 use billsync_events::{BillingEventV1, DestinationKind, FailureClass, ObjectKind, SourceKind};
 use billsync_mapping::Mapping;
-use billsync_worker::{Delivered, DeliveryError, Destination, Pass};
+use billsync_worker::{Delivered, DeliveryError, Destination, Pass, RecordStore};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -23,7 +22,8 @@ pub struct ActiveCampaignDestination {
     contacts: ContactBook,
     /// Deep data: e-commerce connections, customers and orders.
     ecommerce: EcomBook,
-    kv: kv::Store,
+    /// What billsync remembers of this connection's records (Chargebee subscriptions here).
+    records: RecordStore,
     /// How each source connection feeding this destination is applied.
     syncs: HashMap<String, SyncRules>,
 }
@@ -137,11 +137,12 @@ impl ActiveCampaignDestination {
             &account_rate_key(&connection.base_url),
             connection.requests_per_second,
         ));
+        let records = RecordStore::new(kv, DestinationKind::Activecampaign, &connection.name);
         Ok(Self {
             name: connection.name.clone(),
-            contacts: ContactBook::new(client, &connection.name, kv.clone()),
-            ecommerce: EcomBook::new(&connection.name, kv.clone()),
-            kv,
+            contacts: ContactBook::new(client, records.clone()),
+            ecommerce: EcomBook::new(records.clone()),
+            records,
             syncs,
         })
     }
@@ -457,21 +458,14 @@ impl ActiveCampaignDestination {
         customer: &Value,
     ) -> Result<CustomerSubscriptions, DeliveryError> {
         let record = format!("chargebee/{}/subscriptions/{customer_id}", event.connection);
-        let key = Topology::record_kv_key(DestinationKind::Activecampaign, &self.name, &record);
-        let stored: Option<CustomerSubscriptions> = self
-            .kv
-            .get(&key)
-            .await
-            .map_err(kv_error)?
-            .and_then(|b| serde_json::from_slice(&b).ok());
+        let stored: Option<CustomerSubscriptions> = self.records.get(&record).await?;
         let mut seen = stored.clone().unwrap_or_default();
         seen.record_customer(customer, chargebee::is_deletion(event));
         if event.object == ObjectKind::Subscription {
             seen.record(&event.data, event.event_type == "subscription_deleted");
         }
         if stored.as_ref() != Some(&seen) {
-            let bytes = serde_json::to_vec(&seen).expect("subscriptions encode");
-            self.kv.put(&key, bytes.into()).await.map_err(kv_error)?;
+            self.records.put(&record, &seen).await?;
         }
         Ok(seen)
     }

@@ -18,13 +18,9 @@
 
 use crate::api::types::{ConnectionInput, EcomCustomerInput, EcomOrderInput};
 use crate::api::{ActiveCampaignClient, Prior};
-use crate::contacts::kv_error;
-use crate::records;
 use crate::stripe_orders::PlannedOrder;
-use async_nats::jetstream::kv;
-use billsync_bus::Topology;
-use billsync_events::{BillingEventV1, DestinationKind};
-use billsync_worker::{DeliveryError, Pass};
+use billsync_events::BillingEventV1;
+use billsync_worker::{DeliveryError, Pass, RecordStore, Versioned};
 use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -36,9 +32,8 @@ const STRIPE_LOGO: &str = "https://stripe.com/img/v3/home/twitter.png";
 const STRIPE_DASHBOARD: &str = "https://dashboard.stripe.com";
 
 pub struct EcomBook {
-    /// The destination connection's name, the first part of every key.
-    destination: String,
-    kv: kv::Store,
+    /// Deep data records, under the destination connection.
+    records: RecordStore,
     /// Source connection → AC connection id.
     connections: Mutex<HashMap<String, String>>,
 }
@@ -141,40 +136,25 @@ pub enum OrderWrite {
 }
 
 impl EcomBook {
-    pub fn new(destination: &str, kv: kv::Store) -> Self {
+    pub fn new(records: RecordStore) -> Self {
         Self {
-            destination: destination.to_string(),
-            kv,
+            records,
             connections: Mutex::new(HashMap::new()),
         }
     }
 
+    /// The name of a record of Stripe connection `source_connection`.
     fn key(&self, source_connection: &str, record: &str) -> String {
-        Topology::record_kv_key(
-            DestinationKind::Activecampaign,
-            &self.destination,
-            &format!("stripe/{source_connection}/{record}"),
-        )
-    }
-
-    async fn load<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, DeliveryError> {
-        let stored = self.kv.get(key).await.map_err(kv_error)?;
-        Ok(stored.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
-    }
-
-    async fn save<T: Serialize>(&self, key: &str, value: &T) -> Result<(), DeliveryError> {
-        let bytes = serde_json::to_vec(value).expect("a record always encodes");
-        self.kv.put(key, bytes.into()).await.map_err(kv_error)?;
-        Ok(())
+        format!("stripe/{source_connection}/{record}")
     }
 
     /// A record with the KV revision it was read at (default and `None`: there was none).
     async fn load_versioned<T: DeserializeOwned + Default>(
         &self,
-        key: &str,
+        record: &str,
     ) -> Result<(T, Option<u64>), DeliveryError> {
-        let (record, revision) = records::load_versioned(&self.kv, key).await?;
-        Ok((record.unwrap_or_default(), revision))
+        let Versioned { value, revision } = self.records.load(record).await?;
+        Ok((value.unwrap_or_default(), revision))
     }
 
     /// Saves a record only if nobody saved it since it was read at `revision`. Replicas may
@@ -183,17 +163,20 @@ impl EcomBook {
     /// refund always win. Returns the record's new revision.
     async fn save_if_unchanged<T: Serialize>(
         &self,
-        key: &str,
+        record: &str,
         value: &T,
         revision: Option<u64>,
     ) -> Result<u64, DeliveryError> {
-        records::save_if_unchanged(&self.kv, key, value, revision, || {
+        let conflict = || {
             format!(
-                "another worker changed billsync's record {key} at the same time; applying the \
-                 event again"
+                "another worker changed billsync's record {} at the same time; applying the \
+                 event again",
+                self.records.key(record)
             )
-        })
-        .await
+        };
+        self.records
+            .save_if_unchanged(record, value, revision, conflict)
+            .await
     }
 
     /// The AC connection of Stripe connection `source_connection`: service `stripe`,
@@ -264,7 +247,7 @@ impl EcomBook {
             self.customer_key(customer),
             self.customer_key_of(customer, "ecom_customer_created"),
         ] {
-            self.kv.delete(&key).await.map_err(kv_error)?;
+            self.records.delete(&key).await?;
         }
         Ok(())
     }
@@ -293,7 +276,7 @@ impl EcomBook {
         customer: &EcomCustomerRef<'_>,
     ) -> Result<String, DeliveryError> {
         let key = self.customer_key(customer);
-        let known: Option<CustomerRecord> = self.load(&key).await?;
+        let known: Option<CustomerRecord> = self.records.get(&key).await?;
         let marketing = customer
             .accepts_marketing
             .map(|yes| if yes { "1" } else { "0" });
@@ -338,14 +321,10 @@ impl EcomBook {
             }
             None => {
                 let started = self.customer_key_of(customer, "ecom_customer_created");
-                let prior = match self
-                    .kv
-                    .create(&started, connection_id.to_string().into())
-                    .await
-                {
-                    Ok(_) => Prior::None,
-                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Prior::Unknown,
-                    Err(e) => return Err(kv_error(e)),
+                let prior = if self.records.create_text(&started, connection_id).await? {
+                    Prior::None
+                } else {
+                    Prior::Unknown
                 };
                 let (found, created) = client.ensure_ecom_customer(input.clone(), prior).await?;
                 if !created
@@ -362,7 +341,7 @@ impl EcomBook {
                 }
             }
         };
-        self.save(&key, &record).await?;
+        self.records.put(&key, &record).await?;
         Ok(record.id)
     }
 
@@ -487,7 +466,11 @@ impl EcomBook {
     /// nor when a newer event of the same object was (a replay of old events must not start
     /// automations again; AC cannot take a tracked event back).
     pub async fn needs_tracking(&self, event: &BillingEventV1) -> Result<bool, DeliveryError> {
-        let record: TrackRecord = self.load(&self.track_key(event)).await?.unwrap_or_default();
+        let record: TrackRecord = self
+            .records
+            .get(&self.track_key(event))
+            .await?
+            .unwrap_or_default();
         let position = event.version.position;
         Ok(position > record.position
             || (position == record.position && !record.events.contains(&event.id)))

@@ -10,7 +10,6 @@ mod destination;
 mod ecommerce;
 mod error;
 mod options;
-mod records;
 mod stripe;
 mod stripe_orders;
 
@@ -33,26 +32,32 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let ctx = (config, client, listener, shutdown);
-    serve_destinations(DestinationKind::Activecampaign, ctx, |config, stores| {
-        let timeout = Duration::from_millis(config.workers.request_timeout_ms);
-        config
-            .destinations
-            .activecampaign
-            .iter()
-            .map(|connection| {
-                ActiveCampaignDestination::new(
-                    config,
-                    connection,
-                    stores.links.clone(),
-                    stores.rate_limits.clone(),
-                    timeout,
-                )
-                .with_context(|| {
-                    format!("configuring ActiveCampaign connection {}", connection.name)
+    serve_destinations(
+        DestinationKind::Activecampaign,
+        config,
+        client,
+        listener,
+        shutdown,
+        |config, stores| {
+            let timeout = Duration::from_millis(config.workers.request_timeout_ms);
+            config
+                .destinations
+                .activecampaign
+                .iter()
+                .map(|connection| {
+                    ActiveCampaignDestination::new(
+                        config,
+                        connection,
+                        stores.links.clone(),
+                        stores.rate_limits.clone(),
+                        timeout,
+                    )
+                    .with_context(|| {
+                        format!("configuring ActiveCampaign connection {}", connection.name)
+                    })
                 })
-            })
-            .collect()
-    })
+                .collect()
+        },
+    )
     .await
 }

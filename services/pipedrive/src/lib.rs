@@ -2,7 +2,6 @@
 //! the destination arrives in a later release, and configuring one fails at start with a
 //! message saying so. Without one it serves `/healthz`, `/readyz` and `/metrics`.
 
-use anyhow::bail;
 use billsync_config::Config;
 use billsync_events::DestinationKind;
 use billsync_worker::{serve_destinations, Unavailable};
@@ -17,18 +16,13 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let ctx = (config, client, listener, shutdown);
-    serve_destinations(DestinationKind::Pipedrive, ctx, |config, _stores| {
-        if let Some(connection) = config.destinations.pipedrive.first() {
-            bail!(
-                "{}: destinations.pipedrive: connection {:?}: the Pipedrive destination is not \
-                 available in this version of billsync; remove it or run a version that \
-                 supports it",
-                config.origin.display(),
-                connection.name
-            );
-        }
-        Ok(Vec::<Unavailable>::new())
-    })
+    serve_destinations(
+        DestinationKind::Pipedrive,
+        config,
+        client,
+        listener,
+        shutdown,
+        |config, _stores| Unavailable::refuse(config, DestinationKind::Pipedrive, "Pipedrive"),
+    )
     .await
 }

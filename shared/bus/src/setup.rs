@@ -326,6 +326,17 @@ impl Topology {
         Ok(updated)
     }
 
+    /// Deletes every stream and bucket of the deployment, ignoring those already gone: what
+    /// a test leaves behind on a shared server, or a deliberate teardown.
+    pub async fn remove_all(&self, js: &jetstream::Context) {
+        for stream in self.streams() {
+            let _ = js.delete_stream(stream).await;
+        }
+        for bucket in self.buckets() {
+            let _ = js.delete_key_value(bucket).await;
+        }
+    }
+
     /// Opens (creating if needed) a key-value bucket.
     ///
     /// The bucket's stream is declared here rather than by `create_key_value`, which first

@@ -139,7 +139,7 @@ impl Topology {
         format!("{}_ignores", self.prefix)
     }
 
-    /// Every stream of the deployment, for tools that remove one (tests, teardown).
+    /// Every stream of the deployment (see [`Topology::remove_all`]).
     pub fn streams(&self) -> [String; 3] {
         [
             self.events_stream(),

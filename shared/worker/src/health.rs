@@ -72,7 +72,7 @@ impl ConnectionHealth {
     /// Why the connection is not ready, if it is not. While refused, probes the CRM with the
     /// destination's `healthcheck` at most once per [`PROBE_EVERY`].
     pub async fn check<D: Destination>(&self, destination: &D) -> Result<(), String> {
-        let due = {
+        let refusal = {
             let mut state = self.state();
             let Some(reason) = state.refused.clone() else {
                 return Ok(());
@@ -93,20 +93,16 @@ impl ConnectionHealth {
                 Ok(())
             }
             Err(error) => {
+                // A probe that fails otherwise (a timeout) keeps the refusal's reason.
                 let reason = if error.refuses_credentials() {
                     error.to_string()
                 } else {
-                    due
+                    refusal
                 };
                 self.state().refused = Some(reason.clone());
                 Err(format!("connection {}: {reason}", destination.connection()))
             }
         }
-    }
-
-    /// Whether the credentials were last seen refused (for tests and status).
-    pub fn refused(&self) -> Option<String> {
-        self.state().refused.clone()
     }
 }
 

@@ -33,42 +33,31 @@ pub struct DestinationStores {
 /// error stops the start with its context, naming the file, key and reason).
 pub async fn serve_destinations<D, B>(
     kind: DestinationKind,
-    (config, client, listener, shutdown): (
-        Arc<Config>,
-        async_nats::Client,
-        TcpListener,
-        CancellationToken,
-    ),
+    config: Arc<Config>,
+    client: async_nats::Client,
+    listener: TcpListener,
+    shutdown: CancellationToken,
     build: B,
 ) -> anyhow::Result<()>
 where
     D: Destination,
     B: FnOnce(&Arc<Config>, &DestinationStores) -> anyhow::Result<Vec<D>>,
 {
-    let topology = Topology::new(&config.nats.prefix);
-    let js = jetstream::new(client.clone());
-    let settings = StreamSettings::from(&config.nats);
-    let links = topology
-        .ensure_bucket(&js, topology.links_bucket(), &settings, Duration::ZERO)
-        .await
-        .context("opening the links bucket")?;
-    let rate_limits = topology
-        .ensure_bucket(
-            &js,
-            topology.rate_limits_bucket(),
-            &settings,
-            Duration::ZERO,
-        )
-        .await
-        .context("opening the rate limits bucket")?;
-    let stores = DestinationStores { links, rate_limits };
-    let destinations: Vec<(Arc<D>, Arc<ConnectionHealth>)> = build(&config, &stores)?
-        .into_iter()
-        .map(|d| (Arc::new(d), ConnectionHealth::new()))
-        .collect();
-    if destinations.is_empty() {
+    let configured = config
+        .destination_connections()
+        .iter()
+        .any(|(of, _)| *of == kind);
+    // A service with no connection of its kind touches no bucket: it only serves health.
+    let destinations: Vec<(Arc<D>, Arc<ConnectionHealth>)> = if configured {
+        let stores = open_stores(&config, &client).await?;
+        build(&config, &stores)?
+            .into_iter()
+            .map(|d| (Arc::new(d), ConnectionHealth::new()))
+            .collect()
+    } else {
         tracing::info!(destination = %kind, "No connections of this destination are configured; serving health and metrics only.");
-    }
+        Vec::new()
+    };
 
     let checked = destinations.clone();
     let readiness = Readiness::new()
@@ -116,9 +105,55 @@ where
     }
 }
 
+async fn open_stores(
+    config: &Config,
+    client: &async_nats::Client,
+) -> anyhow::Result<DestinationStores> {
+    let topology = Topology::new(&config.nats.prefix);
+    let js = jetstream::new(client.clone());
+    let settings = StreamSettings::from(&config.nats);
+    let links = topology
+        .ensure_bucket(&js, topology.links_bucket(), &settings, Duration::ZERO)
+        .await
+        .context("opening the links bucket")?;
+    let rate_limits = topology
+        .ensure_bucket(
+            &js,
+            topology.rate_limits_bucket(),
+            &settings,
+            Duration::ZERO,
+        )
+        .await
+        .context("opening the rate limits bucket")?;
+    Ok(DestinationStores { links, rate_limits })
+}
+
 /// The destination of a service whose CRM this version cannot write to yet: it has no
 /// values, so a service built on it runs no worker loop and only serves health and metrics.
 pub enum Unavailable {}
+
+impl Unavailable {
+    /// The `build` of such a service, called only when the configuration has connections
+    /// of `kind`: an error naming the file, the key, the first connection and what to do.
+    pub fn refuse(
+        config: &Config,
+        kind: DestinationKind,
+        product: &str,
+    ) -> anyhow::Result<Vec<Unavailable>> {
+        let connections = config.destination_connections();
+        let names = connections.iter().filter(|(of, _)| *of == kind);
+        match names.map(|(_, name)| name).next() {
+            None => Ok(Vec::new()),
+            Some(name) => anyhow::bail!(
+                "{}: destinations.{kind}: connection {name:?}: the {product} destination is \
+                 not available in this version of billsync; remove it or run a version that \
+                 supports it",
+                config.origin.display(),
+                kind = kind.as_str(),
+            ),
+        }
+    }
+}
 
 impl Destination for Unavailable {
     fn kind(&self) -> DestinationKind {

@@ -111,14 +111,29 @@ impl RecordStore {
         }
     }
 
-    /// Creates the record only if absent: true when this call created it. Markers such as
-    /// "a create of this CRM record has started" are set this way.
-    pub async fn create<T: Serialize>(
-        &self,
-        record: &str,
-        value: &T,
-    ) -> Result<bool, DeliveryError> {
-        match self.kv.create(self.key(record), encode(value).into()).await {
+    /// A record kept as plain text (an owner's name, an id), not JSON.
+    pub async fn get_text(&self, record: &str) -> Result<Option<String>, DeliveryError> {
+        let stored = self.kv.get(self.key(record)).await.map_err(kv_error)?;
+        Ok(stored.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    pub async fn put_text(&self, record: &str, text: &str) -> Result<(), DeliveryError> {
+        self.kv
+            .put(self.key(record), text.to_owned().into_bytes().into())
+            .await
+            .map_err(kv_error)?;
+        Ok(())
+    }
+
+    /// Creates a plain-text record only if absent: true when this call created it. Markers
+    /// such as "a create of this CRM record has started" are set this way, so of two
+    /// replicas exactly one sees `true`.
+    pub async fn create_text(&self, record: &str, text: &str) -> Result<bool, DeliveryError> {
+        let created = self
+            .kv
+            .create(self.key(record), text.to_owned().into_bytes().into())
+            .await;
+        match created {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(kv_error(e)),
