@@ -101,7 +101,7 @@ async fn a_poller_killed_mid_poll_loses_and_repeats_nothing() {
     let log = dir.path().join("ingest.log");
 
     let nats = async_nats::connect(ensure_nats()).await.expect("nats");
-    let js = async_nats::jetstream::new(nats);
+    let js = async_nats::jetstream::new(nats.clone());
     let topology = billsync_bus::Topology::new(&prefix);
     let count = || async {
         let mut stream = js.get_stream(topology.events_stream()).await.ok()?;
@@ -149,10 +149,5 @@ async fn a_poller_killed_mid_poll_loses_and_repeats_nothing() {
         "the API key must never be logged"
     );
 
-    for stream in [topology.events_stream()] {
-        let _ = js.delete_stream(stream).await;
-    }
-    for bucket in [topology.cursors_bucket(), topology.leases_bucket()] {
-        let _ = js.delete_key_value(bucket).await;
-    }
+    billsync_e2e::remove_deployment(&nats, &prefix).await;
 }

@@ -1,7 +1,9 @@
 //! The `billsync` binary's life cycle: a bad configuration fails at start naming file, key
 //! and reason; SIGTERM lets in-flight events finish before the process exits.
 
-use billsync_e2e::{ensure_nats, eventually, free_port, fresh_database, unique_prefix};
+use billsync_e2e::{
+    ensure_nats, eventually, free_port, fresh_database, unique_prefix, ProcessConfig,
+};
 use billsync_sandbox::{AcAccount, AcFaults, SandboxConfig};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -44,17 +46,18 @@ async fn zoho_and_pipedrive_serve_health_and_refuse_a_configured_connection() {
     let secret = dir.path().join("secret");
     std::fs::write(&secret, "not-a-real-secret").expect("write secret");
     let prefix = unique_prefix();
-    for (command, table, extra) in [
+    let secret = format!("{{ file = {:?} }}", secret.display().to_string());
+    for (command, connection) in [
         (
             "zoho",
-            "zoho",
-            "accounts_url = \"http://127.0.0.1:1\"\napi_domain = \"http://127.0.0.1:1\"\n\
-             client_id = { file = SECRET }\nclient_secret = { file = SECRET }\nrefresh_token = { file = SECRET }",
+            format!(
+                "accounts_url = \"http://127.0.0.1:1\"\napi_domain = \"http://127.0.0.1:1\"\n\
+                 client_id = {secret}\nclient_secret = {secret}\nrefresh_token = {secret}"
+            ),
         ),
         (
             "pipedrive",
-            "pipedrive",
-            "base_url = \"http://127.0.0.1:1\"\napi_token = { file = SECRET }",
+            format!("base_url = \"http://127.0.0.1:1\"\napi_token = {secret}"),
         ),
     ] {
         let port = free_port();
@@ -73,21 +76,26 @@ async fn zoho_and_pipedrive_serve_health_and_refuse_a_configured_connection() {
             .expect("start the service");
         let http = reqwest::Client::new();
         let ready = format!("http://127.0.0.1:{port}/readyz");
-        eventually(&format!("{command} to be ready"), Duration::from_secs(30), || async {
-            let response = http.get(&ready).send().await.ok()?;
-            response.status().is_success().then_some(())
-        })
+        eventually(
+            &format!("{command} to be ready"),
+            Duration::from_secs(30),
+            || async {
+                let response = http.get(&ready).send().await.ok()?;
+                response.status().is_success().then_some(())
+            },
+        )
         .await;
         Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()
             .expect("kill");
-        assert!(child.wait().expect("wait").success(), "{command} stops cleanly");
-
-        let configured = format!(
-            "{base}[[destinations.{table}]]\nname = \"{table}-one\"\n{}\n",
-            extra.replace("SECRET", &format!("{:?}", secret.display().to_string()))
+        assert!(
+            child.wait().expect("wait").success(),
+            "{command} stops cleanly"
         );
+
+        let configured =
+            format!("{base}[[destinations.{command}]]\nname = \"{command}-one\"\n{connection}\n");
         std::fs::write(&path, configured).expect("write config");
         let output = Command::new(BIN)
             .arg("--config")
@@ -95,11 +103,15 @@ async fn zoho_and_pipedrive_serve_health_and_refuse_a_configured_connection() {
             .arg(command)
             .output()
             .expect("run the service");
-        assert!(!output.status.success(), "{command} must refuse the connection");
+        assert!(
+            !output.status.success(),
+            "{command} must refuse the connection"
+        );
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
-            stderr.contains(&format!("destinations.{table}: connection \"{table}-one\""))
-                && stderr.contains("not available in this version"),
+            stderr.contains(&format!(
+                "destinations.{command}: connection \"{command}-one\""
+            )) && stderr.contains("not available in this version"),
             "{stderr}"
         );
     }
@@ -167,62 +179,29 @@ async fn sigterm_finishes_in_flight_events_then_exits() {
 
     let prefix = unique_prefix();
     let db = fresh_database().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let secret = |name: &str, value: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, value).expect("secret");
-        path.display().to_string()
-    };
-    let (whsec, ac, admin) = (
-        secret("whsec", "whsec_life"),
-        secret("ac", "life-token"),
-        secret("admin", "admin-life"),
+    let deployment = ProcessConfig {
+        prefix: &prefix,
+        postgres_url: &db.url,
+        stripe_connection: "stripe-life",
+        webhook_secret: "whsec_life",
+        ac_connection: "ac-life",
+        ac_base_url: &sandbox.activecampaign_base_url("life"),
+        ac_token: "life-token",
+        ac_requests_per_second: 100,
+        admin_token: "admin-life",
+        telemetry: "log_format = \"json\"",
+        workers: "",
+    }
+    .write();
+    let (dir, path, ingest_port) = (
+        &deployment.dir,
+        &deployment.config_path,
+        deployment.ingest_port,
     );
-    let ingest_port = free_port();
-    let config = format!(
-        r#"
-[nats]
-url = "{nats}"
-prefix = "{prefix}"
-[postgres]
-url = "{db}"
-[telemetry]
-log_format = "json"
-[ingest]
-listen = "127.0.0.1:{ingest_port}"
-[errors]
-listen = "127.0.0.1:{errors_port}"
-admin_token = {{ file = "{admin}" }}
-[workers]
-activecampaign_listen = "127.0.0.1:{ac_port}"
-zoho_listen = "127.0.0.1:{zoho_port}"
-pipedrive_listen = "127.0.0.1:{pd_port}"
-[[sources.stripe]]
-name = "stripe-life"
-webhook_secrets = [{{ file = "{whsec}" }}]
-[[destinations.activecampaign]]
-name = "ac-life"
-base_url = "{ac_base}"
-api_token = {{ file = "{ac}" }}
-requests_per_second = 100
-[[syncs]]
-source = "stripe-life"
-destination = "ac-life"
-"#,
-        nats = ensure_nats(),
-        db = db.url,
-        errors_port = free_port(),
-        ac_port = free_port(),
-        zoho_port = free_port(),
-        pd_port = free_port(),
-        ac_base = sandbox.activecampaign_base_url("life"),
-    );
-    let path = dir.path().join("billsync.toml");
-    std::fs::write(&path, config).expect("write config");
     let log = std::fs::File::create(dir.path().join("billsync.log")).expect("log file");
     let mut child = Command::new(BIN)
         .arg("--config")
-        .arg(&path)
+        .arg(path)
         .arg("up")
         .stdout(Stdio::null())
         .stderr(log)
@@ -252,7 +231,7 @@ destination = "ac-life"
     assert_eq!(status, 200);
 
     let nats = async_nats::connect(ensure_nats()).await.expect("nats");
-    let js = async_nats::jetstream::new(nats);
+    let js = async_nats::jetstream::new(nats.clone());
     let topology = billsync_bus::Topology::new(&prefix);
     let in_flight = || async {
         let stream = js.get_stream(topology.events_stream()).await.ok()?;
@@ -316,15 +295,6 @@ destination = "ac-life"
             && !logs.contains("admin-life")
     );
 
-    for stream in [
-        topology.events_stream(),
-        topology.outcomes_stream(),
-        topology.replay_stream(),
-    ] {
-        let _ = js.delete_stream(stream).await;
-    }
-    for bucket in [topology.links_bucket(), topology.versions_bucket()] {
-        let _ = js.delete_key_value(bucket).await;
-    }
+    billsync_e2e::remove_deployment(&nats, &prefix).await;
     db.drop_database().await;
 }

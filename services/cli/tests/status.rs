@@ -161,19 +161,6 @@ fn failed_at(connection: &str, event: &BillingEvent) -> Outcome {
     })
 }
 
-async fn remove_prefix(js: &jetstream::Context, topology: &Topology) {
-    for stream in [
-        topology.events_stream(),
-        topology.outcomes_stream(),
-        topology.replay_stream(),
-    ] {
-        let _ = js.delete_stream(stream).await;
-    }
-    for bucket in [topology.cursors_bucket(), topology.ignores_bucket()] {
-        let _ = js.delete_key_value(bucket).await;
-    }
-}
-
 #[tokio::test]
 async fn status_shows_streams_consumers_cursors_and_open_failures() {
     let prefix = unique_prefix();
@@ -453,7 +440,7 @@ async fn status_shows_streams_consumers_cursors_and_open_failures() {
         .expect("the errors service stops")
         .expect("no panic");
     stopped.expect("the errors service ended cleanly");
-    remove_prefix(&js, &topology).await;
+    billsync_e2e::remove_deployment(&nats, topology.prefix()).await;
     db.drop_database().await;
 }
 
@@ -470,7 +457,7 @@ async fn an_unreachable_errors_service_is_named_and_the_rest_still_shown() {
         errors_port,
     );
     let nats = async_nats::connect(ensure_nats()).await.expect("NATS");
-    let js = jetstream::new(nats);
+    let js = jetstream::new(nats.clone());
     let topology = Topology::new(&prefix);
     let config = Config::load(&path).expect("valid config");
     topology
@@ -517,7 +504,7 @@ async fn an_unreachable_errors_service_is_named_and_the_rest_still_shown() {
     assert_eq!(json["streams"][0]["messages"], 1);
     assert_eq!(json["streams"][1]["state"], "not_created");
 
-    remove_prefix(&js, &topology).await;
+    billsync_e2e::remove_deployment(&nats, topology.prefix()).await;
 }
 
 #[tokio::test]

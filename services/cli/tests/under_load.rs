@@ -11,7 +11,8 @@
 //! that falls behind its load is caught even when it would catch up in the end).
 
 use billsync_e2e::{
-    ensure_nats, eventually, free_port, fresh_database, unique_prefix, OtlpCollector,
+    ensure_nats, eventually, fresh_database, unique_prefix, OtlpCollector, ProcessConfig,
+    ProcessDeployment,
 };
 use billsync_sandbox::{AcAccount, RunningSandbox, SandboxConfig};
 use std::path::PathBuf;
@@ -25,14 +26,11 @@ const ACCOUNT: &str = "load";
 
 /// One deployment: its configuration, the sandbox it writes to, and its processes.
 struct Deployment {
-    dir: tempfile::TempDir,
-    config: PathBuf,
+    files: ProcessDeployment,
     prefix: String,
     sandbox: RunningSandbox,
     db: billsync_e2e::TestDatabase,
     otlp: OtlpCollector,
-    ingest_port: u16,
-    ready_ports: Vec<u16>,
     processes: Vec<(String, Child)>,
 }
 
@@ -51,67 +49,29 @@ impl Deployment {
 
         let prefix = unique_prefix();
         let db = fresh_database().await;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let secret = |name: &str, value: &str| {
-            let path = dir.path().join(name);
-            std::fs::write(&path, value).expect("secret");
-            path.display().to_string()
-        };
-        let (whsec, ac, admin) = (
-            secret("whsec", "whsec_load"),
-            secret("ac", "load-token"),
-            secret("admin", "admin-load"),
-        );
-        let (ingest_port, errors_port, ac_port) = (free_port(), free_port(), free_port());
-        let text = format!(
-            r#"
-[nats]
-url = "{nats}"
-prefix = "{prefix}"
-[postgres]
-url = "{db}"
-[telemetry]
-log_format = "{log_format}"
-otlp_endpoint = "{otlp}"
-[ingest]
-listen = "127.0.0.1:{ingest_port}"
-[errors]
-listen = "127.0.0.1:{errors_port}"
-admin_token = {{ file = "{admin}" }}
-[workers]
-activecampaign_listen = "127.0.0.1:{ac_port}"
-zoho_listen = "127.0.0.1:{zoho_port}"
-pipedrive_listen = "127.0.0.1:{pd_port}"
-[[sources.stripe]]
-name = "stripe-load"
-webhook_secrets = [{{ file = "{whsec}" }}]
-[[destinations.activecampaign]]
-name = "ac-load"
-base_url = "{ac_base}"
-api_token = {{ file = "{ac}" }}
-requests_per_second = 1000
-[[syncs]]
-source = "stripe-load"
-destination = "ac-load"
-"#,
-            nats = ensure_nats(),
-            db = db.url,
-            otlp = otlp.endpoint,
-            zoho_port = free_port(),
-            pd_port = free_port(),
-            ac_base = sandbox.activecampaign_base_url(ACCOUNT),
-        );
-        let config = dir.path().join("billsync.toml");
-        std::fs::write(&config, text).expect("write config");
+        let files = ProcessConfig {
+            prefix: &prefix,
+            postgres_url: &db.url,
+            stripe_connection: "stripe-load",
+            webhook_secret: "whsec_load",
+            ac_connection: "ac-load",
+            ac_base_url: &sandbox.activecampaign_base_url(ACCOUNT),
+            ac_token: "load-token",
+            ac_requests_per_second: 1_000,
+            admin_token: "admin-load",
+            telemetry: &format!(
+                "log_format = \"{log_format}\"\notlp_endpoint = \"{}\"",
+                otlp.endpoint
+            ),
+            workers: "",
+        }
+        .write();
         Deployment {
-            dir,
-            config,
+            files,
             prefix,
             sandbox,
             db,
             otlp,
-            ingest_port,
-            ready_ports: vec![ingest_port, errors_port, ac_port],
             processes: Vec::new(),
         }
     }
@@ -121,7 +81,7 @@ destination = "ac-load"
         let log = std::fs::File::create(self.log_path(command)).expect("log file");
         let child = Command::new(BIN)
             .arg("--config")
-            .arg(&self.config)
+            .arg(&self.files.config_path)
             .arg(command)
             .env_remove("RUST_LOG")
             .env_remove("BILLSYNC_LOG_FORMAT")
@@ -136,7 +96,7 @@ destination = "ac-load"
     }
 
     fn log_path(&self, command: &str) -> PathBuf {
-        self.dir.path().join(format!("{command}.log"))
+        self.files.dir.path().join(format!("{command}.log"))
     }
 
     /// The end of `command`'s log, for a failure message.
@@ -148,7 +108,7 @@ destination = "ac-load"
 
     async fn wait_ready(&self) {
         let http = reqwest::Client::new();
-        for port in &self.ready_ports {
+        for port in self.files.ready_ports() {
             let url = format!("http://127.0.0.1:{port}/readyz");
             eventually(
                 &format!("{url} to answer 200"),
@@ -258,8 +218,11 @@ async fn send_webhooks(ingest_port: u16, prefix: &str) -> Sent {
             &email,
             &format!("Load Customer{i}"),
         );
-        let webhook =
-            billsync_sandbox::stripe::signed_webhook("whsec_load", chrono_now_secs(), &event);
+        let webhook = billsync_sandbox::stripe::signed_webhook(
+            "whsec_load",
+            chrono::Utc::now().timestamp(),
+            &event,
+        );
         at.push((email.to_lowercase(), SystemTime::now()));
         let (http, url) = (http.clone(), url.clone());
         tasks.spawn(async move {
@@ -290,13 +253,6 @@ async fn send_webhooks(ingest_port: u16, prefix: &str) -> Sent {
     }
 }
 
-fn chrono_now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs() as i64
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index]
@@ -310,7 +266,7 @@ async fn survives_load(label: &str, log_format: &str, commands: &[&str]) -> Depl
     }
     deployment.wait_ready().await;
 
-    let sent = send_webhooks(deployment.ingest_port, &deployment.prefix).await;
+    let sent = send_webhooks(deployment.files.ingest_port, &deployment.prefix).await;
     deployment.assert_alive();
     assert!(
         sent.failed.is_empty(),

@@ -51,6 +51,8 @@ impl Destination for FakeCrm {
 /// One deployment: configuration with one Stripe source syncing to `fake-crm`.
 struct Harness {
     config: Arc<Config>,
+    /// Holds the secret the configuration references.
+    _secrets: tempfile::TempDir,
     client: async_nats::Client,
     js: jetstream::Context,
     topology: Topology,
@@ -68,8 +70,9 @@ impl Harness {
             .unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
         let prefix = prefix
             .unwrap_or_else(|| format!("w{}", &uuid::Uuid::new_v4().simple().to_string()[..10]));
-        let dir = std::env::temp_dir().join(format!("{prefix}-secret"));
-        std::fs::write(&dir, "whsec_runtime").expect("secret");
+        let secrets = tempfile::tempdir().expect("a temp dir");
+        let secret = secrets.path().join("secret");
+        std::fs::write(&secret, "whsec_runtime").expect("secret");
         let text = format!(
             r#"
 [nats]
@@ -90,7 +93,7 @@ api_token = {{ file = "{secret}" }}
 source = "stripe-rt"
 destination = "fake-crm"
 "#,
-            secret = dir.display()
+            secret = secret.display()
         );
         let config = Arc::new(Config::from_toml(&text, Path::new("runtime.toml")).expect("config"));
         let client = billsync_bus::connect(&url, "billsync-runtime-test")
@@ -109,6 +112,7 @@ destination = "fake-crm"
             .expect("outcomes stream");
         Harness {
             config,
+            _secrets: secrets,
             client,
             js,
             topology,
@@ -165,12 +169,7 @@ destination = "fake-crm"
     async fn stop(self, worker: tokio::task::JoinHandle<()>) {
         self.shutdown.cancel();
         worker.await.expect("worker task");
-        for stream in self.topology.streams() {
-            let _ = self.js.delete_stream(stream).await;
-        }
-        for bucket in self.topology.buckets() {
-            let _ = self.js.delete_key_value(bucket).await;
-        }
+        self.topology.remove_all(&self.js).await;
     }
 }
 

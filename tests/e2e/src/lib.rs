@@ -6,12 +6,14 @@
 
 mod binary;
 mod otlp;
+mod process;
 mod servers;
 mod stack;
 pub mod workload;
 
 pub use binary::billsync_binary;
 pub use otlp::{OtlpCollector, ReceivedSpan};
+pub use process::{ProcessConfig, ProcessDeployment};
 pub use servers::{ensure_nats, ensure_postgres, fresh_database, PrivateNats, TestDatabase};
 pub use stack::{Stack, StackOptions};
 
@@ -67,11 +69,5 @@ where
 /// a test leaves nothing behind on the shared server.
 pub async fn remove_deployment(nats: &async_nats::Client, prefix: &str) {
     let js = async_nats::jetstream::new(nats.clone());
-    let topology = billsync_bus::Topology::new(prefix);
-    for stream in topology.streams() {
-        let _ = js.delete_stream(stream).await;
-    }
-    for bucket in topology.buckets() {
-        let _ = js.delete_key_value(bucket).await;
-    }
+    billsync_bus::Topology::new(prefix).remove_all(&js).await;
 }

@@ -12,11 +12,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio_util::sync::CancellationToken;
 
-/// One span as received: which service sent it, its name and its trace.
+/// One span as received: which service sent it and its trace.
 #[derive(Debug, Clone)]
 pub struct ReceivedSpan {
     pub service: String,
-    pub name: String,
     pub trace_id: Vec<u8>,
 }
 
@@ -54,7 +53,6 @@ impl TraceService for Receiver {
             for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
                 received.push(ReceivedSpan {
                     service: service.clone(),
-                    name: span.name,
                     trace_id: span.trace_id,
                 });
             }

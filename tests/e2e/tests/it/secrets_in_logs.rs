@@ -3,7 +3,7 @@
 //! worker and the errors service, and an operator lists, exports, ignores and retries them.
 
 use billsync_e2e::{
-    billsync_binary, ensure_nats, eventually, free_port, fresh_database, unique_prefix,
+    billsync_binary, ensure_nats, eventually, fresh_database, unique_prefix, ProcessConfig,
 };
 use billsync_sandbox::{stripe, AcAccount, AcFaults, SandboxConfig};
 use serde_json::{json, Value};
@@ -41,67 +41,28 @@ async fn no_configured_secret_appears_in_the_logs() {
 
     let prefix = unique_prefix();
     let db = fresh_database().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let secret_file = |name: &str, value: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, value).expect("secret");
-        path.display().to_string()
-    };
-    let (whsec_file, ac_file, admin_file) = (
-        secret_file("whsec", &whsec),
-        secret_file("ac", &ac_token),
-        secret_file("admin", &admin_token),
-    );
-    let (ingest_port, errors_port) = (free_port(), free_port());
-    let config = format!(
-        r#"
-[nats]
-url = "{nats}"
-prefix = "{prefix}"
-retention_days = 1
-[postgres]
-url = "{db}"
-[telemetry]
-log_format = "json"
-log_level = "debug"
-[ingest]
-listen = "127.0.0.1:{ingest_port}"
-[errors]
-listen = "127.0.0.1:{errors_port}"
-admin_token = {{ file = "{admin_file}" }}
-[workers]
-activecampaign_listen = "127.0.0.1:{ac_port}"
-zoho_listen = "127.0.0.1:{zoho_port}"
-pipedrive_listen = "127.0.0.1:{pd_port}"
-max_attempts = 3
-ack_wait_secs = 10
-[[sources.stripe]]
-name = "stripe-logs"
-webhook_secrets = [{{ file = "{whsec_file}" }}]
-[[destinations.activecampaign]]
-name = "ac-logs"
-base_url = "{ac_base}"
-api_token = {{ file = "{ac_file}" }}
-requests_per_second = 100
-[[syncs]]
-source = "stripe-logs"
-destination = "ac-logs"
-"#,
-        nats = ensure_nats(),
-        db = db.url,
-        ac_port = free_port(),
-        zoho_port = free_port(),
-        pd_port = free_port(),
-        ac_base = sandbox.activecampaign_base_url(&account),
-    );
-    let config_path = dir.path().join("billsync.toml");
-    std::fs::write(&config_path, config).expect("write config");
+    let deployment = ProcessConfig {
+        prefix: &prefix,
+        postgres_url: &db.url,
+        stripe_connection: "stripe-logs",
+        webhook_secret: &whsec,
+        ac_connection: "ac-logs",
+        ac_base_url: &sandbox.activecampaign_base_url(&account),
+        ac_token: &ac_token,
+        ac_requests_per_second: 100,
+        admin_token: &admin_token,
+        telemetry: "log_format = \"json\"\nlog_level = \"debug\"",
+        workers: "max_attempts = 3\nack_wait_secs = 10",
+    }
+    .write();
+    let (dir, config_path) = (&deployment.dir, &deployment.config_path);
+    let (ingest_port, errors_port) = (deployment.ingest_port, deployment.errors_port);
     let log_path = dir.path().join("billsync.log");
     let out_path = dir.path().join("billsync.out");
     let mut child = Command::new(billsync_binary())
         .env_remove("RUST_LOG")
         .arg("--config")
-        .arg(&config_path)
+        .arg(config_path)
         .arg("up")
         .stdout(std::fs::File::create(&out_path).expect("stdout file"))
         .stderr(std::fs::File::create(&log_path).expect("log file"))
@@ -270,21 +231,6 @@ destination = "ac-logs"
     }
 
     let nats = async_nats::connect(ensure_nats()).await.expect("nats");
-    let js = async_nats::jetstream::new(nats);
-    let topology = billsync_bus::Topology::new(&prefix);
-    for stream in [
-        topology.events_stream(),
-        topology.outcomes_stream(),
-        topology.replay_stream(),
-    ] {
-        let _ = js.delete_stream(stream).await;
-    }
-    for bucket in [
-        topology.links_bucket(),
-        topology.versions_bucket(),
-        topology.ignores_bucket(),
-    ] {
-        let _ = js.delete_key_value(bucket).await;
-    }
+    billsync_e2e::remove_deployment(&nats, &prefix).await;
     db.drop_database().await;
 }
