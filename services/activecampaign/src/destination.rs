@@ -12,13 +12,15 @@ use async_nats::jetstream::kv;
 use billsync_config::{ActiveCampaignConnection, Config, ConnectionKind, SyncConfig};
 use billsync_events::{BillingEventV1, DestinationKind, FailureClass, ObjectKind, SourceKind};
 use billsync_mapping::Mapping;
-use billsync_worker::{Delivered, DeliveryError, Destination, Pass, RecordStore};
+use billsync_worker::{Delivered, DeliveryError, Destination, Pass, RecordStore, NO_EVENT_EFFECTS};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;
 
 pub struct ActiveCampaignDestination {
     name: String,
+    /// The account's request rate (`requests_per_second`).
+    requests_per_second: u32,
     contacts: ContactBook,
     /// Deep data: e-commerce connections, customers and orders.
     ecommerce: EcomBook,
@@ -140,6 +142,7 @@ impl ActiveCampaignDestination {
         let records = RecordStore::new(kv, DestinationKind::Activecampaign, &connection.name);
         Ok(Self {
             name: connection.name.clone(),
+            requests_per_second: connection.requests_per_second,
             contacts: ContactBook::new(client, records.clone()),
             ecommerce: EcomBook::new(records.clone()),
             records,
@@ -153,7 +156,6 @@ impl ActiveCampaignDestination {
         event: &BillingEventV1,
         pass: Pass,
     ) -> Result<Delivered, DeliveryError> {
-        let client = &self.contacts.client;
         let mut fields = stripe::customer_view(event)
             .map(|view| rules.mapping.apply(&view))
             .unwrap_or_default();
@@ -218,9 +220,52 @@ impl ActiveCampaignDestination {
                     .await?
             }
         };
-        // Tags already put on this contact cost no call (a replay puts them on again); a
-        // contact recreated after a delete has a new id and gets its tags again.
-        let mut applied = self.contacts.applied_tags(&contact_id).await?;
+        self.put_event_tags(event, &contact_id, owner.as_ref(), pass)
+            .await?;
+        if rules.options.deep_data && stripe_orders::customer_is_live(event) {
+            self.apply_deep_data(rules, event, &email, pass).await?;
+        }
+        self.track_event(rules, event, &email).await?;
+        Ok(Delivered::Written {
+            crm_id: Some(contact_id),
+        })
+    }
+
+    /// What a Stripe event older than its record's newest still does: its tags and its
+    /// tracked event (a `customer.created` that Stripe delivered after `customer.updated`).
+    async fn apply_stripe_effects(
+        &self,
+        rules: &SyncRules,
+        event: &BillingEventV1,
+        pass: Pass,
+    ) -> Result<Delivered, DeliveryError> {
+        let guest = format!("guest-{}", event.object_id);
+        let owner = CustomerRef {
+            source: "stripe",
+            connection: &event.connection,
+            customer_id: event.customer_id.as_deref().unwrap_or(&guest),
+        };
+        let (contact_id, email) = self.linked_contact(event, Some(owner.customer_id)).await?;
+        self.put_event_tags(event, &contact_id, Some(&owner), pass)
+            .await?;
+        self.track_event(rules, event, &email).await?;
+        Ok(Delivered::Written {
+            crm_id: Some(contact_id),
+        })
+    }
+
+    /// Puts the event's tags on its contact. Tags already put on it cost no call (a replay
+    /// puts them on again); a contact recreated after a delete has a new id and gets its
+    /// tags again.
+    async fn put_event_tags(
+        &self,
+        event: &BillingEventV1,
+        contact_id: &str,
+        owner: Option<&CustomerRef<'_>>,
+        pass: Pass,
+    ) -> Result<(), DeliveryError> {
+        let client = &self.contacts.client;
+        let mut applied = self.contacts.applied_tags(contact_id).await?;
         if pass == Pass::Replay {
             applied.retain(|tag| !stripe::tags_for(event).contains(tag));
         }
@@ -230,14 +275,14 @@ impl ActiveCampaignDestination {
                 continue;
             }
             let tag_id = client.ensure_tag(&tag).await?;
-            if let Err(error) = client.tag_contact(&contact_id, &tag_id).await {
+            if let Err(error) = client.tag_contact(contact_id, &tag_id).await {
                 if let (
                     DeliveryError::Retryable {
                         http_status: Some(404),
                         ..
                     },
                     Some(owner),
-                ) = (&error, &owner)
+                ) = (&error, owner)
                 {
                     // The tag or the contact is gone from ActiveCampaign: the retry writes
                     // the contact again rather than trusting that it is unchanged.
@@ -249,23 +294,28 @@ impl ActiveCampaignDestination {
         }
         if applied.len() != before {
             self.contacts
-                .save_applied_tags(&contact_id, &applied)
+                .save_applied_tags(contact_id, &applied)
                 .await?;
         }
-        if rules.options.deep_data && stripe_orders::customer_is_live(event) {
-            self.apply_deep_data(rules, event, &email, pass).await?;
-        }
+        Ok(())
+    }
+
+    /// Sends the event to event tracking when the sync tracks events, once per event.
+    async fn track_event(
+        &self,
+        rules: &SyncRules,
+        event: &BillingEventV1,
+        email: &str,
+    ) -> Result<(), DeliveryError> {
         if let (Some(tracker), Some(tracking)) = (&rules.tracker, &rules.options.tracking) {
             if self.ecommerce.needs_tracking(event).await? {
                 tracker
-                    .track(&tracking.name, &event.event_type, &email)
+                    .track(&tracking.name, &event.event_type, email)
                     .await?;
                 self.ecommerce.mark_tracked(event).await?;
             }
         }
-        Ok(Delivered::Written {
-            crm_id: Some(contact_id),
-        })
+        Ok(())
     }
 
     /// The e-commerce side of a Stripe event (see `stripe_orders` for which object records
@@ -598,6 +648,30 @@ impl Destination for ActiveCampaignDestination {
             SourceKind::Stripe => self.apply_stripe(rules, event, pass).await,
             SourceKind::Chargebee => self.apply_chargebee(rules, event, pass).await,
         }
+    }
+
+    async fn deliver_effects(
+        &self,
+        event: &BillingEventV1,
+        pass: Pass,
+    ) -> Result<Delivered, DeliveryError> {
+        match self.syncs.get(&event.connection) {
+            Some(rules) if rules.source == SourceKind::Stripe => {
+                self.apply_stripe_effects(rules, event, pass).await
+            }
+            // Chargebee's events carry no effects of their own in ActiveCampaign: a
+            // customer's contact shows its newest data, and that is all.
+            _ => Ok(Delivered::NotApplicable {
+                reason: NO_EVENT_EFFECTS.to_string(),
+            }),
+        }
+    }
+
+    /// ActiveCampaign takes 5 requests/s per account and an event costs about four: as
+    /// many events at once as requests in a second keeps each event's calls within a
+    /// few seconds of each other.
+    fn concurrency(&self) -> usize {
+        self.requests_per_second.max(1) as usize
     }
 
     async fn healthcheck(&self) -> Result<(), DeliveryError> {

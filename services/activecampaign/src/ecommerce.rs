@@ -115,11 +115,63 @@ struct OrderRecord {
     creating: bool,
 }
 
+/// Which events of one object were sent to event tracking.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct TrackRecord {
+    /// The newest position tracked.
     position: i64,
-    /// Events at `position` already tracked (several can share a second).
+    /// Events at `position` tracked (several can share a second). Records written before
+    /// `tracked` existed hold only this: every older event counts as tracked then.
     events: Vec<String>,
+    /// Every event tracked, with its position, the newest [`TRACKED_KEPT`]: a late event
+    /// older than the newest (Stripe does not promise order) is tracked if it is not here.
+    #[serde(default)]
+    tracked: Vec<(i64, String)>,
+    /// Events before this position are no longer remembered one by one and count as
+    /// tracked: an automation started twice cannot be taken back, a missed one can.
+    #[serde(default)]
+    floor: Option<i64>,
+}
+
+/// How many tracked events of one object are remembered by id.
+const TRACKED_KEPT: usize = 100;
+
+impl TrackRecord {
+    fn has(&self, event: &BillingEventV1) -> bool {
+        let position = event.version.position;
+        if self.tracked.is_empty() && !self.events.is_empty() {
+            // Written before `tracked`: only its newest position is known.
+            return position < self.position
+                || (position == self.position && self.events.contains(&event.id));
+        }
+        position < self.floor.unwrap_or(i64::MIN)
+            || self.tracked.iter().any(|(_, id)| *id == event.id)
+    }
+
+    fn add(&mut self, event: &BillingEventV1) {
+        if self.tracked.is_empty() && !self.events.is_empty() {
+            self.floor = Some(self.position);
+            self.tracked = self
+                .events
+                .iter()
+                .map(|id| (self.position, id.clone()))
+                .collect();
+        }
+        let position = event.version.position;
+        self.tracked.push((position, event.id.clone()));
+        self.tracked.sort();
+        while self.tracked.len() > TRACKED_KEPT {
+            let (forgotten, _) = self.tracked.remove(0);
+            self.floor = Some(self.floor.unwrap_or(i64::MIN).max(forgotten + 1));
+        }
+        if position > self.position {
+            self.position = position;
+            self.events.clear();
+        }
+        if position == self.position {
+            self.events.push(event.id.clone());
+        }
+    }
 }
 
 /// What became of an order write.
@@ -462,32 +514,23 @@ impl EcomBook {
         )
     }
 
-    /// Whether `event` still has to be sent to event tracking: not when it was sent before,
-    /// nor when a newer event of the same object was (a replay of old events must not start
-    /// automations again; AC cannot take a tracked event back).
+    /// Whether `event` still has to be sent to event tracking: not when it was sent before
+    /// (a replay must not start automations again; AC cannot take a tracked event back),
+    /// but also when it arrives after newer events of its object.
     pub async fn needs_tracking(&self, event: &BillingEventV1) -> Result<bool, DeliveryError> {
         let record: TrackRecord = self
             .records
             .get(&self.track_key(event))
             .await?
             .unwrap_or_default();
-        let position = event.version.position;
-        Ok(position > record.position
-            || (position == record.position && !record.events.contains(&event.id)))
+        Ok(!record.has(event))
     }
 
     pub async fn mark_tracked(&self, event: &BillingEventV1) -> Result<(), DeliveryError> {
         let key = self.track_key(event);
         let (mut record, revision) = self.load_versioned::<TrackRecord>(&key).await?;
-        let position = event.version.position;
-        if position > record.position {
-            record = TrackRecord {
-                position,
-                events: Vec::new(),
-            };
-        }
-        if position == record.position && !record.events.contains(&event.id) {
-            record.events.push(event.id.clone());
+        if !record.has(event) {
+            record.add(event);
         }
         self.save_if_unchanged(&key, &record, revision)
             .await

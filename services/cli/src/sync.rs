@@ -2,7 +2,6 @@
 //! destination, the validation step before them, and an immediate poll.
 
 use anyhow::{bail, Context};
-use billsync_bus::{Publisher, Topology};
 use billsync_config::Config;
 use billsync_ingest::chargebee::snapshot::{self, RunRequest, RunScope};
 use billsync_ingest::chargebee::{self, PollError};
@@ -127,11 +126,7 @@ pub async fn execute(config: &Config, command: SyncCommand) -> anyhow::Result<()
 /// Polls a Chargebee connection now; refused while a poll of it is running anywhere.
 pub async fn sync_now(config: &Config, connection: &str) -> anyhow::Result<()> {
     let client = billsync_bus::connect(&config.nats.url, "billsync-sync-now").await?;
-    let publisher = Publisher::new(
-        async_nats::jetstream::new(client),
-        Topology::new(&config.nats.prefix),
-        Duration::from_millis(config.ingest.publish_timeout_ms),
-    );
+    let publisher = billsync_ingest::publisher(config, client);
     match chargebee::sync_now(config, publisher, connection, &CancellationToken::new()).await {
         Ok(report) => {
             println!("{}", chargebee::admin::report_json(&report));

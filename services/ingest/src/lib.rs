@@ -37,6 +37,7 @@ pub fn publisher(config: &Config, client: async_nats::Client) -> Publisher {
         Topology::new(&config.nats.prefix),
         Duration::from_millis(config.ingest.publish_timeout_ms),
     )
+    .routing(config)
 }
 
 /// Declares the events stream and builds the router; used by [`run`] and by tests.

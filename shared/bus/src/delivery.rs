@@ -86,6 +86,39 @@ impl Delivery {
     pub async fn in_progress(&self) -> Result<(), async_nats::Error> {
         self.message().ack_with(AckKind::Progress).await
     }
+
+    /// A handle that keeps this message alive (progress acks) from elsewhere while the
+    /// delivery itself waits in a queue; it cannot settle the message.
+    pub fn progress(&self) -> Progress {
+        Progress(self.message().clone())
+    }
+
+    /// How long ago the message was first stored in its stream.
+    pub fn age(&self) -> Option<Duration> {
+        let published = self.message().info().ok()?.published;
+        let age = time_since(published.unix_timestamp_nanos());
+        Some(age)
+    }
+}
+
+/// Sends progress acks for a message owned by a [`Delivery`] elsewhere.
+#[derive(Clone)]
+pub struct Progress(jetstream::Message);
+
+impl Progress {
+    /// Tells the server work on the message is ongoing, restarting its ack timer.
+    pub async fn in_progress(&self) -> Result<(), async_nats::Error> {
+        self.0.ack_with(AckKind::Progress).await
+    }
+}
+
+/// The time from `unix_nanos` until now; zero for a time in the future (clock skew).
+fn time_since(unix_nanos: i128) -> Duration {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or_default();
+    Duration::from_nanos(u64::try_from((now - unix_nanos).max(0)).unwrap_or(u64::MAX))
 }
 
 impl Drop for Delivery {

@@ -1,11 +1,14 @@
 //! Publishing to JetStream: deduplicated by message id, traced, and acknowledged.
 
-use crate::topology::{Topology, HEADER_MSG_ID, HEADER_REPLAY};
+use crate::topology::{Topology, HEADER_DESTINATIONS, HEADER_MSG_ID, HEADER_REPLAY};
 use crate::trace;
 use async_nats::jetstream::{self, context::Publish};
 use async_nats::HeaderMap;
-use billsync_events::{BillingEvent, Outcome, OutcomeResult};
+use billsync_config::Config;
+use billsync_events::{BillingEvent, BillingEventV1, Outcome, OutcomeResult};
 use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +39,9 @@ pub struct Publisher {
     js: jetstream::Context,
     topology: Topology,
     timeout: Duration,
+    /// Source connection → the destination connections it syncs to, comma-separated (the
+    /// value of [`HEADER_DESTINATIONS`]); empty for publishers that do not publish events.
+    routes: Arc<HashMap<String, String>>,
 }
 
 impl Publisher {
@@ -44,7 +50,34 @@ impl Publisher {
             js,
             topology,
             timeout,
+            routes: Arc::default(),
         }
+    }
+
+    /// Names on every event the destination connections `config` syncs its source to.
+    pub fn routing(mut self, config: &Config) -> Self {
+        let mut routes: HashMap<String, Vec<&str>> = HashMap::new();
+        for sync in &config.syncs {
+            routes
+                .entry(sync.source.clone())
+                .or_default()
+                .push(&sync.destination);
+        }
+        self.routes = Arc::new(
+            routes
+                .into_iter()
+                .map(|(source, destinations)| (source, destinations.join(",")))
+                .collect(),
+        );
+        self
+    }
+
+    /// The headers every billing event is published with, beside id and trace context.
+    pub fn event_headers(&self, event: &BillingEventV1) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let destinations = self.routes.get(&event.connection).map(String::as_str);
+        headers.insert(HEADER_DESTINATIONS, destinations.unwrap_or_default());
+        headers
     }
 
     pub fn topology(&self) -> &Topology {
@@ -61,7 +94,7 @@ impl Publisher {
         let v1 = event.v1();
         let subject = self.topology.event_subject(v1);
         let payload = Bytes::from(serde_json::to_vec(event)?);
-        self.publish(subject, &v1.id, payload, HeaderMap::new())
+        self.publish(subject, &v1.id, payload, self.event_headers(v1))
             .await
     }
 

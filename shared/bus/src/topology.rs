@@ -13,6 +13,10 @@ pub const HEADER_TRACEPARENT: &str = "traceparent";
 pub const HEADER_TRACESTATE: &str = "tracestate";
 /// Set on replayed events: the destination must apply them even if it already has.
 pub const HEADER_REPLAY: &str = "Billsync-Replay";
+/// Set by ingest on every event: the destination connections its configuration syncs the
+/// event's source to, comma-separated. A worker whose own configuration lacks that sync (a
+/// rollout that reached ingest first) holds the event back instead of dropping it.
+pub const HEADER_DESTINATIONS: &str = "Billsync-Destinations";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {

@@ -167,6 +167,10 @@ pub struct WorkersConfig {
     pub ack_wait_secs: u64,
     /// Timeout of one CRM request.
     pub request_timeout_ms: u64,
+    /// How long a worker holds back an event that ingest routes to it while its own
+    /// configuration has no sync from the event's source (a rollout half done), before
+    /// recording it as a configuration error.
+    pub unknown_sync_wait_secs: u64,
 }
 
 impl Default for WorkersConfig {
@@ -179,6 +183,7 @@ impl Default for WorkersConfig {
             max_in_flight: 512,
             ack_wait_secs: 60,
             request_timeout_ms: 10_000,
+            unknown_sync_wait_secs: 300,
         }
     }
 }

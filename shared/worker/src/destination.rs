@@ -55,6 +55,12 @@ impl DeliveryError {
     }
 }
 
+/// The reason of what [`Destination::deliver_effects`] does by default.
+pub const NO_EVENT_EFFECTS: &str = "the destination has no per-event effects";
+
+/// How many events of one connection are worked on at once unless the destination says.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+
 /// One destination connection (a CRM account).
 pub trait Destination: Send + Sync + 'static {
     fn kind(&self) -> DestinationKind;
@@ -69,6 +75,34 @@ pub trait Destination: Send + Sync + 'static {
         event: &BillingEventV1,
         pass: Pass,
     ) -> impl Future<Output = Result<Delivered, DeliveryError>> + Send;
+
+    /// The effects an event has of its own, beside the state of its record: a tag or a
+    /// tracked event in ActiveCampaign, a note or an activity elsewhere. The runtime calls
+    /// this instead of [`Destination::deliver`] for an event older than what the CRM shows
+    /// of its record (Stripe does not promise order: a `customer.created` may arrive after
+    /// `customer.updated`), so the record never goes back while the event still has its
+    /// effects. Must be idempotent, as `deliver` is: exactly once is the destination's own
+    /// bookkeeping of which effects it applied.
+    fn deliver_effects(
+        &self,
+        event: &BillingEventV1,
+        pass: Pass,
+    ) -> impl Future<Output = Result<Delivered, DeliveryError>> + Send {
+        let _ = (event, pass);
+        async {
+            Ok(Delivered::NotApplicable {
+                reason: NO_EVENT_EFFECTS.to_string(),
+            })
+        }
+    }
+
+    /// How many of this connection's events are worked on at once: about what the CRM's
+    /// budget serves in a second or two. A backlog then completes in arrival order, each
+    /// event seconds after it starts, instead of all of them advancing together and
+    /// finishing together minutes later; the rest wait, kept alive, in arrival order.
+    fn concurrency(&self) -> usize {
+        DEFAULT_CONCURRENCY
+    }
 
     /// One cheap authenticated call: whether the CRM accepts the credentials now. The
     /// runtime calls it only while they are refused (see [`crate::ConnectionHealth`]), at

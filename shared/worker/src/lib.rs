@@ -10,6 +10,8 @@
 //! its effect is in the CRM or its failure is recorded on the outcomes stream. Records an
 //! operator ignored are skipped until an event shows them modified (seed 004).
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod destination;
 mod health;
 mod lanes;
@@ -18,8 +20,11 @@ mod runtime;
 mod service;
 mod store;
 mod unreadable;
+mod waiting;
 
-pub use destination::{Delivered, DeliveryError, Destination, Pass};
+pub use destination::{
+    Delivered, DeliveryError, Destination, Pass, DEFAULT_CONCURRENCY, NO_EVENT_EFFECTS,
+};
 pub use health::{ConnectionHealth, PROBE_EVERY};
 pub use retry::RetrySchedule;
 pub use runtime::{run_worker, WorkerContext, WorkerError, IGNORED_REASON};

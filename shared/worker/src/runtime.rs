@@ -5,9 +5,10 @@ use crate::health::ConnectionHealth;
 use crate::lanes::Lanes;
 use crate::retry::RetrySchedule;
 use crate::unreadable::{UnreadableMessage, UNREADABLE_EVENT_TYPE};
+use crate::waiting::{Seat, WaitingRoom};
 use async_nats::jetstream::{self, kv, stream::RawMessageErrorKind};
 use billsync_bus::lease::{self, Lease, LeaseError};
-use billsync_bus::topology::{HEADER_MSG_ID, HEADER_REPLAY};
+use billsync_bus::topology::{HEADER_DESTINATIONS, HEADER_MSG_ID, HEADER_REPLAY};
 use billsync_bus::{trace, BusError, Delivery, IgnoredRecord, Publisher, StreamSettings, Topology};
 use billsync_config::{Config, ConnectionKind, SyncConfig};
 use billsync_events::{
@@ -16,10 +17,11 @@ use billsync_events::{
 };
 use bytes::Bytes;
 use futures::StreamExt;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -100,6 +102,8 @@ pub async fn run_worker<D: Destination>(
         )
         .await?;
 
+    let waiting = Arc::new(WaitingRoom::default());
+    let concurrency = destination.concurrency().max(1);
     let processor = Arc::new(Processor {
         destination: Arc::clone(&destination),
         publisher: Publisher::new(js.clone(), topology.clone(), Duration::from_secs(10)),
@@ -118,8 +122,17 @@ pub async fn run_worker<D: Destination>(
                 _ => None,
             })
             .collect(),
+        known_sources: config
+            .sources
+            .stripe
+            .iter()
+            .map(|c| c.name.clone())
+            .chain(config.sources.chargebee.iter().map(|c| c.name.clone()))
+            .collect(),
+        unknown_sync_wait: Duration::from_secs(config.workers.unknown_sync_wait_secs),
         schedule: RetrySchedule::new(config.workers.max_attempts),
         ack_wait,
+        budget: Arc::new(Semaphore::new(concurrency)),
         shutdown: ctx.shutdown.clone(),
         health,
     });
@@ -133,15 +146,20 @@ pub async fn run_worker<D: Destination>(
     let lanes = Lanes::new(work);
     let backlog = tokio::spawn(report_backlog(
         [events.clone(), replays.clone()],
+        Arc::clone(&waiting),
         destination.kind().as_str(),
         connection.clone(),
         ctx.shutdown.clone(),
     ));
+    let keep_waiting_alive = tokio::spawn(
+        Arc::clone(&waiting).keep_alive(progress_beat(ack_wait), ctx.shutdown.clone()),
+    );
 
     tracing::info!(
         destination = %destination.kind(),
         connection = %connection,
         syncs = processor.syncs.len(),
+        concurrency,
         "Worker started."
     );
     let mut event_messages = open_messages(&events, &topology.worker_consumer(&connection)).await?;
@@ -155,8 +173,10 @@ pub async fn run_worker<D: Destination>(
         };
         match message {
             Some(Ok(message)) => {
-                if let Some(job) = Job::read(Delivery::new(message), from_replay, &processor).await
+                if let Some(mut job) =
+                    Job::read(Delivery::new(message), from_replay, &processor).await
                 {
+                    job.seat = Some(waiting.enter(job.delivery.progress()));
                     tracing::debug!(
                         event_id = %job.event.v1().id,
                         info = ?job.delivery.info(),
@@ -190,6 +210,7 @@ pub async fn run_worker<D: Destination>(
     tracing::info!(connection = %connection, in_flight = lanes.active(), "Worker draining in-flight events.");
     lanes.drain().await;
     backlog.abort();
+    keep_waiting_alive.abort();
     tracing::info!(connection = %connection, "Worker stopped.");
     Ok(())
 }
@@ -199,6 +220,7 @@ pub async fn run_worker<D: Destination>(
 /// together. Every replica reports the same figures, so dashboards take the max.
 async fn report_backlog(
     mut consumers: [jetstream::consumer::PullConsumer; 2],
+    waiting: Arc<WaitingRoom>,
     destination: &'static str,
     connection: String,
     shutdown: CancellationToken,
@@ -222,7 +244,14 @@ async fn report_backlog(
                 }
             }
         }
-        for (state, value) in [("pending", pending), ("in_flight", in_flight)] {
+        // Of the in-flight ones, those not yet started: behind their customer's earlier
+        // events or the connection's budget.
+        let queued = waiting.len() as u64;
+        for (state, value) in [
+            ("pending", pending),
+            ("in_flight", in_flight),
+            ("queued", queued),
+        ] {
             metrics::gauge!("billsync_worker_backlog", "destination" => destination,
                 "connection" => connection.clone(), "state" => state)
             .set(value as f64);
@@ -260,7 +289,7 @@ async fn open_messages(
 /// can outlast `ack_wait`, and a redelivery meanwhile would hand the event to a second
 /// worker while the first still writes it.
 async fn keeping_alive<F: Future>(delivery: &Delivery, ack_wait: Duration, work: F) -> F::Output {
-    let beat = (ack_wait / 3).max(Duration::from_millis(100));
+    let beat = progress_beat(ack_wait);
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
     tokio::pin!(work);
     loop {
@@ -275,11 +304,18 @@ async fn keeping_alive<F: Future>(delivery: &Delivery, ack_wait: Duration, work:
     }
 }
 
+/// How often a message being worked on, or waiting its turn, is marked in progress.
+fn progress_beat(ack_wait: Duration) -> Duration {
+    (ack_wait / 3).max(Duration::from_millis(100))
+}
+
 /// One message, decoded, waiting in its customer's lane.
 struct Job {
     delivery: Delivery,
     event: BillingEvent,
     replay: bool,
+    /// Its place among the waiting messages kept alive, until its work starts.
+    seat: Option<Seat>,
     /// The stand-in of this message's failure when it was unreadable before (see
     /// [`UnreadableMessage`]): settling the event ends that failure.
     resolves: Option<BillingEventV1>,
@@ -318,6 +354,7 @@ impl Job {
                     delivery,
                     event,
                     replay,
+                    seat: None,
                     resolves: None,
                 })
             }
@@ -344,10 +381,27 @@ struct Processor<D> {
     syncs: HashMap<String, SyncConfig>,
     /// The kind of each source connection that syncs to this destination.
     sources: HashMap<String, SourceKind>,
+    /// Every source connection of the configuration, syncing here or not.
+    known_sources: HashSet<String>,
+    /// How long an event routed here without a sync in this configuration is held back.
+    unknown_sync_wait: Duration,
     schedule: RetrySchedule,
     ack_wait: Duration,
+    /// Turns of work: how many events of this connection run at once (FIFO).
+    budget: Arc<Semaphore>,
     shutdown: CancellationToken,
     health: Arc<ConnectionHealth>,
+}
+
+/// How delivering an event with retries ended.
+enum Attempted {
+    Done(Delivered),
+    Failed {
+        attempts: u32,
+        error: DeliveryError,
+    },
+    /// Shutting down mid-retry.
+    Abandoned,
 }
 
 /// How an event ended, for metrics and the ack decision.
@@ -360,7 +414,7 @@ enum Settled {
 }
 
 impl<D: Destination> Processor<D> {
-    async fn process(&self, job: Job) {
+    async fn process(&self, mut job: Job) {
         let v1 = job.event.v1();
         let span = tracing::info_span!(
             "deliver",
@@ -372,12 +426,26 @@ impl<D: Destination> Processor<D> {
         );
         trace::adopt_parent(&span, job.delivery.headers());
         let started = Instant::now();
-        let settled = keeping_alive(
-            &job.delivery,
-            self.ack_wait,
-            self.settle_as_writer(&job).instrument(span.clone()),
-        )
-        .await;
+        // Shutting down, a message that has not started is handed back, not worked off.
+        let turn = tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled() => None,
+            permit = Arc::clone(&self.budget).acquire_owned() => permit.ok(),
+        };
+        let settled = match turn {
+            Some(permit) => {
+                job.seat = None;
+                let settled = keeping_alive(
+                    &job.delivery,
+                    self.ack_wait,
+                    self.settle_as_writer(&job).instrument(span.clone()),
+                )
+                .await;
+                drop(permit);
+                settled
+            }
+            None => Settled::Abandon,
+        };
         // The span is never entered by hand: a guard held across an await leaves it current
         // on a thread the task has left, and the subscriber panics on the next span there.
         self.finish(job, settled, started).instrument(span).await;
@@ -473,7 +541,7 @@ impl<D: Destination> Processor<D> {
     async fn settle(&self, job: &Job) -> Settled {
         let event = job.event.v1();
         let Some(sync) = self.syncs.get(&event.connection) else {
-            return Settled::Ack("unrouted");
+            return self.settle_without_sync(job).await;
         };
         if !sync.resources.is_empty() && !sync.resources.iter().any(|r| r == event.object.as_str())
         {
@@ -483,16 +551,12 @@ impl<D: Destination> Processor<D> {
         // A replay applies the record's newest event again (the operator is repairing the
         // CRM) but never an older one: a stale event must not overwrite newer data.
         match self.applied_version(&version_key).await {
-            Ok(Some(applied)) if job.replay && event.version.is_older_than(&applied) => {
-                // The destination already shows a newer version of the record, so what this
-                // event would have written is there (or newer): a retry of its failure is
-                // done. Reported as synced so that the failure row resolves.
-                tracing::debug!(applied = ?applied, "Replayed event is older than the record's newest; not writing it.");
-                let result = OutcomeResult::Synced { crm_id: None };
-                return match self.publish_outcome(event, result).await {
-                    Ok(()) => Settled::Ack("superseded"),
-                    Err(delay) => Settled::Retry(delay),
-                };
+            Ok(Some(applied)) if event.version.is_older_than(&applied) => {
+                // The destination already shows a newer version of the record: the record
+                // must not go back, but the event's own effects (a tag, a tracked event)
+                // still happen, once.
+                tracing::debug!(applied = ?applied, "Event is older than the record's newest; applying only its own effects.");
+                return self.settle_effects(job).await;
             }
             Ok(Some(applied)) if !job.replay && event.version.is_superseded_by(&applied) => {
                 tracing::debug!(applied = ?applied, "Event is stale or already applied; skipping.");
@@ -530,14 +594,33 @@ impl<D: Destination> Processor<D> {
             }
         }
 
+        let pass = if job.replay { Pass::Replay } else { Pass::Live };
+        match self
+            .with_retries(|| self.destination.deliver(event, pass))
+            .await
+        {
+            Attempted::Done(delivered) => self.record_success(event, &version_key, delivered).await,
+            Attempted::Failed { attempts, error } => {
+                self.record_failure(job, attempts, error).await
+            }
+            Attempted::Abandoned => Settled::Abandon,
+        }
+    }
+
+    /// Runs `call` until it succeeds, fails for good, or runs out of attempts; transient
+    /// failures wait as the retry schedule (and the CRM's `Retry-After`) says.
+    async fn with_retries<F, Fut>(&self, call: F) -> Attempted
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Delivered, DeliveryError>>,
+    {
         let mut attempt = 0;
-        let error = loop {
+        loop {
             attempt += 1;
-            let pass = if job.replay { Pass::Replay } else { Pass::Live };
-            let delivered = self.destination.deliver(event, pass).await;
+            let delivered = call().await;
             self.health.observe(&delivered);
             match delivered {
-                Ok(delivered) => return self.record_success(event, &version_key, delivered).await,
+                Ok(delivered) => return Attempted::Done(delivered),
                 Err(DeliveryError::Retryable {
                     message,
                     retry_after,
@@ -550,14 +633,112 @@ impl<D: Destination> Processor<D> {
                         "destination" => self.destination.kind().as_str())
                     .increment(1);
                     tokio::select! {
-                        _ = self.shutdown.cancelled() => return Settled::Abandon,
+                        _ = self.shutdown.cancelled() => return Attempted::Abandoned,
                         _ = tokio::time::sleep(delay) => {}
                     }
                 }
-                Err(error) => break error,
+                Err(error) => {
+                    return Attempted::Failed {
+                        attempts: attempt,
+                        error,
+                    }
+                }
+            }
+        }
+    }
+
+    /// An event older than what the CRM shows of its record: only its own effects are
+    /// delivered, and the applied version stays the newer one.
+    async fn settle_effects(&self, job: &Job) -> Settled {
+        let event = job.event.v1();
+        let pass = if job.replay { Pass::Replay } else { Pass::Live };
+        let delivered = match self
+            .with_retries(|| self.destination.deliver_effects(event, pass))
+            .await
+        {
+            Attempted::Done(delivered) => delivered,
+            Attempted::Failed { attempts, error } => {
+                return self.record_failure(job, attempts, error).await
+            }
+            Attempted::Abandoned => return Settled::Abandon,
+        };
+        let (result, label) = match delivered {
+            Delivered::Written { crm_id } => (OutcomeResult::Synced { crm_id }, "effects"),
+            // A retried failure of the event is done: the CRM shows its record as newer
+            // data left it. Reported as synced so that the failure row resolves.
+            Delivered::NotApplicable { .. } if job.replay => {
+                (OutcomeResult::Synced { crm_id: None }, "superseded")
+            }
+            Delivered::NotApplicable { .. } => {
+                return self
+                    .report_skip(event, "already applied or superseded by a newer event")
+                    .await
             }
         };
-        self.record_failure(job, attempt, error).await
+        match self.publish_outcome(event, result).await {
+            Ok(()) => Settled::Ack(label),
+            Err(delay) => Settled::Retry(delay),
+        }
+    }
+
+    /// An event of a source connection that has no sync to this destination here.
+    ///
+    /// Ingest names on each event the destinations its configuration syncs the source to.
+    /// Named here (or sent here by a replay, or from a source this configuration does not
+    /// know at all) while this worker has no such sync, the configuration is mid-rollout
+    /// or differs between services: the event is held back and comes again, and if that
+    /// lasts `workers.unknown_sync_wait_secs` it becomes a configuration error an operator
+    /// sees and can retry once the configurations agree. Not named here, the event is not
+    /// for this destination (the sync was removed, or never existed) and is acked.
+    async fn settle_without_sync(&self, job: &Job) -> Settled {
+        let event = job.event.v1();
+        let connection = self.destination.connection();
+        let routed_here = match header_text(&job.delivery, HEADER_DESTINATIONS) {
+            _ if job.replay => true,
+            Some(destinations) => destinations.split(',').any(|d| d == connection),
+            None => !self.known_sources.contains(&event.connection),
+        };
+        if !routed_here {
+            return Settled::Ack("unrouted");
+        }
+        let waited = job.delivery.age().unwrap_or_default();
+        if waited < self.unknown_sync_wait {
+            tracing::warn!(
+                source_connection = %event.connection,
+                waited_secs = waited.as_secs(),
+                "An event is routed to this destination, but this worker's configuration has no sync from its source; holding it back until the configurations agree."
+            );
+            let again = (self.unknown_sync_wait / 10)
+                .clamp(Duration::from_secs(1), Duration::from_secs(30));
+            return Settled::Retry(again);
+        }
+        let failure = Failure {
+            class: FailureClass::Configuration,
+            message: format!(
+                "this {kind} worker's configuration has no [[syncs]] entry with source = \"{source}\" and destination = \"{connection}\", \
+                 but the event was routed here (for {waited} s): give every billsync service the same configuration, then retry this error",
+                kind = self.destination.kind(),
+                source = event.connection,
+                waited = waited.as_secs(),
+            ),
+            http_status: None,
+            vendor_detail: serde_json::Value::Null,
+            attempts: job
+                .delivery
+                .info()
+                .and_then(|i| u32::try_from(i.delivered).ok())
+                .unwrap_or(1),
+            event: job.event.clone(),
+        };
+        tracing::error!(source_connection = %event.connection, reason = %failure.message,
+            "An event has no sync in this worker's configuration; recording a sync error.");
+        match self
+            .publish_outcome(event, OutcomeResult::Failed(failure))
+            .await
+        {
+            Ok(()) => Settled::Ack("failed"),
+            Err(delay) => Settled::Retry(delay),
+        }
     }
 
     fn version_key(&self, event: &BillingEventV1) -> String {
@@ -847,6 +1028,7 @@ impl<D: Destination> Processor<D> {
                     delivery,
                     event,
                     replay: true,
+                    seat: None,
                     resolves: Some(stand_in),
                 })
             }

@@ -49,7 +49,7 @@ where
         .any(|(of, _)| *of == kind);
     // A service with no connection of its kind touches no bucket: it only serves health.
     let destinations: Vec<(Arc<D>, Arc<ConnectionHealth>)> = if configured {
-        let stores = open_stores(&config, &client).await?;
+        let stores = DestinationStores::open(&config, &client).await?;
         build(&config, &stores)?
             .into_iter()
             .map(|d| (Arc::new(d), ConnectionHealth::new()))
@@ -105,27 +105,30 @@ where
     }
 }
 
-async fn open_stores(
-    config: &Config,
-    client: &async_nats::Client,
-) -> anyhow::Result<DestinationStores> {
-    let topology = Topology::new(&config.nats.prefix);
-    let js = jetstream::new(client.clone());
-    let settings = StreamSettings::from(&config.nats);
-    let links = topology
-        .ensure_bucket(&js, topology.links_bucket(), &settings, Duration::ZERO)
-        .await
-        .context("opening the links bucket")?;
-    let rate_limits = topology
-        .ensure_bucket(
-            &js,
-            topology.rate_limits_bucket(),
-            &settings,
-            Duration::ZERO,
-        )
-        .await
-        .context("opening the rate limits bucket")?;
-    Ok(DestinationStores { links, rate_limits })
+impl DestinationStores {
+    /// Opens (creating when missing) the buckets every destination of `config` shares.
+    pub async fn open(
+        config: &Config,
+        client: &async_nats::Client,
+    ) -> anyhow::Result<DestinationStores> {
+        let topology = Topology::new(&config.nats.prefix);
+        let js = jetstream::new(client.clone());
+        let settings = StreamSettings::from(&config.nats);
+        let links = topology
+            .ensure_bucket(&js, topology.links_bucket(), &settings, Duration::ZERO)
+            .await
+            .context("opening the links bucket")?;
+        let rate_limits = topology
+            .ensure_bucket(
+                &js,
+                topology.rate_limits_bucket(),
+                &settings,
+                Duration::ZERO,
+            )
+            .await
+            .context("opening the rate limits bucket")?;
+        Ok(DestinationStores { links, rate_limits })
+    }
 }
 
 /// The destination of a service whose CRM this version cannot write to yet: it has no

@@ -341,3 +341,121 @@ async fn a_changed_ack_wait_reaches_the_consumer() {
     .await;
     second.stop(worker).await;
 }
+
+/// A CRM account for the conformance suite: 40 calls/s, four calls per event (as a
+/// contact, two tags and a tracked event would cost), and effects kept once per event.
+#[derive(Default)]
+struct FakeAccount {
+    shown: Mutex<std::collections::HashMap<String, i64>>,
+    effects: Mutex<std::collections::HashMap<String, Vec<(String, String)>>>,
+    next_call: Mutex<Option<tokio::time::Instant>>,
+}
+
+impl FakeAccount {
+    const CALL_EVERY: Duration = Duration::from_millis(25);
+    const CALLS_PER_EVENT: u32 = 4;
+
+    async fn calls(&self, calls: u32) {
+        for _ in 0..calls {
+            let slot = {
+                let mut next = self.next_call.lock().expect("limiter");
+                let now = tokio::time::Instant::now();
+                let slot = next.map_or(now, |n| n.max(now));
+                *next = Some(slot + Self::CALL_EVERY);
+                slot
+            };
+            tokio::time::sleep_until(slot).await;
+        }
+    }
+
+    fn effect(&self, event: &BillingEventV1) {
+        let mut effects = self.effects.lock().expect("effects");
+        let of = effects.entry(event.object_id.clone()).or_default();
+        if !of.iter().any(|(id, _)| *id == event.id) {
+            of.push((event.id.clone(), event.event_type.clone()));
+        }
+    }
+}
+
+struct FakeAccountCrm(Arc<FakeAccount>);
+
+impl Destination for FakeAccountCrm {
+    fn kind(&self) -> DestinationKind {
+        DestinationKind::Activecampaign
+    }
+
+    fn connection(&self) -> &str {
+        billsync_worker::conformance::CONNECTION
+    }
+
+    async fn deliver(&self, event: &BillingEventV1, _: Pass) -> Result<Delivered, DeliveryError> {
+        self.0.calls(FakeAccount::CALLS_PER_EVENT).await;
+        let name = event.data["name"].as_str().unwrap_or_default();
+        let position = billsync_worker::conformance::position_in(name).expect("a suite event");
+        self.0
+            .shown
+            .lock()
+            .expect("shown")
+            .insert(event.object_id.clone(), position);
+        self.0.effect(event);
+        Ok(Delivered::Written {
+            crm_id: Some(format!("crm-{}", event.object_id)),
+        })
+    }
+
+    async fn deliver_effects(
+        &self,
+        event: &BillingEventV1,
+        _: Pass,
+    ) -> Result<Delivered, DeliveryError> {
+        self.0.calls(1).await;
+        self.0.effect(event);
+        Ok(Delivered::Written {
+            crm_id: Some(format!("crm-{}", event.object_id)),
+        })
+    }
+
+    fn concurrency(&self) -> usize {
+        4
+    }
+
+    async fn healthcheck(&self) -> Result<(), DeliveryError> {
+        Ok(())
+    }
+}
+
+struct FakeSubject(Arc<FakeAccount>);
+
+impl billsync_worker::conformance::Subject for FakeSubject {
+    type Crm = FakeAccountCrm;
+
+    fn destination_toml(&self, name: &str, secret: &Path) -> String {
+        format!(
+            "[[destinations.activecampaign]]\nname = \"{name}\"\nbase_url = \"http://127.0.0.1:1\"\napi_token = {{ file = \"{}\" }}\n",
+            secret.display()
+        )
+    }
+
+    fn build(&self, _: &Arc<Config>, _: &billsync_worker::DestinationStores) -> FakeAccountCrm {
+        FakeAccountCrm(Arc::clone(&self.0))
+    }
+
+    async fn shown(&self, customer: &str) -> Option<i64> {
+        self.0.shown.lock().expect("shown").get(customer).copied()
+    }
+
+    async fn effects(&self, customer: &str) -> Vec<String> {
+        let effects = self.0.effects.lock().expect("effects");
+        effects
+            .get(customer)
+            .map(|e| e.iter().map(|(_, kind)| kind.clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
+async fn fake_subject() -> FakeSubject {
+    FakeSubject(Arc::default())
+}
+
+// 120 events at 10 events/s: about 12 s of work.
+billsync_worker::conformance_tests!(fake_subject(), backlog = 120);

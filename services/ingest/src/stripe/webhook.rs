@@ -115,14 +115,10 @@ async fn handle(
     let encoded =
         event::encode(&endpoint.name, &stripe_event).map_err(IngestError::MalformedEvent)?;
     let subject = state.publisher.topology().event_subject(&encoded.envelope);
+    let headers = state.publisher.event_headers(&encoded.envelope);
     let published = state
         .publisher
-        .publish(
-            subject,
-            &encoded.envelope.id,
-            encoded.payload,
-            async_nats::HeaderMap::new(),
-        )
+        .publish(subject, &encoded.envelope.id, encoded.payload, headers)
         .await
         .map_err(|error| {
             tracing::warn!(%error, "Publishing to JetStream failed.");

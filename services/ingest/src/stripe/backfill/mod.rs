@@ -205,7 +205,8 @@ impl StripeBackfill {
             js,
             topology,
             Duration::from_millis(config.ingest.publish_timeout_ms),
-        );
+        )
+        .routing(config);
         Ok(Self {
             connection: connection.to_string(),
             client: Arc::new(client),
