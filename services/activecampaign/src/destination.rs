@@ -1,7 +1,7 @@
 //! One ActiveCampaign connection as a billsync destination.
 
 use crate::api::{ActiveCampaignClient, EventTracker};
-use crate::chargebee::{self, CustomerSubscriptions, OnCustomerDeleted};
+use crate::chargebee::{self, OnCustomerDeleted};
 use crate::contacts::{ContactBook, CustomerRef, MissingFields, UpsertRules};
 use crate::ecommerce::{EcomBook, EcomCustomerRef, OrderWrite};
 use crate::error::StartError;
@@ -12,6 +12,8 @@ use async_nats::jetstream::kv;
 use billsync_config::{ActiveCampaignConnection, Config, ConnectionKind, SyncConfig};
 use billsync_events::{BillingEventV1, DestinationKind, FailureClass, ObjectKind, SourceKind};
 use billsync_mapping::Mapping;
+use billsync_sources as sources;
+use billsync_sources::chargebee::CustomerSubscriptions;
 use billsync_worker::{Delivered, DeliveryError, Destination, Pass, RecordStore};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -154,7 +156,7 @@ impl ActiveCampaignDestination {
         pass: Pass,
     ) -> Result<Delivered, DeliveryError> {
         let client = &self.contacts.client;
-        let mut fields = stripe::customer_view(event)
+        let mut fields = sources::stripe::customer_view(event)
             .map(|view| rules.mapping.apply(&view))
             .unwrap_or_default();
         if let (false, Some(customer), true) = (
@@ -252,7 +254,8 @@ impl ActiveCampaignDestination {
                 .save_applied_tags(&contact_id, &applied)
                 .await?;
         }
-        if rules.options.deep_data && stripe_orders::customer_is_live(event) {
+        // A deleted customer has no email left: its e-commerce customer is not created again.
+        if rules.options.deep_data && !sources::stripe::deletes_customer(event) {
             self.apply_deep_data(rules, event, &email, pass).await?;
         }
         if let (Some(tracker), Some(tracking)) = (&rules.tracker, &rules.options.tracking) {
@@ -390,15 +393,16 @@ impl ActiveCampaignDestination {
         event: &BillingEventV1,
         pass: Pass,
     ) -> Result<Delivered, DeliveryError> {
-        if chargebee::is_gift_event(event) && !rules.options.sync_gift_purchasers {
+        if sources::chargebee::is_gift_event(event) && !rules.options.sync_gift_purchasers {
             return Ok(Delivered::NotApplicable {
                 reason: "gift purchasers are not synced (options.sync_gift_purchasers = false)"
                     .into(),
             });
         }
-        let (Some(customer_id), Some(customer)) =
-            (event.customer_id.as_deref(), chargebee::customer_of(event))
-        else {
+        let (Some(customer_id), Some(customer)) = (
+            event.customer_id.as_deref(),
+            sources::chargebee::customer_of(event),
+        ) else {
             return Ok(Delivered::NotApplicable {
                 reason: format!(
                     "{} events carry no customer for ActiveCampaign",
@@ -408,10 +412,11 @@ impl ActiveCampaignDestination {
         };
         self.contacts.ensure_fields(rules.mapping.fields()).await?;
         let reference = CustomerRef::of(event, customer_id);
-        let subscriptions = self.subscriptions(event, customer_id, customer).await?;
+        let subscriptions =
+            CustomerSubscriptions::observe(&self.records, event, customer_id, customer).await?;
         // The newest copy of the customer, not necessarily this event's.
         let customer = subscriptions.customer().unwrap_or(customer);
-        if chargebee::is_deletion(event) {
+        if sources::chargebee::is_deletion(event) {
             return self
                 .delete_chargebee_customer(rules, &reference, customer, &subscriptions, pass)
                 .await;
@@ -428,7 +433,7 @@ impl ActiveCampaignDestination {
         }
         let fields = rules
             .mapping
-            .apply(&chargebee::view(customer, subscriptions.chosen()));
+            .apply(&sources::chargebee::view(customer, subscriptions.chosen()));
         let contact_id = self
             .contacts
             .upsert(
@@ -447,27 +452,6 @@ impl ActiveCampaignDestination {
         Ok(Delivered::Written {
             crm_id: Some(contact_id),
         })
-    }
-
-    /// The customer and its subscriptions as billsync has seen them, updated with this
-    /// event's copies (where they are newer).
-    async fn subscriptions(
-        &self,
-        event: &BillingEventV1,
-        customer_id: &str,
-        customer: &Value,
-    ) -> Result<CustomerSubscriptions, DeliveryError> {
-        let record = format!("chargebee/{}/subscriptions/{customer_id}", event.connection);
-        let stored: Option<CustomerSubscriptions> = self.records.get(&record).await?;
-        let mut seen = stored.clone().unwrap_or_default();
-        seen.record_customer(customer, chargebee::is_deletion(event));
-        if event.object == ObjectKind::Subscription {
-            seen.record(&event.data, event.event_type == "subscription_deleted");
-        }
-        if stored.as_ref() != Some(&seen) {
-            self.records.put(&record, &seen).await?;
-        }
-        Ok(seen)
     }
 
     async fn delete_chargebee_customer(
@@ -534,7 +518,7 @@ impl ActiveCampaignDestination {
                 }
                 let fields = rules
                     .mapping
-                    .apply(&chargebee::view(&deleted, subscriptions.chosen()));
+                    .apply(&sources::chargebee::view(&deleted, subscriptions.chosen()));
                 let contact = self
                     .contacts
                     .upsert(
@@ -636,25 +620,9 @@ fn mapping_for(
         key: format!("{key}.mapping.{}", e.field.clone().unwrap_or_default()),
         reason: e.message,
     })?;
-    let known_roots: &[&str] = match source {
-        SourceKind::Stripe => &[
-            "id",
-            "email",
-            "name",
-            "phone",
-            "description",
-            "address",
-            "metadata",
-            "currency",
-            "created",
-            "shipping",
-            "preferred_locales",
-            "tax_exempt",
-            "balance",
-            "delinquent",
-            "invoice_prefix",
-        ],
-        SourceKind::Chargebee => &["customer", "subscription"],
+    let known_roots = match source {
+        SourceKind::Stripe => sources::stripe::CUSTOMER_FIELDS,
+        SourceKind::Chargebee => sources::chargebee::VIEW_ROOTS,
     };
     for (field, path) in overrides.source_paths() {
         let root = path.split('.').next().unwrap_or(path);

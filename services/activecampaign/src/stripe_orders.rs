@@ -474,14 +474,6 @@ fn subscription(data: &Value) -> DeepData {
     })
 }
 
-/// Whether an event's customer data may create or update the e-commerce customer: a
-/// deleted customer has no email and must not be recreated.
-pub fn customer_is_live(event: &BillingEventV1) -> bool {
-    !(event.object == ObjectKind::Customer
-        && (event.event_type == "customer.deleted"
-            || event.data.get("deleted").and_then(Value::as_bool) == Some(true)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
