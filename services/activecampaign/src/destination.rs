@@ -1,19 +1,20 @@
 //! One ActiveCampaign connection as a billsync destination.
 
 use crate::api::{ActiveCampaignClient, EventTracker};
-use crate::chargebee::{self, OnCustomerDeleted};
+use crate::chargebee::OnCustomerDeleted;
 use crate::contacts::{ContactBook, CustomerRef, MissingFields, UpsertRules};
 use crate::ecommerce::{EcomBook, EcomCustomerRef, OrderWrite};
 use crate::error::StartError;
-use crate::options::SyncOptions;
+use crate::options::{ActiveCampaignSyncs, SyncOptions};
 use crate::stripe;
 use crate::stripe_orders::{self, DeepData, OrderSources};
 use async_nats::jetstream::kv;
-use billsync_config::{ActiveCampaignConnection, Config, ConnectionKind, SyncConfig};
+use billsync_config::{ActiveCampaignConnection, Config, ConfigError};
 use billsync_events::{BillingEventV1, DestinationKind, FailureClass, ObjectKind, SourceKind};
 use billsync_mapping::Mapping;
 use billsync_sources as sources;
 use billsync_sources::chargebee::CustomerSubscriptions;
+use billsync_sources::sync::{syncs_into, DeclaredSync};
 use billsync_worker::{Delivered, DeliveryError, Destination, Pass, RecordStore};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -47,28 +48,26 @@ fn sync_rules(
     connection: &ActiveCampaignConnection,
     timeout: Duration,
 ) -> Result<HashMap<String, SyncRules>, StartError> {
-    let file = config.origin.display().to_string();
+    let file = config.origin.display();
     let mut syncs = HashMap::new();
-    for (index, sync) in config.syncs.iter().enumerate() {
-        if sync.destination != connection.name {
-            continue;
-        }
-        let key = format!("syncs[{index}]");
-        let source = match config.connection_kind(&sync.source) {
-            Some(ConnectionKind::Source(kind)) => kind,
-            _ => unreachable!("Config::load checked that every sync names a source"),
-        };
-        let options = SyncOptions::parse(&file, &key, sync)?;
+    for sync in syncs_into::<ActiveCampaignSyncs>(config, &connection.name) {
+        let DeclaredSync {
+            config: sync,
+            key,
+            source,
+            options,
+            mapping,
+        } = sync?;
         let tracker = match (&options.tracking, source) {
             (None, _) => None,
             (Some(_), SourceKind::Chargebee) => {
-                return Err(StartError::Mapping {
-                    file: file.clone(),
-                    key: format!("{key}.options.track_events"),
-                    reason: "event tracking is for Stripe syncs (seed 001's \"Stripe event \
-                             received\" trigger)"
-                        .into(),
-                })
+                return Err(ConfigError::new(
+                    &config.origin,
+                    &format!("{key}.options.track_events"),
+                    "event tracking is for Stripe syncs (seed 001's \"Stripe event received\" \
+                     trigger)",
+                )
+                .into())
             }
             (Some(tracking), SourceKind::Stripe) => {
                 let index = config
@@ -78,15 +77,16 @@ fn sync_rules(
                     .position(|c| c.name == connection.name)
                     .unwrap_or_default();
                 let Some(event_key) = event_key(connection) else {
-                    return Err(StartError::Mapping {
-                        file: file.clone(),
-                        key: format!("destinations.activecampaign[{index}].event_key"),
-                        reason: format!(
+                    return Err(ConfigError::new(
+                        &config.origin,
+                        &format!("destinations.activecampaign[{index}].event_key"),
+                        format!(
                             "{key}.options.track_events = true needs the account's Event Key \
                              (Settings > Tracking > Event Tracking) as a secret, \
                              {{ env = \"NAME\" }} or {{ file = \"/path\" }}"
                         ),
-                    });
+                    )
+                    .into());
                 };
                 Some(
                     EventTracker::new(&tracking.url, &tracking.actid, event_key, timeout)
@@ -99,7 +99,7 @@ fn sync_rules(
         };
         let rules = SyncRules {
             source,
-            mapping: mapping_for(&file, &key, source, sync)?,
+            mapping,
             options,
             orders: OrderSources::from_resources(&sync.resources),
             tracker,
@@ -109,11 +109,17 @@ fn sync_rules(
     Ok(syncs)
 }
 
-/// Checks the `[syncs.options]` and `[syncs.mapping]` of every sync into ActiveCampaign, as
-/// the worker does at start, without connecting anywhere (`billsync check-config`).
-pub fn check_syncs(config: &Config) -> Result<(), StartError> {
-    for connection in &config.destinations.activecampaign {
-        sync_rules(config, connection, Duration::from_secs(30))?;
+/// Checks the `[syncs.options]` and `[syncs.mapping]` of every sync into the ActiveCampaign
+/// connection named `connection`, as its worker does at start, without connecting anywhere
+/// (`billsync check-config`).
+pub fn check_syncs(config: &Config, connection: &str) -> Result<(), StartError> {
+    for account in config
+        .destinations
+        .activecampaign
+        .iter()
+        .filter(|account| account.name == connection)
+    {
+        sync_rules(config, account, Duration::from_secs(30))?;
     }
     Ok(())
 }
@@ -587,69 +593,6 @@ impl Destination for ActiveCampaignDestination {
     async fn healthcheck(&self) -> Result<(), DeliveryError> {
         self.contacts.client.check().await
     }
-}
-
-/// The seed's default mapping for the source, with the sync's overrides and extra fields
-/// (`field = "expression"`, or `field = false` to drop a default).
-fn mapping_for(
-    file: &str,
-    key: &str,
-    source: SourceKind,
-    sync: &SyncConfig,
-) -> Result<Mapping, StartError> {
-    let defaults = match source {
-        SourceKind::Stripe => stripe::default_contact_mapping(),
-        SourceKind::Chargebee => chargebee::default_mapping(),
-    };
-    let mut overrides = Vec::new();
-    let mut dropped = Vec::new();
-    for (field, value) in &sync.mapping {
-        let err = |reason: String| StartError::Mapping {
-            file: file.to_string(),
-            key: format!("{key}.mapping.{field}"),
-            reason,
-        };
-        match value {
-            toml::Value::String(expression) => overrides.push((field.as_str(), expression.as_str())),
-            toml::Value::Boolean(false) => dropped.push(field.as_str()),
-            _ => return Err(err("must be a string expression such as \"name | first_word\", or false to drop a default mapping".into())),
-        }
-    }
-    let overrides = Mapping::parse(overrides).map_err(|e| StartError::Mapping {
-        file: file.to_string(),
-        key: format!("{key}.mapping.{}", e.field.clone().unwrap_or_default()),
-        reason: e.message,
-    })?;
-    let known_roots = match source {
-        SourceKind::Stripe => sources::stripe::CUSTOMER_FIELDS,
-        SourceKind::Chargebee => sources::chargebee::VIEW_ROOTS,
-    };
-    for (field, path) in overrides.source_paths() {
-        let root = path.split('.').next().unwrap_or(path);
-        if !known_roots.contains(&root) {
-            return Err(StartError::Mapping {
-                file: file.to_string(),
-                key: format!("{key}.mapping.{field}"),
-                reason: format!(
-                    "{path:?} is not a field billsync can read here; paths start with one of {}",
-                    known_roots.join(", ")
-                ),
-            });
-        }
-    }
-    let mut mapping = defaults.with_overrides(&overrides);
-    for field in dropped {
-        mapping = mapping.without(field);
-    }
-    if !mapping.fields().any(|f| f == "email") {
-        return Err(StartError::Mapping {
-            file: file.to_string(),
-            key: format!("{key}.mapping.email"),
-            reason: "the email mapping is required: ActiveCampaign identifies contacts by email"
-                .into(),
-        });
-    }
-    Ok(mapping)
 }
 
 /// The account's event tracking key (`destinations.activecampaign[].event_key`), a secret;

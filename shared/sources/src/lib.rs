@@ -10,10 +10,12 @@
 //!   so one mapping serves all of them.
 //!
 //! Each view names the fields a mapping expression may start with, so a configured
-//! mapping is checked against what the view really holds.
+//! mapping is checked against what the view really holds: [`sync`] reads every sync's
+//! options and mapping against what its destination declares.
 
 pub mod chargebee;
 pub mod stripe;
+pub mod sync;
 
 #[cfg(test)]
 mod test_events;
