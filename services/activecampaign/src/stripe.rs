@@ -36,29 +36,13 @@ pub fn tags_for(event: &BillingEventV1) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use billsync_events::{RecordVersion, SourceKind};
+    use billsync_events::SourceKind;
     use billsync_sources::stripe::customer_view;
+    use billsync_sources::test_events;
     use serde_json::{json, Value};
 
     fn event(event_type: &str, object: ObjectKind, data: Value) -> BillingEventV1 {
-        BillingEventV1 {
-            id: "evt_1".into(),
-            source: SourceKind::Stripe,
-            connection: "s".into(),
-            event_type: event_type.into(),
-            object,
-            object_id: "x_1".into(),
-            customer_id: Some("cus_1".into()),
-            occurred_at: chrono::Utc::now(),
-            version: RecordVersion {
-                position: 1,
-                event_id: "evt_1".into(),
-                sequence: None,
-            },
-            run_id: None,
-            data,
-            related: Value::Null,
-        }
+        test_events::event(SourceKind::Stripe, event_type, object, data)
     }
 
     #[test]

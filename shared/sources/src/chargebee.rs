@@ -329,4 +329,88 @@ mod tests {
             assert!(VIEW_ROOTS.contains(&root.as_str()), "{root}");
         }
     }
+
+    /// What a destination connection keeps of a Chargebee customer, in a real NATS KV bucket.
+    #[tokio::test]
+    async fn the_newest_copies_are_kept_per_destination_connection_and_late_ones_write_nothing() {
+        use async_nats::jetstream;
+        use billsync_bus::{StreamSettings, Topology};
+        use billsync_events::DestinationKind;
+        use std::time::Duration;
+
+        let url = std::env::var("BILLSYNC_TEST_NATS_URL")
+            .unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+        let client = billsync_bus::connect(&url, "billsync-sources-test")
+            .await
+            .expect("NATS must run on 127.0.0.1:4222 (make services)");
+        let js = jetstream::new(client);
+        let prefix = format!("src{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let settings = StreamSettings {
+            duplicate_window: Duration::from_secs(60),
+            replicas: 1,
+            retention: Duration::from_secs(3600),
+        };
+        let bucket = Topology::new(&prefix).links_bucket();
+        let kv = Topology::new(&prefix)
+            .ensure_bucket(&js, bucket.clone(), &settings, Duration::ZERO)
+            .await
+            .expect("bucket");
+        let records = RecordStore::new(kv.clone(), DestinationKind::Zoho, "crm");
+        let other = RecordStore::new(kv, DestinationKind::Pipedrive, "crm");
+        let saved = || async {
+            records
+                .load::<CustomerSubscriptions>("chargebee/s/subscriptions/cus_1")
+                .await
+                .expect("load")
+        };
+
+        let new = json!({"id": "cus_1", "email": "new@x.io", "resource_version": 2});
+        let old = json!({"id": "cus_1", "email": "old@x.io", "resource_version": 1});
+        let subscription = json!({"id": "sub_1", "status": "active", "resource_version": 1});
+        let changed = event(
+            SourceKind::Chargebee,
+            "customer_changed",
+            ObjectKind::Customer,
+            new.clone(),
+        );
+        let seen = CustomerSubscriptions::observe(&records, &changed, "cus_1", &new)
+            .await
+            .expect("observed");
+        assert_eq!(seen.customer(), Some(&new));
+        let first = saved().await;
+        assert_eq!(first.value.as_ref(), Some(&seen));
+
+        // A subscription event replayed late carries the older customer copy: its
+        // subscription is recorded, the customer stays the newest one.
+        let mut late = event(
+            SourceKind::Chargebee,
+            "subscription_created",
+            ObjectKind::Subscription,
+            subscription.clone(),
+        );
+        late.related = json!({ "customer": old });
+        let copy = customer_of(&late).expect("the customer beside the subscription");
+        let seen = CustomerSubscriptions::observe(&records, &late, "cus_1", copy)
+            .await
+            .expect("observed");
+        assert_eq!(seen.customer(), Some(&new));
+        assert_eq!(seen.chosen(), Some(&subscription));
+        let second = saved().await;
+        assert_eq!(second.value.as_ref(), Some(&seen));
+        assert!(second.revision > first.revision);
+
+        // The same event again changes nothing, so nothing is written.
+        CustomerSubscriptions::observe(&records, &late, "cus_1", copy)
+            .await
+            .expect("observed");
+        assert_eq!(saved().await.revision, second.revision);
+
+        // Another destination connection keeps its own record.
+        let theirs = CustomerSubscriptions::observe(&other, &late, "cus_1", copy)
+            .await
+            .expect("observed");
+        assert_eq!(theirs.customer(), Some(&old));
+
+        let _ = js.delete_key_value(bucket).await;
+    }
 }

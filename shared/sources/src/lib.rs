@@ -17,5 +17,5 @@ pub mod chargebee;
 pub mod stripe;
 pub mod sync;
 
-#[cfg(test)]
-mod test_events;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_events;
