@@ -2,10 +2,7 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("{file}: {key}: {reason}")]
-    Mapping {
-        file: String,
-        key: String,
-        reason: String,
-    },
+    /// A sync's options or mapping, or a setting they need: `file: key: reason`.
+    #[error(transparent)]
+    Config(#[from] billsync_config::ConfigError),
 }

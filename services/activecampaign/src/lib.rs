@@ -5,16 +5,22 @@
 
 pub mod api;
 mod chargebee;
+mod chargebee_flow;
 mod contacts;
+mod deep_data;
+mod deletion;
 mod destination;
 mod ecommerce;
 mod error;
 mod options;
 mod stripe;
+mod stripe_flow;
 mod stripe_orders;
+mod sync_rules;
 
-pub use destination::{check_syncs, ActiveCampaignDestination};
+pub use destination::ActiveCampaignDestination;
 pub use error::StartError;
+pub use sync_rules::check_syncs;
 
 use anyhow::Context;
 use billsync_config::Config;

@@ -1,10 +1,14 @@
-//! The `[syncs.options]` an ActiveCampaign sync understands, checked at start.
+//! What a sync into ActiveCampaign takes: its `[syncs.options]` and its default mappings,
+//! declared for the kit (`billsync_sources::sync`), which reads and checks them at start
+//! and in `billsync check-config`.
 
 use crate::api::DEFAULT_TRACKING_URL;
-use crate::chargebee::OnCustomerDeleted;
-use crate::error::StartError;
-use billsync_config::SyncConfig;
-use std::collections::BTreeMap;
+use crate::chargebee::{self, OnCustomerDeleted};
+use crate::stripe;
+use billsync_config::ConfigError;
+use billsync_events::SourceKind;
+use billsync_sources as sources;
+use billsync_sources::sync::{MappingDeclaration, OptionReader, SyncDeclaration};
 
 /// Options of one sync into ActiveCampaign.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +42,7 @@ pub struct TrackingOptions {
 /// characters; Stripe's longest event types are longer, so the type goes in the value).
 pub const DEFAULT_TRACKED_EVENT: &str = "Stripe event received";
 
+/// The `[syncs.options]` keys, in the order messages list them.
 const KNOWN: &[&str] = &[
     "list_id",
     "on_customer_deleted",
@@ -49,116 +54,93 @@ const KNOWN: &[&str] = &[
     "track_event_name",
 ];
 
+/// What syncs into ActiveCampaign take: [`SyncOptions`], and the seeds' contact mappings.
+pub struct ActiveCampaignSyncs;
+
+impl SyncDeclaration for ActiveCampaignSyncs {
+    const DESTINATION: &'static str = "ActiveCampaign";
+    const OPTIONS: &'static [&'static str] = KNOWN;
+    type Options = SyncOptions;
+
+    fn options(options: &OptionReader<'_>) -> Result<SyncOptions, ConfigError> {
+        SyncOptions::read(options)
+    }
+
+    /// The seed's default mapping for the source; syncs add fields, override them
+    /// (`field = "expression"`) or drop them (`field = false`), but keep the email.
+    fn mapping(source: SourceKind) -> MappingDeclaration {
+        let (defaults, roots) = match source {
+            SourceKind::Stripe => (
+                stripe::default_contact_mapping(),
+                sources::stripe::CUSTOMER_FIELDS,
+            ),
+            SourceKind::Chargebee => (chargebee::default_mapping(), sources::chargebee::VIEW_ROOTS),
+        };
+        MappingDeclaration {
+            defaults,
+            roots,
+            required: &[("email", "ActiveCampaign identifies contacts by email")],
+        }
+    }
+}
+
 impl SyncOptions {
-    pub fn parse(file: &str, key: &str, sync: &SyncConfig) -> Result<SyncOptions, StartError> {
-        let err = |option: &str, reason: String| StartError::Mapping {
-            file: file.to_string(),
-            key: format!("{key}.options.{option}"),
-            reason,
-        };
-        let options: &BTreeMap<String, toml::Value> = &sync.options;
-        if let Some(unknown) = options.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-            return Err(err(
-                unknown,
-                format!(
-                    "unknown option; ActiveCampaign syncs know {}",
-                    KNOWN.join(", ")
-                ),
-            ));
-        }
-        let list_id = match options.get("list_id") {
-            None => None,
-            Some(toml::Value::Integer(id)) if *id > 0 => Some(id.to_string()),
-            Some(toml::Value::String(id))
-                if id.chars().all(|c| c.is_ascii_digit()) && !id.is_empty() =>
-            {
-                Some(id.clone())
-            }
-            Some(other) => {
-                return Err(err(
-                    "list_id",
-                    format!("{other} is not a list id (Lists > the list's id in ActiveCampaign)"),
-                ))
-            }
-        };
-        let on_customer_deleted = match options.get("on_customer_deleted") {
-            None => OnCustomerDeleted::Keep,
-            Some(toml::Value::String(s)) => match s.as_str() {
-                "keep" => OnCustomerDeleted::Keep,
-                "unsubscribe" => OnCustomerDeleted::Unsubscribe,
-                "delete" => OnCustomerDeleted::Delete,
-                _ => {
-                    return Err(err(
-                        "on_customer_deleted",
-                        format!("{s:?} must be keep, unsubscribe or delete"),
-                    ))
-                }
-            },
-            Some(other) => {
-                return Err(err(
-                    "on_customer_deleted",
-                    format!("{other} must be keep, unsubscribe or delete"),
-                ))
-            }
-        };
+    fn read(options: &OptionReader<'_>) -> Result<SyncOptions, ConfigError> {
+        let list_id = options.numeric_id(
+            "list_id",
+            "a list id (Lists > the list's id in ActiveCampaign)",
+        )?;
+        let on_customer_deleted = options.choice(
+            "on_customer_deleted",
+            OnCustomerDeleted::Keep,
+            &[
+                ("keep", OnCustomerDeleted::Keep),
+                ("unsubscribe", OnCustomerDeleted::Unsubscribe),
+                ("delete", OnCustomerDeleted::Delete),
+            ],
+        )?;
         if on_customer_deleted == OnCustomerDeleted::Unsubscribe && list_id.is_none() {
-            return Err(err(
+            return Err(options.error(
                 "on_customer_deleted",
-                "\"unsubscribe\" needs options.list_id: the list to unsubscribe from".into(),
+                "\"unsubscribe\" needs options.list_id: the list to unsubscribe from",
             ));
         }
-        let sync_gift_purchasers = match options.get("sync_gift_purchasers") {
-            None => false,
-            Some(toml::Value::Boolean(b)) => *b,
-            Some(other) => {
-                return Err(err(
-                    "sync_gift_purchasers",
-                    format!("{other} must be true or false"),
-                ))
-            }
-        };
-        let flag = |option: &str, default: bool| match options.get(option) {
-            None => Ok(default),
-            Some(toml::Value::Boolean(b)) => Ok(*b),
-            Some(other) => Err(err(option, format!("{other} must be true or false"))),
-        };
-        let deep_data = flag("deep_data", true)?;
-        let text = |option: &str| match options.get(option) {
-            None => Ok(None),
-            Some(toml::Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
-            Some(other) => Err(err(option, format!("{other} must be a non-empty string"))),
-        };
+        let sync_gift_purchasers = options.flag("sync_gift_purchasers", false)?;
+        let deep_data = options.flag("deep_data", true)?;
         let actid = match options.get("track_actid") {
             Some(toml::Value::Integer(id)) if *id > 0 => Some(id.to_string()),
-            _ => text("track_actid")?,
+            _ => options.text("track_actid")?,
         };
         if actid
             .as_deref()
             .is_some_and(|a| !a.chars().all(|c| c.is_ascii_digit()))
         {
-            return Err(err(
+            return Err(options.error(
                 "track_actid",
-                "must be the account's numeric actid (Settings > Tracking > Event Tracking)".into(),
+                "must be the account's numeric actid (Settings > Tracking > Event Tracking)",
             ));
         }
-        let url = text("track_url")?.unwrap_or_else(|| DEFAULT_TRACKING_URL.to_string());
+        let url = options
+            .text("track_url")?
+            .unwrap_or_else(|| DEFAULT_TRACKING_URL.to_string());
         if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(err("track_url", format!("{url:?} is not an http(s) URL")));
+            return Err(options.error("track_url", format!("{url:?} is not an http(s) URL")));
         }
-        let name = text("track_event_name")?.unwrap_or_else(|| DEFAULT_TRACKED_EVENT.to_string());
+        let name = options
+            .text("track_event_name")?
+            .unwrap_or_else(|| DEFAULT_TRACKED_EVENT.to_string());
         if name.chars().count() > 32 {
-            return Err(err(
+            return Err(options.error(
                 "track_event_name",
                 format!("{name:?} is longer than the 32 characters AC allows for event names"),
             ));
         }
-        let tracking = if flag("track_events", false)? {
+        let tracking = if options.flag("track_events", false)? {
             let actid = actid.ok_or_else(|| {
-                err(
+                options.error(
                     "track_actid",
                     "track_events = true needs the account's event tracking actid (Settings > \
-                     Tracking > Event Tracking)"
-                        .into(),
+                     Tracking > Event Tracking)",
                 )
             })?;
             Some(TrackingOptions { actid, url, name })
@@ -178,6 +160,9 @@ impl SyncOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use billsync_config::SyncConfig;
+    use billsync_sources::sync::read_options;
+    use std::path::Path;
 
     fn sync(options: &str) -> SyncConfig {
         let text = format!("source = \"s\"\ndestination = \"d\"\n[options]\n{options}");
@@ -185,7 +170,8 @@ mod tests {
     }
 
     fn parse(options: &str) -> Result<SyncOptions, String> {
-        SyncOptions::parse("b.toml", "syncs[0]", &sync(options)).map_err(|e| e.to_string())
+        read_options::<ActiveCampaignSyncs>(Path::new("b.toml"), "syncs[0]", &sync(options))
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -249,6 +235,35 @@ mod tests {
         assert_eq!(
             parse("list_id = \"7\"").expect("valid").list_id.as_deref(),
             Some("7")
+        );
+    }
+
+    #[test]
+    fn mappings_read_their_sources_view_and_keep_the_email() {
+        let configure = |source: SourceKind, table: &str| {
+            let table = toml::from_str(table).expect("TOML");
+            ActiveCampaignSyncs::mapping(source)
+                .configure(Path::new("b.toml"), "syncs[0].mapping", &table)
+                .map_err(|e| e.to_string())
+        };
+        let stripe = configure(SourceKind::Stripe, "Stripe_Customer_ID = \"id\"").expect("valid");
+        assert!(stripe.fields().any(|f| f == "Stripe_Customer_ID"));
+        assert!(stripe.fields().any(|f| f == "firstName"));
+        assert!(
+            configure(SourceKind::Stripe, "Cb_orgName = \"customer.company\"")
+                .expect_err("a Chargebee path")
+                .contains("paths start with one of id, email, name")
+        );
+        let chargebee = configure(SourceKind::Chargebee, "Cb_orgName = false").expect("valid");
+        assert!(!chargebee.fields().any(|f| f == "Cb_orgName"));
+        assert!(chargebee.fields().any(|f| f == "Cb_subscriptionMRR"));
+        assert!(configure(SourceKind::Chargebee, "phone = \"phone\"")
+            .expect_err("a Stripe path")
+            .contains("paths start with one of customer, subscription"));
+        assert_eq!(
+            configure(SourceKind::Chargebee, "email = false").expect_err("required"),
+            "b.toml: syncs[0].mapping.email: the email mapping is required: ActiveCampaign \
+             identifies contacts by email"
         );
     }
 }

@@ -1,11 +1,10 @@
 //! Stripe → ActiveCampaign, as the ActiveCampaign–Stripe integration behaves (seed 001):
 //! every event creates or updates the customer's contact and tags it
 //! `stripe-integration` and `stripe-integration-EVENT_NAME`; a customer name is split into
-//! first and last name.
+//! first and last name. The mapping reads `billsync_sources::stripe::customer_view`.
 
 use billsync_events::{BillingEventV1, ObjectKind};
 use billsync_mapping::Mapping;
-use serde_json::{json, Value};
 
 pub const TAG_INTEGRATION: &str = "stripe-integration";
 /// Added to contacts synced through subscription events (recurring payments).
@@ -34,72 +33,16 @@ pub fn tags_for(event: &BillingEventV1) -> Vec<String> {
     tags
 }
 
-/// The customer data an event carries, shaped like a Stripe customer so one mapping serves
-/// every event type ("only Stripe customer data is available for mapping", seed 001).
-/// Subscriptions carry only the customer id; `None` then.
-pub fn customer_view(event: &BillingEventV1) -> Option<Value> {
-    let data = &event.data;
-    let get = |pointer: &str| data.pointer(pointer).cloned().unwrap_or(Value::Null);
-    let first = |pointers: &[&str]| {
-        pointers
-            .iter()
-            .map(|p| get(p))
-            .find(|v| v.as_str().is_some_and(|s| !s.is_empty()))
-            .unwrap_or(Value::Null)
-    };
-    let customer = event
-        .customer_id
-        .clone()
-        .map(Value::String)
-        .unwrap_or(Value::Null);
-    match event.object {
-        ObjectKind::Customer => Some(data.clone()),
-        ObjectKind::Invoice => Some(json!({
-            "id": customer,
-            "email": get("/customer_email"),
-            "name": get("/customer_name"),
-            "phone": get("/customer_phone"),
-        })),
-        ObjectKind::Charge => Some(json!({
-            "id": customer,
-            "email": first(&["/billing_details/email", "/receipt_email"]),
-            "name": get("/billing_details/name"),
-            "phone": get("/billing_details/phone"),
-        })),
-        ObjectKind::CheckoutSession => Some(json!({
-            "id": customer,
-            "email": first(&["/customer_details/email", "/customer_email"]),
-            "name": get("/customer_details/name"),
-            "phone": get("/customer_details/phone"),
-        })),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use billsync_events::{RecordVersion, SourceKind};
+    use billsync_events::SourceKind;
+    use billsync_sources::stripe::customer_view;
+    use billsync_sources::test_events;
+    use serde_json::{json, Value};
 
     fn event(event_type: &str, object: ObjectKind, data: Value) -> BillingEventV1 {
-        BillingEventV1 {
-            id: "evt_1".into(),
-            source: SourceKind::Stripe,
-            connection: "s".into(),
-            event_type: event_type.into(),
-            object,
-            object_id: "x_1".into(),
-            customer_id: Some("cus_1".into()),
-            occurred_at: chrono::Utc::now(),
-            version: RecordVersion {
-                position: 1,
-                event_id: "evt_1".into(),
-                sequence: None,
-            },
-            run_id: None,
-            data,
-            related: Value::Null,
-        }
+        test_events::event(SourceKind::Stripe, event_type, object, data)
     }
 
     #[test]
@@ -117,27 +60,6 @@ mod tests {
         assert_eq!(
             tags_for(&e),
             vec!["stripe-integration", "stripe-integration-customer.created"]
-        );
-    }
-
-    #[test]
-    fn charges_and_invoices_yield_their_customer_data() {
-        let charge = event(
-            "charge.succeeded",
-            ObjectKind::Charge,
-            json!({"billing_details": {"email": null, "name": "Bo Li"}, "receipt_email": "bo@example.com"}),
-        );
-        let view = customer_view(&charge).expect("view");
-        assert_eq!(view["email"], "bo@example.com");
-        assert_eq!(view["id"], "cus_1");
-        let invoice = event(
-            "invoice.paid",
-            ObjectKind::Invoice,
-            json!({"customer_email": "c@example.com"}),
-        );
-        assert_eq!(
-            customer_view(&invoice).expect("view")["email"],
-            "c@example.com"
         );
     }
 

@@ -474,18 +474,11 @@ fn subscription(data: &Value) -> DeepData {
     })
 }
 
-/// Whether an event's customer data may create or update the e-commerce customer: a
-/// deleted customer has no email and must not be recreated.
-pub fn customer_is_live(event: &BillingEventV1) -> bool {
-    !(event.object == ObjectKind::Customer
-        && (event.event_type == "customer.deleted"
-            || event.data.get("deleted").and_then(Value::as_bool) == Some(true)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use billsync_events::{RecordVersion, SourceKind};
+    use billsync_events::SourceKind;
+    use billsync_sources::test_events;
     use serde_json::json;
 
     const ALL: OrderSources = OrderSources {
@@ -495,24 +488,7 @@ mod tests {
     };
 
     fn event(event_type: &str, object: ObjectKind, data: Value) -> BillingEventV1 {
-        BillingEventV1 {
-            id: "evt_1".into(),
-            source: SourceKind::Stripe,
-            connection: "stripe".into(),
-            event_type: event_type.into(),
-            object,
-            object_id: data["id"].as_str().unwrap_or("x").into(),
-            customer_id: Some("cus_1".into()),
-            occurred_at: chrono::Utc::now(),
-            version: RecordVersion {
-                position: 1,
-                event_id: "evt_1".into(),
-                sequence: None,
-            },
-            run_id: None,
-            data,
-            related: Value::Null,
-        }
+        test_events::event(SourceKind::Stripe, event_type, object, data)
     }
 
     fn order(plan: DeepData) -> PlannedOrder {

@@ -113,8 +113,18 @@ pub async fn execute(args: Args) -> anyhow::Result<()> {
             return status::execute(&config, &status, &mut std::io::stdout()).await
         }
         Command::CheckConfig => {
-            // What each worker checks at start: its syncs' options and mappings.
-            billsync_activecampaign::check_syncs(&config)?;
+            // What each worker checks at start: the options and mappings of the syncs into
+            // each destination connection, as its destination declares them.
+            for (kind, connection) in config.destination_connections() {
+                match kind {
+                    DestinationKind::Activecampaign => {
+                        billsync_activecampaign::check_syncs(&config, &connection)?
+                    }
+                    // They declare no options or mappings yet (their workers refuse every
+                    // connection): the checks of Config::load are all there is.
+                    DestinationKind::Zoho | DestinationKind::Pipedrive => {}
+                }
+            }
             println!(
                 "{}: valid ({} Stripe, {} Chargebee sources; {} ActiveCampaign, {} Zoho, {} Pipedrive destinations; {} syncs)",
                 args.config.display(),
