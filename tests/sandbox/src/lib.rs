@@ -35,7 +35,7 @@ use tokio::task::JoinHandle;
 
 pub use activecampaign::{
     AcAccount, AcContact, AcContactList, AcContactTag, AcFaults, AcField, AcFieldValue, AcList,
-    AcSnapshot, AcTag, ActiveCampaign,
+    AcRequestCounts, AcSnapshot, AcTag, ActiveCampaign,
 };
 pub use chargebee::{
     CbChange, CbCustomer, CbCustomerInput, CbEvent, CbFaults, CbInvoice, CbInvoiceInput,

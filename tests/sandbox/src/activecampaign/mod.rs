@@ -99,6 +99,16 @@ pub struct AcFaults {
     pub rate_limit_disabled: bool,
 }
 
+/// An account's authenticated v3 requests, by what the rate limit made of them (event
+/// tracking requests are not among them: the rate limit does not cover trackcmp).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcRequestCounts {
+    /// Let through by the rate limit (answered by a handler, or by an injected 500).
+    pub accepted: u64,
+    /// Answered 429 by the rate limit.
+    pub refused: u64,
+}
+
 /// Handle on every emulated ActiveCampaign account; cheap to clone.
 #[derive(Clone)]
 pub struct ActiveCampaign {
@@ -123,6 +133,8 @@ pub(crate) struct Account {
     faults: Mutex<AcFaults>,
     window: Mutex<SlidingWindow>,
     requests: AtomicU64,
+    /// Of `requests`, those refused with 429 by the rate limit.
+    refused: AtomicU64,
     /// trackcmp requests served, accepted or refused (not in `requests`).
     tracking_requests: AtomicU64,
     data: Mutex<AccountData>,
@@ -183,12 +195,26 @@ impl Account {
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn count_refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn count_tracking_request(&self) {
         self.tracking_requests.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn window(&self) -> MutexGuard<'_, SlidingWindow> {
         lock(&self.window)
+    }
+
+    /// The account's authenticated API requests so far, split by the rate limit's verdict.
+    pub(crate) fn request_counts(&self) -> AcRequestCounts {
+        let requests = self.requests.load(Ordering::Relaxed);
+        let refused = self.refused.load(Ordering::Relaxed);
+        AcRequestCounts {
+            accepted: requests.saturating_sub(refused),
+            refused,
+        }
     }
 
     /// The account's data, locked. Callers drop the guard before any `.await`.
@@ -222,6 +248,7 @@ impl ActiveCampaign {
             faults: Mutex::default(),
             window: Mutex::default(),
             requests: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             tracking_requests: AtomicU64::new(0),
             data: Mutex::default(),
         });
@@ -273,6 +300,16 @@ impl ActiveCampaign {
     /// If no account has this name.
     pub fn request_count(&self, account: &str) -> u64 {
         self.expect(account).requests.load(Ordering::Relaxed)
+    }
+
+    /// Authenticated API requests so far: those the rate limit let through (`accepted`,
+    /// which includes injected 500s) and those it refused with 429 (`refused`); also at
+    /// `GET /__sandbox/activecampaign/{account}/requests`.
+    ///
+    /// # Panics
+    /// If no account has this name.
+    pub fn request_counts(&self, account: &str) -> AcRequestCounts {
+        self.expect(account).request_counts()
     }
 
     /// Event tracking (trackcmp) requests served so far, accepted or refused; they are not

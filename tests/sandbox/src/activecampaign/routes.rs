@@ -99,6 +99,10 @@ pub(crate) fn control(ac: ActiveCampaign) -> Router {
             "/__sandbox/activecampaign/{account}/faults",
             get(read_faults).put(write_faults),
         )
+        .route(
+            "/__sandbox/activecampaign/{account}/requests",
+            get(read_request_counts),
+        )
         // trackcmp.net stands beside the v3 API, with its own credentials (see `tracking`).
         .route(
             "/activecampaign/{account}/trackcmp/event",
@@ -160,7 +164,10 @@ async fn gatekeeper(
     };
     let method = request.method().clone();
     let mut response = match admitted {
-        Err(retry_after) => ApiError::rate_limited(retry_after).into_response(),
+        Err(retry_after) => {
+            account.count_refused();
+            ApiError::rate_limited(retry_after).into_response()
+        }
         Ok(()) if account.take_injected_failure() => ApiError::injected_failure().into_response(),
         Ok(()) => {
             request.extensions_mut().insert(Arc::clone(&account));
@@ -712,6 +719,16 @@ async fn set_list_status(Extension(account): Extension<Arc<Account>>, body: Byte
 async fn read_snapshot(State(ac): State<ActiveCampaign>, Path(name): Path<String>) -> Response {
     match ac.account(&name) {
         Some(account) => Json(account.data().snapshot()).into_response(),
+        None => ApiError::unknown_account(&name).into_response(),
+    }
+}
+
+async fn read_request_counts(
+    State(ac): State<ActiveCampaign>,
+    Path(name): Path<String>,
+) -> Response {
+    match ac.account(&name) {
+        Some(account) => Json(account.request_counts()).into_response(),
         None => ApiError::unknown_account(&name).into_response(),
     }
 }
