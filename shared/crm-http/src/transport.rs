@@ -382,13 +382,19 @@ fn with_context(
         Some(status) => format!("{method} {endpoint} answered {}", status.as_u16()),
         None => format!("{method} {endpoint}"),
     };
+    reword(error, |message| format!("{prefix}: {message}"))
+}
+
+/// `error` with its message rewritten by `reword`, everything else kept: how a client puts
+/// what it was doing in front of the transport's message.
+pub fn reword(error: DeliveryError, reword: impl FnOnce(&str) -> String) -> DeliveryError {
     match error {
         DeliveryError::Retryable {
             message,
             retry_after,
             http_status,
         } => DeliveryError::Retryable {
-            message: format!("{prefix}: {message}"),
+            message: reword(&message),
             retry_after,
             http_status,
         },
@@ -399,7 +405,7 @@ fn with_context(
             detail,
         } => DeliveryError::Permanent {
             class,
-            message: format!("{prefix}: {message}"),
+            message: reword(&message),
             http_status,
             detail,
         },

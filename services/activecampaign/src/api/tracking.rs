@@ -5,7 +5,7 @@
 //! requests do not take slots of the account's 5 requests/s.
 
 use super::client::{classify, describe, urlencode};
-use billsync_crm_http::{Call, CrmTransport, Vendor};
+use billsync_crm_http::{reword, Call, CrmTransport, Vendor};
 use billsync_events::FailureClass;
 use billsync_worker::DeliveryError;
 use reqwest::header::HeaderMap;
@@ -114,35 +114,17 @@ impl EventTracker {
                 "status" => status.to_string())
             .increment(1);
         }
-        sent.map(|_| ()).map_err(|error| match error {
-            DeliveryError::Retryable {
-                message,
-                retry_after,
-                http_status,
-            } => DeliveryError::Retryable {
-                message: format!("tracking event {name:?}: {message}"),
-                retry_after,
-                http_status,
-            },
-            DeliveryError::Permanent {
-                class,
-                message,
-                http_status,
-                detail,
-            } => {
-                let settings = match class {
-                    FailureClass::Configuration => {
-                        format!("; billsync reads them from {}", self.settings())
-                    }
-                    _ => String::new(),
-                };
+        sent.map(|_| ()).map_err(|error| {
+            let settings = match &error {
                 DeliveryError::Permanent {
-                    class,
-                    message: format!("tracking event {name:?}: {message}{settings}"),
-                    http_status,
-                    detail,
-                }
-            }
+                    class: FailureClass::Configuration,
+                    ..
+                } => format!("; billsync reads them from {}", self.settings()),
+                _ => String::new(),
+            };
+            reword(error, |message| {
+                format!("tracking event {name:?}: {message}{settings}")
+            })
         })
     }
 }
