@@ -17,7 +17,7 @@
 
 use billsync_e2e::workload::{differences, event_for, MinimumWrites};
 use billsync_e2e::{eventually, Stack, StackOptions};
-use billsync_sandbox::AcRequestCounts;
+use billsync_sandbox::RequestCounts;
 use clap::Parser;
 use std::time::{Duration, Instant};
 
@@ -122,7 +122,7 @@ async fn main() -> anyhow::Result<()> {
     .await;
     let elapsed = started.elapsed();
     // The sandbox's own count, read back as any client of it would.
-    let counts: AcRequestCounts = reqwest::get(format!(
+    let counts: RequestCounts = reqwest::get(format!(
         "{}/__sandbox/activecampaign/{}/requests",
         stack.sandbox.url(),
         stack.ac_account

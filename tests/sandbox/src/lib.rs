@@ -22,6 +22,7 @@
 pub mod activecampaign;
 pub mod chargebee;
 mod index;
+mod kit;
 pub mod stripe;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -35,12 +36,13 @@ use tokio::task::JoinHandle;
 
 pub use activecampaign::{
     AcAccount, AcContact, AcContactList, AcContactTag, AcFaults, AcField, AcFieldValue, AcList,
-    AcRequestCounts, AcSnapshot, AcTag, ActiveCampaign,
+    AcSnapshot, AcTag, ActiveCampaign,
 };
 pub use chargebee::{
     CbChange, CbCustomer, CbCustomerInput, CbEvent, CbFaults, CbInvoice, CbInvoiceInput,
     CbSandboxError, CbSite, CbSnapshot, CbSubscription, CbSubscriptionInput, Chargebee,
 };
+pub use kit::RequestCounts;
 pub use stripe::{Stripe, StripeAccount, StripeFaults, StripeResource, StripeSeed};
 
 /// What the sandbox starts with; more accounts can be added while it runs (Chargebee sites

@@ -221,7 +221,7 @@ async fn sixth_request_within_a_second_is_429_with_retry_after() {
     let (status, _) = ac.get("/tags").await;
     assert_eq!(status, StatusCode::OK, "the window frees up after a second");
     // The same split over HTTP, as the benchmark reads it.
-    let read_back: billsync_sandbox::AcRequestCounts = reqwest::get(format!(
+    let read_back: billsync_sandbox::RequestCounts = reqwest::get(format!(
         "{}/__sandbox/activecampaign/limited/requests",
         sandbox.url()
     ))
