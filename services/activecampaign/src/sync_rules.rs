@@ -71,6 +71,7 @@ pub(crate) fn sync_rules(
                 };
                 Some(
                     EventTracker::new(&tracking.url, &tracking.actid, event_key, timeout)
+                        .for_connection(&connection.name)
                         .configured_in(format!(
                             "{key}.options.track_actid and \
                              destinations.activecampaign[{index}].event_key of {file}"

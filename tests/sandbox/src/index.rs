@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::response::Html;
 
 use crate::activecampaign::ActiveCampaign;
+use crate::kit::Tenant as _;
 
 /// Contacts listed per account, newest first.
 const RECENT_CONTACTS: usize = 20;
