@@ -24,6 +24,7 @@ pub mod chargebee;
 mod index;
 mod kit;
 pub mod stripe;
+pub mod zoho;
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -44,6 +45,7 @@ pub use chargebee::{
 };
 pub use kit::RequestCounts;
 pub use stripe::{Stripe, StripeAccount, StripeFaults, StripeResource, StripeSeed};
+pub use zoho::{Zoho, ZohoFaults, ZohoOrg, ZohoPipeline, ZohoSnapshot, ZohoUser};
 
 /// What the sandbox starts with; more accounts can be added while it runs (Chargebee sites
 /// are added with [`Chargebee::add_site`] on [`RunningSandbox::chargebee`]).
@@ -60,6 +62,7 @@ pub struct RunningSandbox {
     pub activecampaign: ActiveCampaign,
     pub chargebee: Chargebee,
     pub stripe: Stripe,
+    pub zoho: Zoho,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
 }
@@ -79,6 +82,7 @@ pub async fn start(
     }
     let chargebee = Chargebee::new(format!("{url}/chargebee"));
     let stripe = Stripe::new(format!("{url}/stripe"));
+    let zoho = Zoho::new(format!("{url}/zoho"));
 
     let app = Router::new()
         .nest(
@@ -93,7 +97,12 @@ pub async fn start(
         .merge(chargebee::routes::control(chargebee.clone()))
         .nest("/stripe/{account}/v1", stripe::routes::api(stripe.clone()))
         .merge(stripe::routes::control(stripe.clone()))
-        .route("/", get(index::page).with_state(activecampaign.clone()))
+        .nest("/zoho/{org}/crm/v8", zoho::routes::api(zoho.clone()))
+        .merge(zoho::routes::control(zoho.clone()))
+        .route(
+            "/",
+            get(index::page).with_state((activecampaign.clone(), zoho.clone())),
+        )
         .fallback(not_found);
 
     let (stop, stopped) = oneshot::channel::<()>();
@@ -113,6 +122,7 @@ pub async fn start(
         activecampaign,
         chargebee,
         stripe,
+        zoho,
         shutdown: Some(stop),
         server: Some(server),
     })

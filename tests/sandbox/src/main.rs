@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use billsync_sandbox::{stripe, AcAccount, CbSite, SandboxConfig};
+use billsync_sandbox::{stripe, AcAccount, CbSite, SandboxConfig, ZohoOrg};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -27,6 +27,10 @@ enum Command {
         /// A Chargebee site as NAME:API_KEY[:REQUESTS_PER_MINUTE]; repeatable.
         #[arg(long = "cb-site", value_name = "NAME:API_KEY[:RPM]", value_parser = parse_cb_site)]
         cb_sites: Vec<CbSite>,
+        /// A Zoho CRM organisation as NAME:CLIENT_ID:CLIENT_SECRET:REFRESH_TOKEN[:CREDITS];
+        /// repeatable. Its accounts_url is http://LISTEN/zoho/NAME/accounts.
+        #[arg(long = "zoho-org", value_name = "NAME:CLIENT_ID:CLIENT_SECRET:REFRESH_TOKEN[:CREDITS]", value_parser = ZohoOrg::parse_spec)]
+        zoho_orgs: Vec<ZohoOrg>,
     },
     /// Create customers (and a subscription each) in a served Chargebee site, then change
     /// them; the site raises the events billsync polls.
@@ -103,7 +107,8 @@ async fn main() -> anyhow::Result<()> {
             listen,
             ac_accounts,
             cb_sites,
-        } => serve(listen, ac_accounts, cb_sites).await,
+            zoho_orgs,
+        } => serve(listen, ac_accounts, cb_sites, zoho_orgs).await,
         Command::ChargebeeDemo {
             url,
             site,
@@ -127,6 +132,7 @@ async fn serve(
     listen: SocketAddr,
     ac_accounts: Vec<AcAccount>,
     cb_sites: Vec<CbSite>,
+    zoho_orgs: Vec<ZohoOrg>,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -142,6 +148,11 @@ async fn serve(
         let name = site.name.clone();
         sandbox.chargebee.add_site(site);
         tracing::info!(site = %name, base_url = %sandbox.chargebee_base_url(&name), "Chargebee site ready");
+    }
+    for org in zoho_orgs {
+        let name = org.name.clone();
+        sandbox.zoho.add_org(org);
+        tracing::info!(org = %name, accounts_url = %sandbox.zoho.accounts_url(&name), "Zoho CRM organisation ready");
     }
     tracing::info!(url = %sandbox.url(), "Open the URL in a browser to watch the accounts");
     shutdown_signal().await?;

@@ -120,6 +120,17 @@ impl<F: Faults> Gate<F> {
         }
     }
 
+    /// Counts a 429 an emulator answered past the gate (a limit that is not requests per
+    /// period, e.g. Zoho's credits and concurrent calls).
+    pub(crate) fn count_refused(&self) {
+        self.refused.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Authenticated requests in flight now, this one included when asked from a handler.
+    pub(crate) fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
     /// The most authenticated requests the tenant had in flight at once.
     pub(crate) fn peak_in_flight(&self) -> u64 {
         self.peak_in_flight.load(Ordering::SeqCst)
