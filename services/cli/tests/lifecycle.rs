@@ -51,7 +51,7 @@ async fn zoho_and_pipedrive_serve_health_and_refuse_a_configured_connection() {
         (
             "zoho",
             format!(
-                "accounts_url = \"http://127.0.0.1:1\"\napi_domain = \"http://127.0.0.1:1\"\n\
+                "accounts_url = \"http://127.0.0.1:1\"\n\
                  client_id = {secret}\nclient_secret = {secret}\nrefresh_token = {secret}"
             ),
         ),

@@ -305,11 +305,59 @@ fn default_ac_rate() -> u32 {
 #[serde(deny_unknown_fields)]
 pub struct ZohoConnection {
     pub name: String,
-    pub accounts_url: String,
-    pub api_domain: String,
+    /// Zoho's data centre: `com` (the default), `eu`, `in`, `com.au`, `jp`, `com.cn`, `sa`,
+    /// `uk` or `ca`; ignored when `accounts_url` is set.
+    #[serde(default)]
+    pub data_center: Option<String>,
+    /// The accounts server, instead of the data centre's (the sandbox's, a proxy).
+    #[serde(default)]
+    pub accounts_url: Option<String>,
     pub client_id: SecretRef,
     pub client_secret: SecretRef,
     pub refresh_token: SecretRef,
+    /// API credits per rolling 24 h of the organisation's edition (Free 5,000; Standard
+    /// 50,000 + 250 per user; Professional + 500; Enterprise + 1,000).
+    #[serde(default = "default_zoho_credits")]
+    pub credits_per_day: u64,
+    /// Concurrent calls allowed to the organisation (5 to 25 by edition).
+    #[serde(default = "default_zoho_concurrency")]
+    pub concurrency: u32,
+}
+
+/// Zoho's data centres and their accounts servers.
+pub const ZOHO_DATA_CENTERS: [(&str, &str); 9] = [
+    ("com", "https://accounts.zoho.com"),
+    ("eu", "https://accounts.zoho.eu"),
+    ("in", "https://accounts.zoho.in"),
+    ("com.au", "https://accounts.zoho.com.au"),
+    ("jp", "https://accounts.zoho.jp"),
+    ("com.cn", "https://accounts.zoho.com.cn"),
+    ("sa", "https://accounts.zoho.sa"),
+    ("uk", "https://accounts.zoho.uk"),
+    ("ca", "https://accounts.zohocloud.ca"),
+];
+
+impl ZohoConnection {
+    /// The accounts server: `accounts_url`, else the data centre's (validated at load).
+    pub fn accounts_url(&self) -> String {
+        if let Some(url) = &self.accounts_url {
+            return url.trim_end_matches('/').to_string();
+        }
+        let center = self.data_center.as_deref().unwrap_or("com");
+        ZOHO_DATA_CENTERS
+            .iter()
+            .find(|(name, _)| *name == center)
+            .map_or(ZOHO_DATA_CENTERS[0].1, |(_, url)| url)
+            .to_string()
+    }
+}
+
+fn default_zoho_credits() -> u64 {
+    50_000
+}
+
+fn default_zoho_concurrency() -> u32 {
+    10
 }
 
 #[derive(Debug, Clone, Deserialize)]

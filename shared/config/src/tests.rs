@@ -150,3 +150,51 @@ fn an_unknown_log_format_in_the_environment_is_refused() {
         .expect("json is a format");
     assert_eq!(config.telemetry.log_format, LogFormat::Json);
 }
+
+fn with_zoho(keys: &str) -> String {
+    format!(
+        "{GOOD}\n[[destinations.zoho]]\nname = \"zoho-main\"\nclient_id = {{ env = \"T_AC_TOKEN\" }}\n\
+         client_secret = {{ env = \"T_AC_TOKEN\" }}\nrefresh_token = {{ env = \"T_AC_TOKEN\" }}\n{keys}"
+    )
+}
+
+#[test]
+fn a_zoho_connection_takes_a_data_centre_or_an_accounts_url() {
+    let config = parse(&with_zoho("")).expect("valid");
+    let zoho = &config.destinations.zoho[0];
+    assert_eq!(zoho.accounts_url(), "https://accounts.zoho.com");
+    assert_eq!((zoho.credits_per_day, zoho.concurrency), (50_000, 10));
+    let config = parse(&with_zoho("data_center = \"ca\"")).expect("valid");
+    assert_eq!(
+        config.destinations.zoho[0].accounts_url(),
+        "https://accounts.zohocloud.ca"
+    );
+    let config = parse(&with_zoho("data_center = \"eu\"")).expect("valid");
+    assert_eq!(
+        config.destinations.zoho[0].accounts_url(),
+        "https://accounts.zoho.eu"
+    );
+    let config = parse(&with_zoho(
+        "accounts_url = \"http://127.0.0.1:9100/zoho/demo/accounts/\"\ncredits_per_day = 5000\nconcurrency = 5",
+    ))
+    .expect("valid");
+    let zoho = &config.destinations.zoho[0];
+    assert_eq!(
+        zoho.accounts_url(),
+        "http://127.0.0.1:9100/zoho/demo/accounts"
+    );
+    assert_eq!((zoho.credits_per_day, zoho.concurrency), (5000, 5));
+
+    let error = parse(&with_zoho("data_center = \"us\"")).expect_err("unknown");
+    assert!(
+        error
+            .to_string()
+            .contains("destinations.zoho[0].data_center: unknown data centre \"us\""),
+        "{error}"
+    );
+    let both = with_zoho("data_center = \"eu\"\naccounts_url = \"https://accounts.zoho.eu\"");
+    assert!(parse(&both).is_err());
+    assert!(parse(&with_zoho("concurrency = 0")).is_err());
+    assert!(parse(&with_zoho("credits_per_day = 0")).is_err());
+    assert!(parse(&with_zoho("api_domain = \"https://www.zohoapis.com\"")).is_err());
+}

@@ -183,8 +183,41 @@ impl Config {
         for (i, c) in self.destinations.zoho.iter_mut().enumerate() {
             let at = format!("destinations.zoho[{i}]");
             check_name(format!("{at}.name"), &c.name)?;
-            check_url(&c.accounts_url, &format!("{at}.accounts_url"), &err)?;
-            check_url(&c.api_domain, &format!("{at}.api_domain"), &err)?;
+            match (&c.accounts_url, &c.data_center) {
+                (Some(_), Some(_)) => {
+                    return Err(err(
+                        format!("{at}.data_center"),
+                        "set data_center or accounts_url, not both".into(),
+                    ))
+                }
+                (Some(url), None) => check_url(url, &format!("{at}.accounts_url"), &err)?,
+                (None, Some(center))
+                    if !crate::ZOHO_DATA_CENTERS
+                        .iter()
+                        .any(|(name, _)| name == center) =>
+                {
+                    return Err(err(
+                        format!("{at}.data_center"),
+                        format!(
+                            "unknown data centre {center:?}; one of {}",
+                            crate::ZOHO_DATA_CENTERS.map(|(name, _)| name).join(", ")
+                        ),
+                    ))
+                }
+                _ => {}
+            }
+            if c.credits_per_day == 0 {
+                return Err(err(
+                    format!("{at}.credits_per_day"),
+                    "must be at least 1".into(),
+                ));
+            }
+            if c.concurrency == 0 {
+                return Err(err(
+                    format!("{at}.concurrency"),
+                    "must be at least 1".into(),
+                ));
+            }
             resolve(
                 &mut c.client_id,
                 var,
