@@ -1,6 +1,9 @@
 //! The Zoho CRM worker, on the destination kit. This version runs no Zoho CRM connection yet:
 //! the destination arrives in a later release, and configuring one fails at start with a
-//! message saying so. Without one it serves `/healthz`, `/readyz` and `/metrics`.
+//! message saying so. Without one it serves `/healthz`, `/readyz` and `/metrics`. Its Zoho
+//! CRM client (`api`) is ready for the destination.
+
+pub mod api;
 
 use billsync_config::Config;
 use billsync_events::DestinationKind;

@@ -138,6 +138,12 @@ impl Topology {
         format!("{}_rate_limits", self.prefix)
     }
 
+    /// OAuth access tokens of destination connections, shared by every replica (Zoho mints
+    /// only 10 per refresh token per 10 minutes), and the lease of the replica refreshing.
+    pub fn tokens_bucket(&self) -> String {
+        format!("{}_tokens", self.prefix)
+    }
+
     /// Records an operator chose to ignore until they change.
     pub fn ignores_bucket(&self) -> String {
         format!("{}_ignores", self.prefix)
@@ -153,7 +159,7 @@ impl Topology {
     }
 
     /// Every KV bucket of the deployment.
-    pub fn buckets(&self) -> [String; 7] {
+    pub fn buckets(&self) -> [String; 8] {
         [
             self.links_bucket(),
             self.versions_bucket(),
@@ -162,6 +168,7 @@ impl Topology {
             self.writers_bucket(),
             self.rate_limits_bucket(),
             self.ignores_bucket(),
+            self.tokens_bucket(),
         ]
     }
 

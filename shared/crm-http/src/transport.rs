@@ -43,6 +43,7 @@ pub struct Call<'a> {
     endpoint: Option<&'static str>,
     body: Option<(Bytes, &'static str)>,
     cost: Option<u64>,
+    auth: Option<(HeaderName, SecretString)>,
 }
 
 impl<'a> Call<'a> {
@@ -53,6 +54,7 @@ impl<'a> Call<'a> {
             endpoint: None,
             body: None,
             cost: None,
+            auth: None,
         }
     }
 
@@ -101,6 +103,14 @@ impl<'a> Call<'a> {
     /// more than method and endpoint (Zoho: an upsert costs 1 credit per 10 records).
     pub fn cost(mut self, units: u64) -> Self {
         self.cost = Some(units);
+        self
+    }
+
+    /// Sends `secret` in header `name` with this call, instead of the transport's credential:
+    /// a credential that changes while the transport lives (an OAuth access token). Marked
+    /// sensitive, never in spans, metrics or messages.
+    pub fn auth(mut self, name: &'static str, secret: SecretString) -> Self {
+        self.auth = Some((HeaderName::from_static(name), secret));
         self
     }
 
@@ -278,7 +288,7 @@ impl<V: Vendor> CrmTransport<V> {
         let mut request = self
             .http
             .request(method.clone(), format!("{}{}", self.base, call.path));
-        if let Some((name, secret)) = &self.auth {
+        if let Some((name, secret)) = call.auth.as_ref().or(self.auth.as_ref()) {
             let mut value = HeaderValue::from_str(secret.expose_secret()).map_err(|_| {
                 context(DeliveryError::permanent(
                     FailureClass::Configuration,
