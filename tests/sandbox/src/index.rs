@@ -8,11 +8,12 @@ use axum::response::Html;
 
 use crate::activecampaign::ActiveCampaign;
 use crate::kit::Tenant as _;
+use crate::pipedrive::Pipedrive;
 
 /// Contacts listed per account, newest first.
 const RECENT_CONTACTS: usize = 20;
 
-pub(crate) async fn page(State(ac): State<ActiveCampaign>) -> Html<String> {
+pub(crate) async fn page(State((ac, pd)): State<(ActiveCampaign, Pipedrive)>) -> Html<String> {
     let mut html = String::from(concat!(
         "<!doctype html><html><head><meta charset=\"utf-8\">",
         "<meta http-equiv=\"refresh\" content=\"2\"><title>billsync sandbox</title>",
@@ -59,11 +60,12 @@ pub(crate) async fn page(State(ac): State<ActiveCampaign>) -> Html<String> {
         }
         html.push_str("</table>");
     }
+    html.push_str(&pd.index_section());
     html.push_str("</body></html>");
     Html(html)
 }
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.chars()
         .fold(String::with_capacity(text.len()), |mut out, c| {
             match c {

@@ -23,6 +23,7 @@ pub mod activecampaign;
 pub mod chargebee;
 mod index;
 mod kit;
+pub mod pipedrive;
 pub mod stripe;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -43,6 +44,7 @@ pub use chargebee::{
     CbSandboxError, CbSite, CbSnapshot, CbSubscription, CbSubscriptionInput, Chargebee,
 };
 pub use kit::RequestCounts;
+pub use pipedrive::{PdCompany, PdEntity, PdFaults, PdSnapshot, PdTokens, Pipedrive};
 pub use stripe::{Stripe, StripeAccount, StripeFaults, StripeResource, StripeSeed};
 
 /// What the sandbox starts with; more accounts can be added while it runs (Chargebee sites
@@ -60,6 +62,7 @@ pub struct RunningSandbox {
     pub activecampaign: ActiveCampaign,
     pub chargebee: Chargebee,
     pub stripe: Stripe,
+    pub pipedrive: Pipedrive,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
 }
@@ -79,6 +82,7 @@ pub async fn start(
     }
     let chargebee = Chargebee::new(format!("{url}/chargebee"));
     let stripe = Stripe::new(format!("{url}/stripe"));
+    let pipedrive = Pipedrive::new(format!("{url}/pipedrive"));
 
     let app = Router::new()
         .nest(
@@ -93,7 +97,15 @@ pub async fn start(
         .merge(chargebee::routes::control(chargebee.clone()))
         .nest("/stripe/{account}/v1", stripe::routes::api(stripe.clone()))
         .merge(stripe::routes::control(stripe.clone()))
-        .route("/", get(index::page).with_state(activecampaign.clone()))
+        .nest(
+            "/pipedrive/{company}",
+            pipedrive::routes::api(pipedrive.clone()),
+        )
+        .merge(pipedrive::routes::control(pipedrive.clone()))
+        .route(
+            "/",
+            get(index::page).with_state((activecampaign.clone(), pipedrive.clone())),
+        )
         .fallback(not_found);
 
     let (stop, stopped) = oneshot::channel::<()>();
@@ -113,6 +125,7 @@ pub async fn start(
         activecampaign,
         chargebee,
         stripe,
+        pipedrive,
         shutdown: Some(stop),
         server: Some(server),
     })

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use billsync_sandbox::{stripe, AcAccount, CbSite, SandboxConfig};
+use billsync_sandbox::{stripe, AcAccount, CbSite, PdCompany, SandboxConfig};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -27,6 +27,9 @@ enum Command {
         /// A Chargebee site as NAME:API_KEY[:REQUESTS_PER_MINUTE]; repeatable.
         #[arg(long = "cb-site", value_name = "NAME:API_KEY[:RPM]", value_parser = parse_cb_site)]
         cb_sites: Vec<CbSite>,
+        /// A Pipedrive company as NAME:API_TOKEN[:DAILY_TOKENS[:REQUESTS_PER_2S]]; repeatable.
+        #[arg(long = "pipedrive-company", value_name = "NAME:TOKEN[:DAILY[:PER_2S]]", value_parser = parse_pd_company)]
+        pd_companies: Vec<PdCompany>,
     },
     /// Create customers (and a subscription each) in a served Chargebee site, then change
     /// them; the site raises the events billsync polls.
@@ -90,6 +93,28 @@ fn parse_cb_site(spec: &str) -> Result<CbSite, String> {
     Ok(site)
 }
 
+fn parse_pd_company(spec: &str) -> Result<PdCompany, String> {
+    let mut parts = spec.splitn(4, ':');
+    let (Some(name), Some(token)) = (parts.next(), parts.next()) else {
+        return Err("expected NAME:TOKEN[:DAILY_TOKENS[:REQUESTS_PER_2S]]".into());
+    };
+    if name.is_empty() || token.is_empty() {
+        return Err("NAME and TOKEN must not be empty".into());
+    }
+    let mut company = PdCompany::new(name, token);
+    if let Some(daily) = parts.next() {
+        company.daily_tokens = daily
+            .parse()
+            .map_err(|_| format!("DAILY_TOKENS must be a whole number, got {daily:?}"))?;
+    }
+    if let Some(burst) = parts.next() {
+        company.requests_per_2s = burst
+            .parse()
+            .map_err(|_| format!("REQUESTS_PER_2S must be a whole number, got {burst:?}"))?;
+    }
+    Ok(company)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -103,7 +128,8 @@ async fn main() -> anyhow::Result<()> {
             listen,
             ac_accounts,
             cb_sites,
-        } => serve(listen, ac_accounts, cb_sites).await,
+            pd_companies,
+        } => serve(listen, ac_accounts, cb_sites, pd_companies).await,
         Command::ChargebeeDemo {
             url,
             site,
@@ -127,6 +153,7 @@ async fn serve(
     listen: SocketAddr,
     ac_accounts: Vec<AcAccount>,
     cb_sites: Vec<CbSite>,
+    pd_companies: Vec<PdCompany>,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -142,6 +169,11 @@ async fn serve(
         let name = site.name.clone();
         sandbox.chargebee.add_site(site);
         tracing::info!(site = %name, base_url = %sandbox.chargebee_base_url(&name), "Chargebee site ready");
+    }
+    for company in pd_companies {
+        let name = company.name.clone();
+        sandbox.pipedrive.add_company(company);
+        tracing::info!(company = %name, base_url = %sandbox.pipedrive.base_url(&name), "Pipedrive company ready");
     }
     tracing::info!(url = %sandbox.url(), "Open the URL in a browser to watch the accounts");
     shutdown_signal().await?;

@@ -120,6 +120,12 @@ impl<F: Faults> Gate<F> {
         }
     }
 
+    /// Counts a request the gate let through as refused after all: one an emulator answered
+    /// 429 itself, for a limit the gate does not know (Pipedrive's search window and budget).
+    pub(crate) fn count_refused(&self) {
+        self.refused.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// The most authenticated requests the tenant had in flight at once.
     pub(crate) fn peak_in_flight(&self) -> u64 {
         self.peak_in_flight.load(Ordering::SeqCst)

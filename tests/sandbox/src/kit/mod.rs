@@ -12,6 +12,7 @@ pub(crate) use control::control_routes;
 pub use gate::RequestCounts;
 pub(crate) use gate::{gatekeeper, Emulator, Faults, Gate, Injected, Refusal, Tenant};
 pub(crate) use tenants::Tenants;
+pub(crate) use window::RateWindow;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
