@@ -138,6 +138,11 @@ impl Topology {
         format!("{}_rate_limits", self.prefix)
     }
 
+    /// What each budgeted vendor account spent (Pipedrive's daily tokens), shared by replicas.
+    pub fn budgets_bucket(&self) -> String {
+        format!("{}_budgets", self.prefix)
+    }
+
     /// Records an operator chose to ignore until they change.
     pub fn ignores_bucket(&self) -> String {
         format!("{}_ignores", self.prefix)
@@ -153,7 +158,7 @@ impl Topology {
     }
 
     /// Every KV bucket of the deployment.
-    pub fn buckets(&self) -> [String; 7] {
+    pub fn buckets(&self) -> [String; 8] {
         [
             self.links_bucket(),
             self.versions_bucket(),
@@ -162,6 +167,7 @@ impl Topology {
             self.writers_bucket(),
             self.rate_limits_bucket(),
             self.ignores_bucket(),
+            self.budgets_bucket(),
         ]
     }
 
