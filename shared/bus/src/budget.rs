@@ -7,7 +7,7 @@
 //! A slot's units come back one whole window after the slot *ends*, so no rolling window ever
 //! holds more than the allowance — it also keeps an allowance that resets at a fixed hour.
 
-use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
+use async_nats::jetstream::kv;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -138,18 +138,7 @@ impl SharedBudget {
         ledger: &Ledger,
         revision: Option<u64>,
     ) -> Result<bool, async_nats::Error> {
-        let bytes = serde_json::to_vec(ledger)?.into();
-        match revision {
-            Some(revision) => match self.store.update(&self.key, bytes, revision).await {
-                Ok(_) => Ok(true),
-                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(false),
-                Err(e) => Err(e.into()),
-            },
-            None => match self.store.create(&self.key, bytes).await {
-                Ok(_) => Ok(true),
-                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(false),
-                Err(e) => Err(e.into()),
-            },
-        }
+        let bytes = serde_json::to_vec(ledger)?;
+        crate::rate_limit::compare_and_set(&self.store, &self.key, bytes, revision).await
     }
 }
