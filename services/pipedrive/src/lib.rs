@@ -2,6 +2,8 @@
 //! the destination arrives in a later release, and configuring one fails at start with a
 //! message saying so. Without one it serves `/healthz`, `/readyz` and `/metrics`.
 
+pub mod api;
+
 use billsync_config::Config;
 use billsync_events::DestinationKind;
 use billsync_worker::{serve_destinations, Unavailable};

@@ -5,6 +5,7 @@
 //! the W3C trace context (so one trace spans webhook → stream → CRM write), and waits for
 //! the stream's ack: nothing upstream is told "done" before the event is durable.
 
+pub mod budget;
 pub mod delivery;
 pub mod ignores;
 pub mod lease;
@@ -15,6 +16,7 @@ pub mod setup;
 pub mod topology;
 pub mod trace;
 
+pub use budget::{SharedBudget, Spend};
 pub use delivery::Delivery;
 pub use ignores::{data_fingerprint, ignore_key, IgnoredRecord};
 pub use publish::{PublishError, Published, Publisher};

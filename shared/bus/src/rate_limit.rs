@@ -102,19 +102,13 @@ impl SharedRateLimiter {
     /// Writes `value` if the entry is still at `revision` (or absent when `None`): false when
     /// another replica wrote first, an error when the store could not be written at all.
     async fn write(&self, value: u64, revision: Option<u64>) -> Result<bool, async_nats::Error> {
-        let bytes = value.to_string().into_bytes().into();
-        match revision {
-            Some(revision) => match self.store.update(&self.key, bytes, revision).await {
-                Ok(_) => Ok(true),
-                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(false),
-                Err(e) => Err(e.into()),
-            },
-            None => match self.store.create(&self.key, bytes).await {
-                Ok(_) => Ok(true),
-                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(false),
-                Err(e) => Err(e.into()),
-            },
-        }
+        compare_and_set(
+            &self.store,
+            &self.key,
+            value.to_string().into_bytes(),
+            revision,
+        )
+        .await
     }
 
     fn reserve_locally(&self) -> Duration {
@@ -123,6 +117,28 @@ impl SharedRateLimiter {
         let slot = (*next).max(now);
         *next = slot + self.interval;
         slot - now
+    }
+}
+
+/// Writes `bytes` to `key` if the entry is still at `revision` (or absent when `None`): false
+/// when another replica wrote first, an error when the store could not be written at all.
+pub(crate) async fn compare_and_set(
+    store: &kv::Store,
+    key: &str,
+    bytes: Vec<u8>,
+    revision: Option<u64>,
+) -> Result<bool, async_nats::Error> {
+    match revision {
+        Some(revision) => match store.update(key, bytes.into(), revision).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(false),
+            Err(e) => Err(e.into()),
+        },
+        None => match store.create(key, bytes.into()).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e.into()),
+        },
     }
 }
 

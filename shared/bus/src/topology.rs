@@ -144,6 +144,11 @@ impl Topology {
         format!("{}_tokens", self.prefix)
     }
 
+    /// What each budgeted vendor account spent (Pipedrive's daily tokens), shared by replicas.
+    pub fn budgets_bucket(&self) -> String {
+        format!("{}_budgets", self.prefix)
+    }
+
     /// Records an operator chose to ignore until they change.
     pub fn ignores_bucket(&self) -> String {
         format!("{}_ignores", self.prefix)
@@ -159,7 +164,7 @@ impl Topology {
     }
 
     /// Every KV bucket of the deployment.
-    pub fn buckets(&self) -> [String; 8] {
+    pub fn buckets(&self) -> [String; 9] {
         [
             self.links_bucket(),
             self.versions_bucket(),
@@ -169,6 +174,7 @@ impl Topology {
             self.rate_limits_bucket(),
             self.ignores_bucket(),
             self.tokens_bucket(),
+            self.budgets_bucket(),
         ]
     }
 

@@ -364,8 +364,25 @@ fn default_zoho_concurrency() -> u32 {
 #[serde(deny_unknown_fields)]
 pub struct PipedriveConnection {
     pub name: String,
+    /// The company's domain, `https://{company}.pipedrive.com` (billsync appends `/api/v2`
+    /// or `/v1`).
     pub base_url: String,
     pub api_token: SecretRef,
+    /// Tokens per day: 30,000 × plan multiplier (Lite 1, Growth 2, Premium 5, Ultimate 7) ×
+    /// seats, shared by every app of the company.
+    #[serde(default = "default_pipedrive_tokens")]
+    pub daily_token_budget: u64,
+    /// The burst limit per API token and rolling 2 s window (Lite 20 … Ultimate 120).
+    #[serde(default = "default_pipedrive_burst")]
+    pub requests_per_2s: u32,
+}
+
+fn default_pipedrive_tokens() -> u64 {
+    30_000
+}
+
+fn default_pipedrive_burst() -> u32 {
+    20
 }
 
 /// One flow: a source connection feeding a destination connection.

@@ -198,3 +198,30 @@ fn a_zoho_connection_takes_a_data_centre_or_an_accounts_url() {
     assert!(parse(&with_zoho("credits_per_day = 0")).is_err());
     assert!(parse(&with_zoho("api_domain = \"https://www.zohoapis.com\"")).is_err());
 }
+
+#[test]
+fn pipedrive_budget_and_burst_default_to_lite_and_refuse_zero() {
+    let pipedrive = r#"
+[[destinations.pipedrive]]
+name = "pd-main"
+base_url = "https://acme.pipedrive.com"
+api_token = { env = "T_AC_TOKEN" }
+"#;
+    let config = parse(&format!("{GOOD}{pipedrive}")).expect("valid");
+    let connection = &config.destinations.pipedrive[0];
+    assert_eq!(connection.daily_token_budget, 30_000);
+    assert_eq!(connection.requests_per_2s, 20);
+    assert!(!format!("{connection:?}").contains("ac-token"));
+    let sized = parse(&format!(
+        "{GOOD}{pipedrive}daily_token_budget = 300000\nrequests_per_2s = 120\n"
+    ))
+    .expect("valid");
+    assert_eq!(sized.destinations.pipedrive[0].daily_token_budget, 300_000);
+    let error = parse(&format!("{GOOD}{pipedrive}daily_token_budget = 0\n"))
+        .expect_err("must fail")
+        .to_string();
+    assert_eq!(
+        error,
+        "billsync.toml: destinations.pipedrive[0].daily_token_budget: must be at least 1"
+    );
+}

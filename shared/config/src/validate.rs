@@ -251,6 +251,14 @@ impl Config {
                 &err,
                 role.needs(DestinationKind::Pipedrive),
             )?;
+            for (key, value) in [
+                ("daily_token_budget", c.daily_token_budget),
+                ("requests_per_2s", u64::from(c.requests_per_2s)),
+            ] {
+                if value == 0 {
+                    return Err(err(format!("{at}.{key}"), "must be at least 1".into()));
+                }
+            }
         }
         if let Some(token) = self.errors.admin_token.as_mut() {
             resolve(token, var, "errors.admin_token", &err, role.needs_admin())?;

@@ -27,6 +27,9 @@ pub struct Budget {
     window: Duration,
     cost: CostFn,
     ledger: Mutex<Ledger>,
+    /// The ledger every replica shares, when the allowance is per account rather than per
+    /// process; this process's `ledger` stands in only while NATS cannot be reached.
+    shared: Option<billsync_bus::SharedBudget>,
 }
 
 #[derive(Default)]
@@ -54,6 +57,7 @@ impl Budget {
             window,
             cost: |_, _| 1,
             ledger: Mutex::default(),
+            shared: None,
         }
     }
 
@@ -62,6 +66,34 @@ impl Budget {
     pub fn costing(mut self, cost: CostFn) -> Self {
         self.cost = cost;
         self
+    }
+
+    /// Keeps the ledger in NATS KV, shared with every replica (Pipedrive's budget is per
+    /// company, whatever the number of workers). Its capacity and window are the ledger's.
+    pub fn shared(mut self, ledger: billsync_bus::SharedBudget) -> Self {
+        self.capacity = ledger.capacity();
+        self.shared = Some(ledger);
+        self
+    }
+
+    /// Charges `cost` units on the shared ledger, or this process's without one (or while the
+    /// shared one cannot be reached): the units left, or why the call cannot be paid now.
+    pub async fn spend(&self, cost: u64) -> Result<u64, Overspent> {
+        let Some(shared) = &self.shared else {
+            return self.charge(cost);
+        };
+        match shared.charge(cost).await {
+            Ok(billsync_bus::Spend::Paid { remaining }) => Ok(remaining),
+            Ok(billsync_bus::Spend::Short { remaining, wait }) => Err(Overspent {
+                cost: cost.min(self.capacity),
+                remaining,
+                wait,
+            }),
+            Err(error) => {
+                tracing::warn!(%error, "Shared budget unavailable; charging this process's ledger.");
+                self.charge(cost)
+            }
+        }
     }
 
     pub fn unit(&self) -> &'static str {

@@ -261,7 +261,7 @@ impl<V: Vendor> CrmTransport<V> {
         };
         if let Some(budget) = &self.budget {
             let cost = call.cost.unwrap_or_else(|| budget.cost(&method, endpoint));
-            let charged = budget.charge(cost);
+            let charged = budget.spend(cost).await;
             let remaining = charged.unwrap_or_else(|overspent| overspent.remaining);
             metrics::gauge!("billsync_crm_budget_remaining",
                 "destination" => V::DESTINATION, "connection" => self.connection.clone())

@@ -8,12 +8,15 @@ use axum::response::Html;
 
 use crate::activecampaign::ActiveCampaign;
 use crate::kit::Tenant as _;
+use crate::pipedrive::Pipedrive;
 use crate::zoho::Zoho;
 
 /// Contacts listed per account, newest first.
 const RECENT_CONTACTS: usize = 20;
 
-pub(crate) async fn page(State((ac, zoho)): State<(ActiveCampaign, Zoho)>) -> Html<String> {
+pub(crate) async fn page(
+    State((ac, zoho, pd)): State<(ActiveCampaign, Zoho, Pipedrive)>,
+) -> Html<String> {
     let mut html = String::from(concat!(
         "<!doctype html><html><head><meta charset=\"utf-8\">",
         "<meta http-equiv=\"refresh\" content=\"2\"><title>billsync sandbox</title>",
@@ -61,6 +64,7 @@ pub(crate) async fn page(State((ac, zoho)): State<(ActiveCampaign, Zoho)>) -> Ht
         html.push_str("</table>");
     }
     zoho.index_section(&mut html);
+    html.push_str(&pd.index_section());
     html.push_str("</body></html>");
     Html(html)
 }

@@ -23,6 +23,7 @@ pub mod activecampaign;
 pub mod chargebee;
 mod index;
 mod kit;
+pub mod pipedrive;
 pub mod stripe;
 pub mod zoho;
 
@@ -44,6 +45,7 @@ pub use chargebee::{
     CbSandboxError, CbSite, CbSnapshot, CbSubscription, CbSubscriptionInput, Chargebee,
 };
 pub use kit::RequestCounts;
+pub use pipedrive::{PdCompany, PdEntity, PdFaults, PdSnapshot, PdTokens, Pipedrive};
 pub use stripe::{Stripe, StripeAccount, StripeFaults, StripeResource, StripeSeed};
 pub use zoho::{Zoho, ZohoFaults, ZohoOrg, ZohoPipeline, ZohoSnapshot, ZohoUser};
 
@@ -63,6 +65,7 @@ pub struct RunningSandbox {
     pub chargebee: Chargebee,
     pub stripe: Stripe,
     pub zoho: Zoho,
+    pub pipedrive: Pipedrive,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
 }
@@ -83,6 +86,7 @@ pub async fn start(
     let chargebee = Chargebee::new(format!("{url}/chargebee"));
     let stripe = Stripe::new(format!("{url}/stripe"));
     let zoho = Zoho::new(format!("{url}/zoho"));
+    let pipedrive = Pipedrive::new(format!("{url}/pipedrive"));
 
     let app = Router::new()
         .nest(
@@ -99,9 +103,14 @@ pub async fn start(
         .merge(stripe::routes::control(stripe.clone()))
         .nest("/zoho/{org}/crm/v8", zoho::routes::api(zoho.clone()))
         .merge(zoho::routes::control(zoho.clone()))
+        .nest(
+            "/pipedrive/{company}",
+            pipedrive::routes::api(pipedrive.clone()),
+        )
+        .merge(pipedrive::routes::control(pipedrive.clone()))
         .route(
             "/",
-            get(index::page).with_state((activecampaign.clone(), zoho.clone())),
+            get(index::page).with_state((activecampaign.clone(), zoho.clone(), pipedrive.clone())),
         )
         .fallback(not_found);
 
@@ -123,6 +132,7 @@ pub async fn start(
         chargebee,
         stripe,
         zoho,
+        pipedrive,
         shutdown: Some(stop),
         server: Some(server),
     })

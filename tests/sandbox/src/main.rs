@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use billsync_sandbox::{stripe, AcAccount, CbSite, SandboxConfig, ZohoOrg};
+use billsync_sandbox::{stripe, AcAccount, CbSite, PdCompany, SandboxConfig, ZohoOrg};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -31,6 +31,9 @@ enum Command {
         /// repeatable. Its accounts_url is http://LISTEN/zoho/NAME/accounts.
         #[arg(long = "zoho-org", value_name = "NAME:CLIENT_ID:CLIENT_SECRET:REFRESH_TOKEN[:CREDITS]", value_parser = ZohoOrg::parse_spec)]
         zoho_orgs: Vec<ZohoOrg>,
+        /// A Pipedrive company as NAME:API_TOKEN[:DAILY_TOKENS[:REQUESTS_PER_2S]]; repeatable.
+        #[arg(long = "pipedrive-company", value_name = "NAME:TOKEN[:DAILY[:PER_2S]]", value_parser = parse_pd_company)]
+        pd_companies: Vec<PdCompany>,
     },
     /// Create customers (and a subscription each) in a served Chargebee site, then change
     /// them; the site raises the events billsync polls.
@@ -94,6 +97,28 @@ fn parse_cb_site(spec: &str) -> Result<CbSite, String> {
     Ok(site)
 }
 
+fn parse_pd_company(spec: &str) -> Result<PdCompany, String> {
+    let mut parts = spec.splitn(4, ':');
+    let (Some(name), Some(token)) = (parts.next(), parts.next()) else {
+        return Err("expected NAME:TOKEN[:DAILY_TOKENS[:REQUESTS_PER_2S]]".into());
+    };
+    if name.is_empty() || token.is_empty() {
+        return Err("NAME and TOKEN must not be empty".into());
+    }
+    let mut company = PdCompany::new(name, token);
+    if let Some(daily) = parts.next() {
+        company.daily_tokens = daily
+            .parse()
+            .map_err(|_| format!("DAILY_TOKENS must be a whole number, got {daily:?}"))?;
+    }
+    if let Some(burst) = parts.next() {
+        company.requests_per_2s = burst
+            .parse()
+            .map_err(|_| format!("REQUESTS_PER_2S must be a whole number, got {burst:?}"))?;
+    }
+    Ok(company)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -108,7 +133,8 @@ async fn main() -> anyhow::Result<()> {
             ac_accounts,
             cb_sites,
             zoho_orgs,
-        } => serve(listen, ac_accounts, cb_sites, zoho_orgs).await,
+            pd_companies,
+        } => serve(listen, ac_accounts, cb_sites, zoho_orgs, pd_companies).await,
         Command::ChargebeeDemo {
             url,
             site,
@@ -133,6 +159,7 @@ async fn serve(
     ac_accounts: Vec<AcAccount>,
     cb_sites: Vec<CbSite>,
     zoho_orgs: Vec<ZohoOrg>,
+    pd_companies: Vec<PdCompany>,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -153,6 +180,11 @@ async fn serve(
         let name = org.name.clone();
         sandbox.zoho.add_org(org);
         tracing::info!(org = %name, accounts_url = %sandbox.zoho.accounts_url(&name), "Zoho CRM organisation ready");
+    }
+    for company in pd_companies {
+        let name = company.name.clone();
+        sandbox.pipedrive.add_company(company);
+        tracing::info!(company = %name, base_url = %sandbox.pipedrive.base_url(&name), "Pipedrive company ready");
     }
     tracing::info!(url = %sandbox.url(), "Open the URL in a browser to watch the accounts");
     shutdown_signal().await?;

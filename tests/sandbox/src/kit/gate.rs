@@ -120,8 +120,9 @@ impl<F: Faults> Gate<F> {
         }
     }
 
-    /// Counts a 429 an emulator answered past the gate (a limit that is not requests per
-    /// period, e.g. Zoho's credits and concurrent calls).
+    /// Counts a request the gate let through as refused after all: one an emulator answered
+    /// 429 itself, for a limit the gate does not know (Zoho's credits and concurrent calls,
+    /// Pipedrive's search window and budget).
     pub(crate) fn count_refused(&self) {
         self.refused.fetch_add(1, Ordering::SeqCst);
     }
