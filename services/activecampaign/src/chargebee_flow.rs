@@ -54,9 +54,7 @@ impl ActiveCampaignDestination {
                 ),
             });
         }
-        let fields = rules
-            .mapping
-            .apply(&sources::chargebee::view(customer, subscriptions.chosen()));
+        let fields = subscriptions.fields(&rules.mapping, customer);
         let contact_id = self
             .contacts
             .upsert(

@@ -5,7 +5,6 @@ use crate::chargebee::OnCustomerDeleted;
 use crate::contacts::{CustomerRef, MissingFields, UpsertRules};
 use crate::destination::ActiveCampaignDestination;
 use crate::sync_rules::SyncRules;
-use billsync_sources as sources;
 use billsync_sources::chargebee::CustomerSubscriptions;
 use billsync_worker::{Delivered, DeliveryError, Pass};
 use serde_json::Value;
@@ -73,9 +72,7 @@ impl ActiveCampaignDestination {
                             .or_insert(Value::String(email.clone()));
                     }
                 }
-                let fields = rules
-                    .mapping
-                    .apply(&sources::chargebee::view(&deleted, subscriptions.chosen()));
+                let fields = subscriptions.fields(&rules.mapping, &deleted);
                 let contact = self
                     .contacts
                     .upsert(

@@ -459,3 +459,99 @@ async fn a_new_customer_with_a_deleted_customers_email_takes_the_contact_over() 
     pool.close().await;
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscription_fields_describe_only_the_subscription_shown() {
+    let stack = start("").await;
+    let cb = &stack.sandbox.chargebee;
+    let site = &stack.chargebee_site;
+    cb.create_customer(
+        site,
+        customer("cb_two", "two@example.com", "Two", "Subs", "H"),
+    )
+    .expect("customer");
+    // An older subscription, cancelled for want of a card: its fields are on the contact.
+    cb.create_subscription(
+        site,
+        "cb_two",
+        CbSubscriptionInput {
+            id: Some("sub_08b".into()),
+            plan_id: Some("basic".into()),
+            status: Some("active".into()),
+            ..Default::default()
+        },
+    )
+    .expect("first subscription");
+    cb.cancel_subscription(site, "sub_08b", Some("no_card"))
+        .expect("cancel");
+    snapshot_when(&stack, "the cancelled subscription on the contact", |s| {
+        s.contact_by_email("two@example.com").is_some_and(|c| {
+            s.field_value(&c.id, "Cb_subscriptionCancellationReason")
+                .as_deref()
+                == Some("no_card")
+        })
+    })
+    .await;
+
+    // A new, active subscription is the one shown: nothing of the cancelled one may stay.
+    cb.create_subscription(
+        site,
+        "cb_two",
+        CbSubscriptionInput {
+            id: Some("sub_08".into()),
+            plan_id: Some("pro".into()),
+            status: Some("active".into()),
+            ..Default::default()
+        },
+    )
+    .expect("second subscription");
+    let value = |s: &AcSnapshot, field: &str| {
+        let contact = s.contact_by_email("two@example.com")?;
+        s.field_value(&contact.id, field).filter(|v| !v.is_empty())
+    };
+    let shown = snapshot_when(&stack, "the active subscription on the contact", |s| {
+        value(s, "Cb_subscriptionID").as_deref() == Some("sub_08")
+    })
+    .await;
+    assert_eq!(
+        value(&shown, "Cb_subscriptionStatus").as_deref(),
+        Some("active")
+    );
+    assert_eq!(
+        value(&shown, "Cb_subscriptionPlanName").as_deref(),
+        Some("pro")
+    );
+    for field in [
+        "Cb_subscriptionCancellationReason",
+        "Cb_subscriptionCancelledOn",
+    ] {
+        assert_eq!(
+            value(&shown, field),
+            None,
+            "{field} of the cancelled sub_08b stayed beside sub_08"
+        );
+    }
+
+    // A later change of the active subscription keeps them empty.
+    cb.update_subscription(
+        site,
+        "sub_08",
+        CbSubscriptionInput {
+            plan_id: Some("pro-plus".into()),
+            ..Default::default()
+        },
+    )
+    .expect("plan change");
+    let changed = snapshot_when(&stack, "the plan change", |s| {
+        value(s, "Cb_subscriptionPlanName").as_deref() == Some("pro-plus")
+    })
+    .await;
+    for field in [
+        "Cb_subscriptionCancellationReason",
+        "Cb_subscriptionCancelledOn",
+    ] {
+        assert_eq!(value(&changed, field), None, "{field} came back");
+    }
+    assert_eq!(changed.contacts.len(), 1);
+    stack.stop().await;
+}
