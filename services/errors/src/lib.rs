@@ -11,6 +11,7 @@ pub mod consumer;
 pub mod error;
 pub mod open_failures;
 pub mod replay;
+pub mod retry;
 pub mod scrub;
 pub mod store;
 
@@ -136,10 +137,11 @@ pub async fn run(
             })
     };
     let open_failures = OpenFailuresGauge::new();
+    let publisher = Publisher::new(js.clone(), topology.clone(), PUBLISH_TIMEOUT);
     let state = api::ApiState {
         config: Arc::clone(&config),
         db: db.clone(),
-        publisher: Publisher::new(js.clone(), topology.clone(), PUBLISH_TIMEOUT),
+        publisher: publisher.clone(),
         scrubber: Arc::clone(&scrubber),
         ignores,
         open_failures: open_failures.clone(),
@@ -172,6 +174,7 @@ pub async fn run(
                 topology.errors_consumer(),
                 scrubber,
                 open_failures,
+                publisher,
                 stop.clone(),
             )
             .await;
@@ -197,6 +200,7 @@ async fn consume_outcomes(
     consumer_name: String,
     scrubber: Arc<scrub::Scrubber>,
     open_failures: OpenFailuresGauge,
+    publisher: Publisher,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     if !wait_for_database(&db.pool, &stop).await {
@@ -215,6 +219,7 @@ async fn consume_outcomes(
         db.pool.clone(),
         scrubber,
         open_failures,
+        publisher,
     )
     .run(stop)
     .await;

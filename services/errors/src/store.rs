@@ -170,6 +170,8 @@ pub struct FailureRecord {
     pub event: Value,
     /// `billsync_bus::data_fingerprint` of the event's data before scrubbing.
     pub data_fingerprint: String,
+    /// The customer the failing record belongs to, when the event names one.
+    pub customer_id: Option<String>,
 }
 
 /// What storing an outcome changed.
@@ -191,22 +193,48 @@ pub enum Recorded {
     Nothing,
 }
 
-/// Stores one outcome in one transaction; the caller acks only after this returns `Ok`.
+/// Stores one outcome in `tx`; the caller commits, and acks only after the commit.
 pub async fn record_outcome(
-    pool: &PgPool,
+    tx: &mut Transaction<'_, Postgres>,
     outcome: &OutcomeRecord,
 ) -> Result<Recorded, sqlx::Error> {
-    let mut tx = pool.begin().await?;
     let recorded = match &outcome.result {
-        RecordResult::Failed(failure) => upsert_failure(&mut tx, outcome, failure).await?,
-        RecordResult::Synced => Recorded::Resolved(resolve_record(&mut tx, outcome).await?),
+        RecordResult::Failed(failure) => upsert_failure(tx, outcome, failure).await?,
+        RecordResult::Synced => Recorded::Resolved(resolve_record(tx, outcome).await?),
         RecordResult::Skipped { .. } => Recorded::Nothing,
     };
     if let Some(run_id) = &outcome.run_id {
-        record_run_outcome(&mut tx, run_id, outcome).await?;
+        record_run_outcome(tx, run_id, outcome).await?;
     }
-    tx.commit().await?;
     Ok(recorded)
+}
+
+/// The customer whose own record `outcome` is about, if it is a customer's.
+pub fn customer_of_record(outcome: &OutcomeRecord) -> Option<&str> {
+    outcome.record_key.strip_prefix("customer/")
+}
+
+/// The open failures of the other records of `customer_id` (its subscriptions, invoices,
+/// charges) at the outcome's destination connection, locked for a retry in `tx`: once the
+/// customer's own record syncs, what failed because of it (no email, an email another
+/// customer has) can sync too.
+pub async fn lock_dependants(
+    tx: &mut Transaction<'_, Postgres>,
+    outcome: &OutcomeRecord,
+    customer_id: &str,
+) -> Result<Vec<RetryTarget>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {IDENTITY_COLUMNS}, retry_count FROM sync_failures \
+         WHERE destination_connection = $1 AND source_connection = $2 AND customer_id = $3 \
+           AND record_key <> $4 AND status = 'open' \
+         ORDER BY id FOR UPDATE"
+    ))
+    .bind(&outcome.destination_connection)
+    .bind(&outcome.source_connection)
+    .bind(customer_id)
+    .bind(&outcome.record_key)
+    .fetch_all(&mut **tx)
+    .await
 }
 
 /// The part of an existing row that decides what a new failure does to it.
@@ -267,9 +295,9 @@ async fn upsert_failure(
         "INSERT INTO sync_failures (destination, destination_connection, source, \
              source_connection, record_key, status, error_class, message, http_status, \
              vendor_detail, attempts, event_id, event_type, event, run_id, count, first_seen, \
-             last_seen, last_event_id, last_at, data_fingerprint) \
+             last_seen, last_event_id, last_at, data_fingerprint, customer_id) \
          VALUES ($1, $2, $3, $4, $5, 'open', $6, $7, $8, $9, $10, $11, $12, $13, $14, 1, $15, \
-             $15, $11, $15, $16) \
+             $15, $11, $15, $16, $17) \
          ON CONFLICT ON CONSTRAINT sync_failures_record DO NOTHING \
          RETURNING id",
     )
@@ -289,6 +317,7 @@ async fn upsert_failure(
     .bind(&o.run_id)
     .bind(o.at)
     .bind(&f.data_fingerprint)
+    .bind(&f.customer_id)
     .fetch_optional(&mut **tx)
     .await?;
     if let Some(id) = inserted {
@@ -331,7 +360,7 @@ async fn upsert_failure(
                  last_seen = $13, destination = $2, source = $3, error_class = $4, message = $5, \
                  http_status = $6, vendor_detail = $7, attempts = $8, event_id = $9, \
                  event_type = $10, event = $11, run_id = $12, last_event_id = $9, last_at = $13, \
-                 data_fingerprint = $14, updated_at = now() \
+                 data_fingerprint = $14, customer_id = $15, updated_at = now() \
              WHERE id = $1"
         }
         Decision::Reopen => {
@@ -339,8 +368,8 @@ async fn upsert_failure(
                  last_seen = $13, destination = $2, source = $3, error_class = $4, message = $5, \
                  http_status = $6, vendor_detail = $7, attempts = $8, event_id = $9, \
                  event_type = $10, event = $11, run_id = $12, last_event_id = $9, last_at = $13, \
-                 data_fingerprint = $14, resolved_at = NULL, ignored_at = NULL, \
-                 updated_at = now() \
+                 data_fingerprint = $14, customer_id = $15, resolved_at = NULL, \
+                 ignored_at = NULL, updated_at = now() \
              WHERE id = $1"
         }
     };
@@ -359,6 +388,7 @@ async fn upsert_failure(
         .bind(&o.run_id)
         .bind(o.at)
         .bind(&f.data_fingerprint)
+        .bind(&f.customer_id)
         .execute(&mut **tx)
         .await?;
     Ok(match decision {

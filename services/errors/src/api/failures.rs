@@ -3,6 +3,7 @@
 use super::params::{encode_cursor, FailureParams, Page};
 use super::{csv as csv_format, ApiPath, ApiQuery, ApiState};
 use crate::error::ApiError;
+use crate::retry;
 use crate::store::{self, FailureFilter, FailureRow, FailureStatus, RecordIdentity};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -229,21 +230,18 @@ pub async fn retry_matching(
     Ok(Json(json!({ "retried": retried, "skipped": skipped })))
 }
 
-/// Publishes failure `id`'s event on its destination connection's replay subject.
-///
-/// The row stays locked from reading `retry_count` to counting the retry, so concurrent
-/// retries of one failure get distinct message ids (`retry:{id}:{n}`), and a retry whose
-/// count was not stored reuses its id and is deduplicated by JetStream. False when there
-/// is no such failure.
+/// Publishes failure `id`'s event on its destination connection's replay subject
+/// ([`retry::send_again`]); retrying an ignored failure lifts its ignore first. False when
+/// there is no such failure.
 async fn replay(state: &ApiState, pool: &PgPool, id: i64, done: u64) -> Result<bool, ApiError> {
     let mut tx = pool.begin().await?;
     let Some(target) = store::lock_for_retry(&mut tx, id).await? else {
         return Ok(false);
     };
     let record = &target.record;
-    let event: BillingEvent = serde_json::from_value(record.event.clone())
-        .map_err(|source| ApiError::StoredEvent { id, source })?;
-    if record.status == FailureStatus::Ignored.as_str() {
+    retry::stored_event(&target).map_err(|e| e.into_api(done))?;
+    let ignored = record.status == FailureStatus::Ignored.as_str();
+    if ignored {
         // Retrying is asking for the record to sync: the ignore would make the worker skip it.
         let (key, _) = ignore_entry(record)?;
         state
@@ -254,25 +252,13 @@ async fn replay(state: &ApiState, pool: &PgPool, id: i64, done: u64) -> Result<b
         store::unignore(&mut tx, id).await?;
         tracing::info!(failure_id = id, "Ignore lifted by a retry.");
     }
-    let msg_id = format!("retry:{id}:{}", target.retry_count);
-    let published = state
-        .publisher
-        .publish_replay(&record.destination_connection, &event, &msg_id)
+    retry::send_again(&state.publisher, &mut tx, &target)
         .await
-        .map_err(|source| ApiError::Replay { done, source })?;
-    store::mark_retried(&mut tx, id).await?;
+        .map_err(|e| e.into_api(done))?;
     tx.commit().await?;
-    if record.status == FailureStatus::Ignored.as_str() {
+    if ignored {
         state.open_failures.changed();
     }
-    tracing::info!(
-        failure_id = id,
-        destination_connection = %record.destination_connection,
-        event_id = %event.v1().id,
-        duplicate = published.duplicate,
-        "Failure replayed to its destination."
-    );
-    metrics::counter!("billsync_errors_retries_total").increment(1);
     Ok(true)
 }
 

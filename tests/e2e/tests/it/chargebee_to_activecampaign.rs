@@ -555,3 +555,104 @@ async fn the_subscription_fields_describe_only_the_subscription_shown() {
     assert_eq!(changed.contacts.len(), 1);
     stack.stop().await;
 }
+
+/// The status of the failure of `record_key` at `ac-test`, if there is one.
+async fn failure_status(pool: &sqlx::PgPool, record_key: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT status FROM sync_failures WHERE record_key = $1")
+        .bind(record_key)
+        .fetch_optional(pool)
+        .await
+        .ok()
+        .flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixing_a_customer_retries_the_records_that_failed_with_it() {
+    let stack = start("").await;
+    let cb = &stack.sandbox.chargebee;
+    let site = &stack.chargebee_site;
+    cb.create_customer(
+        site,
+        customer("cb_owner", "shared@example.com", "First", "Owner", "A"),
+    )
+    .expect("first");
+    snapshot_when(&stack, "the first customer's contact", |s| {
+        s.contact_by_email("shared@example.com").is_some()
+    })
+    .await;
+    // A second customer with the same email, and their subscription: both fail.
+    cb.create_customer(
+        site,
+        customer("cb_twin", "shared@example.com", "Second", "Twin", "B"),
+    )
+    .expect("second");
+    cb.create_subscription(
+        site,
+        "cb_twin",
+        CbSubscriptionInput {
+            id: Some("sub_twin".into()),
+            plan_id: Some("basic".into()),
+            status: Some("active".into()),
+            ..Default::default()
+        },
+    )
+    .expect("subscription");
+    let pool = sqlx::PgPool::connect(&stack.db.url).await.expect("db");
+    for record in ["customer/cb_twin", "subscription/sub_twin"] {
+        eventually(&format!("the open failure of {record}"), WAIT, || async {
+            (failure_status(&pool, record).await.as_deref() == Some("open")).then_some(())
+        })
+        .await;
+    }
+
+    // The user gives the second customer their own email in Chargebee, and does nothing else.
+    cb.update_customer(
+        site,
+        "cb_twin",
+        CbCustomerInput {
+            email: Some("twin@example.com".into()),
+            ..Default::default()
+        },
+    )
+    .expect("email fixed");
+    for record in ["customer/cb_twin", "subscription/sub_twin"] {
+        eventually(
+            &format!("the failure of {record} resolved"),
+            WAIT,
+            || async {
+                (failure_status(&pool, record).await.as_deref() == Some("resolved")).then_some(())
+            },
+        )
+        .await;
+    }
+    let snapshot = snapshot_when(&stack, "the second contact with its subscription", |s| {
+        s.contact_by_email("twin@example.com")
+            .is_some_and(|c| s.field_value(&c.id, "Cb_subscriptionID").is_some())
+    })
+    .await;
+    let twin = snapshot
+        .contact_by_email("twin@example.com")
+        .expect("contact");
+    assert_eq!(twin.first_name, "Second");
+    assert_eq!(
+        snapshot
+            .field_value(&twin.id, "Cb_subscriptionID")
+            .as_deref(),
+        Some("sub_twin")
+    );
+    let owner = snapshot
+        .contact_by_email("shared@example.com")
+        .expect("the first contact");
+    assert_eq!(
+        owner.first_name, "First",
+        "the first contact was overwritten"
+    );
+    assert_eq!(snapshot.contacts.len(), 2);
+    let open: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_failures WHERE status = 'open'")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(open, 0, "no error is left open");
+    pool.close().await;
+    stack.stop().await;
+}
