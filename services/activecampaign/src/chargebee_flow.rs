@@ -41,7 +41,7 @@ impl ActiveCampaignDestination {
         let customer = subscriptions.customer().unwrap_or(customer);
         if sources::chargebee::is_deletion(event) {
             return self
-                .delete_chargebee_customer(rules, &reference, customer, &subscriptions, pass)
+                .delete_chargebee_customer(rules, event, &reference, customer, &subscriptions, pass)
                 .await;
         }
         if subscriptions.customer_deleted() {

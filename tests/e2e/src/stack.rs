@@ -568,6 +568,16 @@ destination = "ac-test"
         *worker = Some(child);
     }
 
+    /// Stops the worker's child process gracefully (SIGTERM) and starts it again, reading
+    /// `config` as its configuration file from now on: an operator's edit and restart.
+    pub async fn restart_worker_with(&self, config: &str) {
+        let child = self.worker.lock().expect("worker lock").take();
+        let mut child = child.expect("no worker process is running");
+        terminate(&mut child).await;
+        std::fs::write(&self.config_path, config).expect("write the configuration");
+        self.start_worker();
+    }
+
     /// SIGKILLs the worker's child process and waits until it is gone: no drain, no acks of
     /// what it was doing — a crash.
     pub async fn kill_worker(&self) {

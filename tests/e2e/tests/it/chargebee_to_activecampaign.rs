@@ -656,3 +656,81 @@ async fn fixing_a_customer_retries_the_records_that_failed_with_it() {
     pool.close().await;
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_after_the_delete_option_changed_never_deletes_an_unsubscribed_contact() {
+    let options = "[syncs.options]\nlist_id = 1\non_customer_deleted = \"unsubscribe\"";
+    let stack = Stack::start(StackOptions {
+        chargebee_sync: Some(options.to_string()),
+        worker_process: true,
+        ..Default::default()
+    })
+    .await;
+    create_list(&stack, "customers").await;
+    let cb = &stack.sandbox.chargebee;
+    let site = &stack.chargebee_site;
+    cb.create_customer(
+        site,
+        customer("cb_left", "left@example.com", "Un", "Subscribed", "I"),
+    )
+    .expect("customer");
+    snapshot_when(&stack, "the contact on the list", |s| {
+        s.contact_by_email("left@example.com")
+            .is_some_and(|c| s.lists_of(&c.id) == vec![("1".to_string(), 1)])
+    })
+    .await;
+    cb.delete_customer(site, "cb_left").expect("delete");
+    snapshot_when(&stack, "the unsubscription", |s| {
+        s.contact_by_email("left@example.com")
+            .is_some_and(|c| s.lists_of(&c.id) == vec![("1".to_string(), 2)])
+    })
+    .await;
+    eventually("the worker to settle", WAIT, || async {
+        stack.worker_idle_for("ac-test").await.then_some(())
+    })
+    .await;
+
+    // The operator switches to "delete" and restarts the worker, then replays what came in.
+    let changed = stack.config_toml.replace(
+        "on_customer_deleted = \"unsubscribe\"",
+        "on_customer_deleted = \"delete\"",
+    );
+    assert_ne!(changed, stack.config_toml);
+    stack.restart_worker_with(&changed).await;
+    let replayed = stack.replay_whole_stream("ac-test").await;
+    assert!(replayed >= 2, "{replayed} events replayed");
+    eventually("the replay to settle", WAIT, || async {
+        stack.worker_idle_for("ac-test").await.then_some(())
+    })
+    .await;
+    let snapshot = stack.sandbox.activecampaign.snapshot(&stack.ac_account);
+    let contact = snapshot
+        .contact_by_email("left@example.com")
+        .expect("the replay deleted a contact that its deletion had only unsubscribed");
+    assert_eq!(snapshot.lists_of(&contact.id), vec![("1".to_string(), 2)]);
+    assert_eq!(
+        snapshot
+            .field_value(&contact.id, "Cb_chargebeeCustomerStatus")
+            .as_deref(),
+        Some("deleted")
+    );
+
+    // The new option applies to deletions from now on.
+    cb.create_customer(
+        site,
+        customer("cb_gone_now", "gone-now@example.com", "Gone", "Now", "I"),
+    )
+    .expect("customer");
+    snapshot_when(&stack, "the new contact", |s| {
+        s.contact_by_email("gone-now@example.com").is_some()
+    })
+    .await;
+    cb.delete_customer(site, "cb_gone_now").expect("delete");
+    snapshot_when(&stack, "the new contact deleted", |s| {
+        s.contact_by_email("gone-now@example.com").is_none()
+    })
+    .await;
+    let snapshot = stack.sandbox.activecampaign.snapshot(&stack.ac_account);
+    assert!(snapshot.contact_by_email("left@example.com").is_some());
+    stack.stop().await;
+}
