@@ -103,7 +103,8 @@ pub async fn execute(config: &Config, command: SyncCommand) -> anyhow::Result<()
         )
         .with_context(|| format!("writing {}", args.csv.display()))?;
         println!(
-            "validation: skipped customers are listed in {}",
+            "validation: skipped customers are listed in {} and, until fixed or ignored, \
+             in `billsync errors list --class invalid_event`",
             args.csv.display()
         );
     }

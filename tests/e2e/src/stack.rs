@@ -28,6 +28,8 @@ pub struct StackOptions {
     /// Adds an emulated Chargebee site as source `cb-test`, polled every second, syncing to
     /// `ac-test` with these lines appended to its `[[syncs]]` table (e.g. options).
     pub chargebee_sync: Option<String>,
+    /// Extra keys of the `[[sources.chargebee]]` table of `cb-test` (`auto_sync = false`).
+    pub chargebee_source_extra: String,
     /// Runs the ActiveCampaign worker as a `billsync activecampaign` child process instead
     /// of in-process, so that a test can SIGKILL it ([`Stack::kill_worker`]) and start it
     /// again ([`Stack::start_worker`]).
@@ -47,6 +49,7 @@ impl Default for StackOptions {
             stripe_connection_extra: String::new(),
             extra_activecampaign: Vec::new(),
             chargebee_sync: None,
+            chargebee_source_extra: String::new(),
             worker_process: false,
             worker_max_in_flight: 512,
             worker_replicas: 1,
@@ -138,9 +141,10 @@ impl Stack {
                 format!(
                     "\n[[sources.chargebee]]\nname = \"cb-test\"\nsite = \"{chargebee_site}\"\n\
                      api_key = {{ file = \"{key_file}\" }}\nbase_url = \"{base}\"\n\
-                     poll_interval_secs = 1\nrequests_per_minute = 6000\n\n\
+                     poll_interval_secs = 1\nrequests_per_minute = 6000\n{source_extra}\n\n\
                      [[syncs]]\nsource = \"cb-test\"\ndestination = \"ac-test\"\n{sync_lines}\n",
                     base = sandbox.chargebee.base_url(&chargebee_site),
+                    source_extra = options.chargebee_source_extra,
                 )
             }
             None => String::new(),
