@@ -7,12 +7,12 @@ use crate::open_failures::OpenFailuresGauge;
 use crate::retry::{self, RetryError};
 use crate::scrub::Scrubber;
 use crate::store::{self, FailureRecord, OutcomeRecord, RecordResult, Recorded};
+use crate::Database;
 use async_nats::jetstream::consumer::{pull, PullConsumer};
 use billsync_bus::{trace, Delivery, Publisher};
 use billsync_events::{Outcome, OutcomeResult};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -30,7 +30,7 @@ const PULL_RETRY_DELAY: Duration = Duration::from_secs(2);
 pub struct OutcomeConsumer {
     consumer: PullConsumer,
     name: String,
-    pool: PgPool,
+    db: Database,
     scrubber: Arc<Scrubber>,
     open_failures: OpenFailuresGauge,
     /// Sends a customer's other failing records again once the customer's own syncs.
@@ -50,7 +50,7 @@ impl OutcomeConsumer {
     pub fn new(
         consumer: PullConsumer,
         name: String,
-        pool: PgPool,
+        db: Database,
         scrubber: Arc<Scrubber>,
         open_failures: OpenFailuresGauge,
         publisher: Publisher,
@@ -58,7 +58,7 @@ impl OutcomeConsumer {
         Self {
             consumer,
             name,
-            pool,
+            db,
             scrubber,
             open_failures,
             publisher,
@@ -195,12 +195,13 @@ impl OutcomeConsumer {
     /// because the customer could not be written) are sent again in the same transaction, so
     /// an outcome whose retries NATS did not take is redelivered and retries them then.
     async fn store(&self, record: &OutcomeRecord) -> Result<Recorded, RetryError> {
-        let mut tx = self.pool.begin().await?;
-        let recorded = store::record_outcome(&mut tx, record).await?;
+        let deployment = self.db.deployment();
+        let mut tx = self.db.pool.begin().await?;
+        let recorded = store::record_outcome(&mut tx, deployment, record).await?;
         if let (Recorded::Resolved(1..), Some(customer)) =
             (recorded, store::customer_of_record(record))
         {
-            for target in store::lock_dependants(&mut tx, record, customer).await? {
+            for target in store::lock_dependants(&mut tx, deployment, record, customer).await? {
                 match retry::send_again(&self.publisher, &mut tx, &target).await {
                     Ok(()) => {
                         tracing::info!(failure_id = target.record.id, record = %target.record.record_key,

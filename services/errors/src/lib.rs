@@ -45,9 +45,16 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Database {
     pool: PgPool,
     migrated: Arc<AtomicBool>,
+    /// The deployment (its NATS prefix) whose failures and runs this service keeps: every
+    /// query is scoped to it, so deployments sharing a database keep their own lists.
+    deployment: Arc<str>,
 }
 
 impl Database {
+    pub fn deployment(&self) -> &str {
+        &self.deployment
+    }
+
     /// The pool once the schema is in place.
     pub fn pool(&self) -> Result<&PgPool, error::ApiError> {
         if self.migrated.load(Ordering::Acquire) {
@@ -119,6 +126,7 @@ pub async fn run(
     let db = Database {
         pool,
         migrated: Arc::new(AtomicBool::new(false)),
+        deployment: config.nats.prefix.as_str().into(),
     };
     let scrubber = Arc::new(scrub::Scrubber::new(config.secret_values()));
     if config.errors.admin_token.is_none() {
@@ -210,13 +218,24 @@ async fn consume_outcomes(
         .run(&db.pool)
         .await
         .context("applying the errors service's database migrations")?;
+    let (failures, runs) = store::adopt_unscoped_rows(&db.pool, db.deployment())
+        .await
+        .context("taking over the failures and runs stored before they were kept per deployment")?;
+    if failures + runs > 0 {
+        tracing::info!(
+            deployment = db.deployment(),
+            failures,
+            runs,
+            "Took over the failures and runs stored before they were kept per deployment."
+        );
+    }
     db.migrated.store(true, Ordering::Release);
     open_failures.changed();
     tracing::info!("Postgres reachable and migrated; consuming outcomes.");
     consumer::OutcomeConsumer::new(
         outcomes,
         consumer_name,
-        db.pool.clone(),
+        db.clone(),
         scrubber,
         open_failures,
         publisher,

@@ -56,7 +56,7 @@ pub async fn send_again(
     let published = publisher
         .publish_replay(&record.destination_connection, &event, &msg_id)
         .await?;
-    store::mark_retried(tx, record.id).await?;
+    store::mark_retried(tx, record).await?;
     tracing::info!(
         failure_id = record.id,
         destination_connection = %record.destination_connection,

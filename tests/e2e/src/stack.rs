@@ -30,6 +30,9 @@ pub struct StackOptions {
     pub chargebee_sync: Option<String>,
     /// Extra keys of the `[[sources.chargebee]]` table of `cb-test` (`auto_sync = false`).
     pub chargebee_source_extra: String,
+    /// Another stack's database, for a second deployment (its own NATS prefix) sharing it;
+    /// this stack leaves it in place when it stops. A fresh database of its own when unset.
+    pub shared_database: Option<TestDatabase>,
     /// Runs the ActiveCampaign worker as a `billsync activecampaign` child process instead
     /// of in-process, so that a test can SIGKILL it ([`Stack::kill_worker`]) and start it
     /// again ([`Stack::start_worker`]).
@@ -50,6 +53,7 @@ impl Default for StackOptions {
             extra_activecampaign: Vec::new(),
             chargebee_sync: None,
             chargebee_source_extra: String::new(),
+            shared_database: None,
             worker_process: false,
             worker_max_in_flight: 512,
             worker_replicas: 1,
@@ -74,6 +78,8 @@ pub struct Stack {
     pub errors_url: String,
     pub nats: async_nats::Client,
     pub db: TestDatabase,
+    /// False when the database is another stack's (`StackOptions::shared_database`).
+    owns_database: bool,
     pub http: reqwest::Client,
     /// The configuration file's text (secrets are files that live as long as the stack), for
     /// tests that run the `billsync` binary against this stack.
@@ -97,7 +103,11 @@ impl Stack {
         crate::init_telemetry();
         let prefix = crate::unique_prefix();
         let nats_url = ensure_nats();
-        let db = fresh_database().await;
+        let owns_database = options.shared_database.is_none();
+        let db = match options.shared_database.clone() {
+            Some(shared) => shared,
+            None => fresh_database().await,
+        };
 
         let sandbox_listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -285,6 +295,7 @@ destination = "ac-test"
             errors_url,
             nats,
             db,
+            owns_database,
             http: reqwest::Client::new(),
             config_toml: text,
             extra_ac_accounts,
@@ -605,7 +616,9 @@ destination = "ac-test"
             }
         }
         crate::remove_deployment(&self.nats, &self.prefix).await;
-        self.db.drop_database().await;
+        if self.owns_database {
+            self.db.drop_database().await;
+        }
     }
 }
 

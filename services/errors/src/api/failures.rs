@@ -28,7 +28,8 @@ pub async fn list(
     let filter = params.filter()?;
     let Page { limit, after } = params.page()?;
     let pool = state.db.pool()?;
-    let mut items = store::list_failures(pool, &filter, after, limit + 1).await?;
+    let mut items =
+        store::list_failures(pool, state.db.deployment(), &filter, after, limit + 1).await?;
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);
         items.last().map(|row| encode_cursor(row.last_seen, row.id))
@@ -44,7 +45,7 @@ pub async fn list(
 /// `GET /api/v1/failures/summary`: how many failures are open at each destination
 /// connection that has any (`billsync status` shows them).
 pub async fn summary(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
-    let items = store::open_failure_counts(state.db.pool()?).await?;
+    let items = store::open_failure_counts(state.db.pool()?, state.db.deployment()).await?;
     Ok(Json(json!({ "items": items })))
 }
 
@@ -54,7 +55,7 @@ pub async fn get_one(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = failure_id(&id)?;
-    let mut detail = store::get_failure(state.db.pool()?, id)
+    let mut detail = store::get_failure(state.db.pool()?, state.db.deployment(), id)
         .await?
         .ok_or_else(|| not_found(id))?;
     scrub_row(&state, &mut detail.failure);
@@ -71,7 +72,7 @@ pub async fn ignore_one(
     let id = failure_id(&id)?;
     let pool = state.db.pool()?;
     let mut tx = pool.begin().await?;
-    let changed = store::ignore_failure(&mut tx, id).await?;
+    let changed = store::ignore_failure(&mut tx, state.db.deployment(), id).await?;
     if let Some(record) = &changed {
         record_ignores(&state, std::slice::from_ref(record)).await?;
     }
@@ -80,7 +81,7 @@ pub async fn ignore_one(
     if changed {
         state.open_failures.changed();
     }
-    let mut detail = store::get_failure(pool, id)
+    let mut detail = store::get_failure(pool, state.db.deployment(), id)
         .await?
         .ok_or_else(|| not_found(id))?;
     if !changed && detail.failure.status == FailureStatus::Resolved.as_str() {
@@ -102,7 +103,7 @@ pub async fn ignore_matching(
 ) -> Result<Json<Value>, ApiError> {
     let filter = FailureParams::from_body(&body)?.action_filter(Some(FailureStatus::Open))?;
     let mut tx = state.db.pool()?.begin().await?;
-    let records = store::ignore_matching(&mut tx, &filter).await?;
+    let records = store::ignore_matching(&mut tx, state.db.deployment(), &filter).await?;
     record_ignores(&state, &records).await?;
     tx.commit().await?;
     let ignored = records.len();
@@ -203,7 +204,8 @@ pub async fn retry_matching(
     let mut skipped = 0u64;
     let mut after_id = 0;
     loop {
-        let ids = store::failure_ids(pool, &filter, after_id, WALK_PAGE).await?;
+        let ids =
+            store::failure_ids(pool, state.db.deployment(), &filter, after_id, WALK_PAGE).await?;
         for &id in &ids {
             match replay(&state, pool, id, retried).await {
                 Ok(true) => retried += 1,
@@ -235,7 +237,7 @@ pub async fn retry_matching(
 /// there is no such failure.
 async fn replay(state: &ApiState, pool: &PgPool, id: i64, done: u64) -> Result<bool, ApiError> {
     let mut tx = pool.begin().await?;
-    let Some(target) = store::lock_for_retry(&mut tx, id).await? else {
+    let Some(target) = store::lock_for_retry(&mut tx, state.db.deployment(), id).await? else {
         return Ok(false);
     };
     let record = &target.record;
@@ -249,7 +251,7 @@ async fn replay(state: &ApiState, pool: &PgPool, id: i64, done: u64) -> Result<b
             .delete(key)
             .await
             .map_err(|e| ApiError::Ignores { source: e.into() })?;
-        store::unignore(&mut tx, id).await?;
+        store::unignore(&mut tx, record).await?;
         tracing::info!(failure_id = id, "Ignore lifted by a retry.");
     }
     retry::send_again(&state.publisher, &mut tx, &target)
@@ -271,7 +273,8 @@ pub async fn csv(
     let pool = state.db.pool()?.clone();
     // The first page is read before answering, so an unavailable database is a proper
     // JSON error rather than a truncated download.
-    let first = store::list_failures(&pool, &filter, None, WALK_PAGE).await?;
+    let first =
+        store::list_failures(&pool, state.db.deployment(), &filter, None, WALK_PAGE).await?;
     let pages = CsvPages {
         pool,
         filter,
@@ -314,7 +317,15 @@ impl CsvPages {
         let rows = match self.pending.take() {
             Some(rows) => rows,
             None => {
-                match store::list_failures(&self.pool, &self.filter, self.after, WALK_PAGE).await {
+                match store::list_failures(
+                    &self.pool,
+                    self.state.db.deployment(),
+                    &self.filter,
+                    self.after,
+                    WALK_PAGE,
+                )
+                .await
+                {
                     Ok(rows) => rows,
                     Err(error) => {
                         tracing::warn!(%error, "Reading failures for the CSV failed; the download is cut short.");
