@@ -58,6 +58,11 @@ pub enum RunError {
     UnknownDestination(String),
     #[error("no sync from {from} to {to} is configured; add a [[syncs]] entry")]
     NoSync { from: String, to: String },
+    #[error(
+        "the sync from {from} to {to} is unlinked (enabled = false on it or on {from}); link it \
+         again first"
+    )]
+    Unlinked { from: String, to: String },
     #[error("Chargebee: {0}")]
     Chargebee(#[from] ChargebeeError),
     #[error("NATS: {0}")]
@@ -410,12 +415,18 @@ pub async fn run(
             ))
         }
     };
-    if !config
+    let Some(sync) = config
         .syncs
         .iter()
-        .any(|s| s.source == request.source && s.destination == request.destination)
-    {
+        .find(|s| s.source == request.source && s.destination == request.destination)
+    else {
         return Err(RunError::NoSync {
+            from: request.source.to_string(),
+            to: request.destination.to_string(),
+        });
+    };
+    if !config.sync_active(sync) {
+        return Err(RunError::Unlinked {
             from: request.source.to_string(),
             to: request.destination.to_string(),
         });

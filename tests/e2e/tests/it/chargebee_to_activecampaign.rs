@@ -734,3 +734,114 @@ async fn a_replay_after_the_delete_option_changed_never_deletes_an_unsubscribed_
     assert!(snapshot.contact_by_email("left@example.com").is_some());
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlinked_sync_is_neither_polled_nor_written_and_relinks_from_then_on() {
+    let stack = start("enabled = false").await;
+    let cb = &stack.sandbox.chargebee;
+    let site = &stack.chargebee_site;
+    let created = cb
+        .create_customer(
+            site,
+            customer("cb_unlinked", "unlinked@example.com", "Un", "Linked", "J"),
+        )
+        .expect("customer");
+
+    // An ingest replica still on the old configuration publishes the event, routed here:
+    // the worker, which has the sync unlinked, writes nothing.
+    let linked_config = billsync_config::Config::from_toml(
+        &stack.config_toml.replace("enabled = false", ""),
+        std::path::Path::new("linked.toml"),
+    )
+    .expect("the configuration, linked");
+    let old_replica = billsync_ingest::publisher(&linked_config, stack.nats.clone());
+    let event: billsync_ingest::chargebee::types::ChargebeeEvent =
+        serde_json::from_value(serde_json::to_value(&created.event).expect("event JSON"))
+            .expect("a Chargebee event");
+    let billing =
+        billsync_ingest::chargebee::event::to_billing_event("cb-test", &event).expect("carried");
+    let published = old_replica
+        .publish_event(&billing)
+        .await
+        .expect("published");
+    assert!(!published.duplicate);
+    // A Stripe customer through the same worker shows it is working.
+    stack
+        .send_stripe(&billsync_sandbox::stripe::customer_created_event(
+            "cus_LINKED",
+            "linked@example.com",
+            "Still Linked",
+        ))
+        .await;
+    snapshot_when(&stack, "the Stripe sync's contact", |s| {
+        s.contact_by_email("linked@example.com").is_some()
+    })
+    .await;
+    eventually("the worker to settle", WAIT, || async {
+        stack.worker_idle_for("ac-test").await.then_some(())
+    })
+    .await;
+    let snapshot = stack.sandbox.activecampaign.snapshot(&stack.ac_account);
+    assert!(
+        snapshot.contact_by_email("unlinked@example.com").is_none(),
+        "an unlinked sync wrote a contact"
+    );
+    assert_eq!(snapshot.contacts.len(), 1);
+    // Ingest, which has polled nothing of the unlinked site, spent none of its API budget.
+    assert_eq!(cb.request_count(site), 0, "ingest polled an unlinked site");
+    let refused = stack
+        .http
+        .post(format!(
+            "{}/admin/chargebee/cb-test/sync-now",
+            stack.ingest_url
+        ))
+        .bearer_auth(&stack.admin_token)
+        .send()
+        .await
+        .expect("sync-now");
+    assert_eq!(refused.status(), 409);
+    assert!(refused
+        .text()
+        .await
+        .unwrap_or_default()
+        .contains("unlinked"));
+    assert_eq!(cb.request_count(site), 0);
+
+    // Linked again (ingest restarted with `enabled = true`): polling starts from then on,
+    // as a new connection's does, not from where it stood when it was unlinked.
+    let cursors = stack
+        .jetstream()
+        .get_key_value(stack.topology().cursors_bucket())
+        .await
+        .expect("cursors bucket");
+    let stale = serde_json::json!({"occurred_at": 1_000_000_000});
+    cursors
+        .put("cb-test", serde_json::to_vec(&stale).expect("JSON").into())
+        .await
+        .expect("an old cursor");
+    // A restart with the sync still unlinked drops the cursor...
+    billsync_ingest::chargebee::ChargebeeSources::new(&stack.config, old_replica.clone())
+        .await
+        .expect("pollers");
+    assert!(
+        cursors.get("cb-test").await.expect("KV read").is_none(),
+        "an unlinked connection kept its cursor"
+    );
+    // ...so the relinked one's first poll starts now.
+    let relinked = billsync_ingest::chargebee::ChargebeeSources::new(&linked_config, old_replica)
+        .await
+        .expect("pollers");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let report = relinked
+        .sync_now("cb-test", &shutdown)
+        .await
+        .expect("a poll of the relinked site");
+    assert_eq!(report.cursor_before, None, "{report:?}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    assert!(report.cursor_after >= now - 5, "{report:?}");
+    assert!(cb.request_count(site) > 0);
+    stack.stop().await;
+}
