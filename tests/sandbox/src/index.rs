@@ -7,11 +7,12 @@ use axum::extract::State;
 use axum::response::Html;
 
 use crate::activecampaign::ActiveCampaign;
+use crate::chargebee::Chargebee;
 
 /// Contacts listed per account, newest first.
 const RECENT_CONTACTS: usize = 20;
 
-pub(crate) async fn page(State(ac): State<ActiveCampaign>) -> Html<String> {
+pub(crate) async fn page(State((ac, cb)): State<(ActiveCampaign, Chargebee)>) -> Html<String> {
     let mut html = String::from(concat!(
         "<!doctype html><html><head><meta charset=\"utf-8\">",
         "<meta http-equiv=\"refresh\" content=\"2\"><title>billsync sandbox</title>",
@@ -58,8 +59,57 @@ pub(crate) async fn page(State(ac): State<ActiveCampaign>) -> Html<String> {
         }
         html.push_str("</table>");
     }
+    chargebee_sites(&cb, &mut html);
     html.push_str("</body></html>");
     Html(html)
+}
+
+/// Each Chargebee site: where its API is, and its newest customers with their subscriptions.
+fn chargebee_sites(cb: &Chargebee, html: &mut String) {
+    html.push_str("<h2>Chargebee</h2>");
+    let sites = cb.site_names();
+    if sites.is_empty() {
+        html.push_str("<p>No sites. Start with <code>serve --cb-site NAME:API_KEY</code>.</p>");
+    }
+    for site in sites {
+        let snapshot = cb.snapshot(&site);
+        let name = escape(&site);
+        let _ = write!(
+            html,
+            "<h3>{name}</h3><p>{} customers, {} subscriptions, {} events, {} API requests served. \
+             API base (<code>base_url</code>): <code>{}</code> &middot; \
+             <a href=\"/__sandbox/chargebee/{name}\">state as JSON</a></p>",
+            snapshot.customers.len(),
+            snapshot.subscriptions.len(),
+            snapshot.events.len(),
+            cb.request_count(&site),
+            escape(&cb.base_url(&site)),
+        );
+        if snapshot.customers.is_empty() {
+            continue;
+        }
+        html.push_str(
+            "<table><tr><th>id</th><th>email</th><th>name</th><th>subscriptions</th></tr>",
+        );
+        for customer in snapshot.customers.iter().rev().take(RECENT_CONTACTS) {
+            let subscriptions: Vec<String> = snapshot
+                .subscriptions
+                .iter()
+                .filter(|s| s.customer_id == customer.id)
+                .map(|s| format!("{} ({})", s.id, s.status))
+                .collect();
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td></tr>",
+                escape(&customer.id),
+                escape(customer.email.as_deref().unwrap_or_default()),
+                escape(customer.first_name.as_deref().unwrap_or_default()),
+                escape(customer.last_name.as_deref().unwrap_or_default()),
+                escape(&subscriptions.join(", ")),
+            );
+        }
+        html.push_str("</table>");
+    }
 }
 
 fn escape(text: &str) -> String {

@@ -91,7 +91,10 @@ pub async fn start(
         .merge(chargebee::routes::control(chargebee.clone()))
         .nest("/stripe/{account}/v1", stripe::routes::api(stripe.clone()))
         .merge(stripe::routes::control(stripe.clone()))
-        .route("/", get(index::page).with_state(activecampaign.clone()))
+        .route(
+            "/",
+            get(index::page).with_state((activecampaign.clone(), chargebee.clone())),
+        )
         .fallback(not_found);
 
     let (stop, stopped) = oneshot::channel::<()>();

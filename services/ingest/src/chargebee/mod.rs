@@ -296,12 +296,21 @@ pub async fn sync_now(
     if !config.source_linked(connection) {
         return Err(PollError::Unlinked(connection.to_string()));
     }
-    let sources =
-        ChargebeeSources::with_settings(settings, publisher, &StreamSettings::from(&config.nats))
-            .await
-            .map_err(|e| PollError::Store {
-                connection: connection.to_string(),
-                message: e.to_string(),
-            })?;
+    // Run from the CLI, this may come before ingest has ever started and declared it.
+    let streams = StreamSettings::from(&config.nats);
+    publisher
+        .topology()
+        .ensure_events_stream(publisher.jetstream(), &streams)
+        .await
+        .map_err(|e| PollError::Store {
+            connection: connection.to_string(),
+            message: e.to_string(),
+        })?;
+    let sources = ChargebeeSources::with_settings(settings, publisher, &streams)
+        .await
+        .map_err(|e| PollError::Store {
+            connection: connection.to_string(),
+            message: e.to_string(),
+        })?;
     sources.sync_now(connection, shutdown).await
 }
