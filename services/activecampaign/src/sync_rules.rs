@@ -41,15 +41,13 @@ pub(crate) fn sync_rules(
         } = sync?;
         let tracker = match (&options.tracking, source) {
             (None, _) => None,
-            (Some(_), SourceKind::Chargebee) => {
-                return Err(ConfigError::new(
-                    &config.origin,
-                    &format!("{key}.options.track_events"),
-                    "event tracking is for Stripe syncs (seed 001's \"Stripe event received\" \
+            (Some(_), SourceKind::Chargebee) => return Err(ConfigError::new(
+                &config.origin,
+                &format!("{key}.options.track_events"),
+                "event tracking is for Stripe syncs (for automations on \"Stripe event received\" \
                      trigger)",
-                )
-                .into())
-            }
+            )
+            .into()),
             (Some(tracking), SourceKind::Stripe) => {
                 let index = config
                     .destinations

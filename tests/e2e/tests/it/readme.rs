@@ -235,3 +235,136 @@ async fn stop_group(group: u32) {
     }
     signal("-KILL");
 }
+
+/// The rows of the Markdown table right after the line containing `marker`, each as its
+/// cells with `\|` unescaped; the header and separator rows left out.
+fn table_after(text: &str, marker: &str) -> Vec<Vec<String>> {
+    let start = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("README.md has no {marker:?}"));
+    text[start..]
+        .lines()
+        .skip(1)
+        .skip_while(|line| !line.starts_with('|'))
+        .take_while(|line| line.starts_with('|'))
+        .skip(2)
+        .map(|line| {
+            let mut cells = vec![String::new()];
+            let mut chars = line.trim().trim_matches('|').chars().peekable();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' if chars.peek() == Some(&'|') => {
+                        chars.next();
+                        cells.last_mut().expect("a cell").push('|');
+                    }
+                    '|' => cells.push(String::new()),
+                    c => cells.last_mut().expect("a cell").push(c),
+                }
+            }
+            cells.into_iter().map(|c| c.trim().to_string()).collect()
+        })
+        .collect()
+}
+
+/// Every `code span` of a cell.
+fn code_spans(cell: &str) -> Vec<&str> {
+    cell.split('`').skip(1).step_by(2).collect()
+}
+
+/// The one code span a cell starts with, if it starts with one.
+fn leading_code(cell: &str) -> Option<&str> {
+    cell.starts_with('`')
+        .then(|| code_spans(cell).into_iter().next())
+        .flatten()
+}
+
+#[test]
+fn the_mapping_reference_matches_the_code() {
+    use billsync_activecampaign::ActiveCampaignSyncs;
+    use billsync_events::SourceKind;
+    use billsync_mapping::{Mapping, TRANSFORMS};
+    use billsync_sources::sync::SyncDeclaration;
+
+    let readme = readme();
+    // Every transform is documented, and every example gives what the README says.
+    let rows = table_after(&readme, "<!-- mapping: transforms -->");
+    let mut documented: Vec<&str> = rows
+        .iter()
+        .filter_map(|row| leading_code(&row[0]))
+        .collect();
+    documented.sort_unstable();
+    let mut known = TRANSFORMS.to_vec();
+    known.sort_unstable();
+    assert_eq!(
+        documented, known,
+        "the README's transforms are not the code's"
+    );
+    for row in &rows {
+        let [_, expression, object, value] = row.as_slice() else {
+            panic!("a row of four cells: {row:?}");
+        };
+        let expression = leading_code(expression).expect("an expression");
+        let object: serde_json::Value =
+            serde_json::from_str(leading_code(object).expect("an object")).expect("JSON");
+        let expected: Option<serde_json::Value> =
+            leading_code(value).map(|v| serde_json::from_str(v).expect("JSON"));
+        let mapping = Mapping::parse([("field", expression)])
+            .unwrap_or_else(|e| panic!("{expression:?} does not parse: {e}"));
+        assert_eq!(
+            mapping.apply(&object).remove("field"),
+            expected,
+            "{expression} over {object}"
+        );
+    }
+
+    // The roots of each source, and ActiveCampaign's default fields, are the declared ones.
+    let roots = table_after(&readme, "<!-- mapping: roots -->");
+    for (source, marker) in [
+        (SourceKind::Stripe, "<!-- mapping: defaults stripe -->"),
+        (
+            SourceKind::Chargebee,
+            "<!-- mapping: defaults chargebee -->",
+        ),
+    ] {
+        let declared = ActiveCampaignSyncs::mapping(source);
+        let name = format!("{source:?}");
+        let row = roots
+            .iter()
+            .find(|row| row[0] == name)
+            .unwrap_or_else(|| panic!("no roots of {name}"));
+        assert_eq!(code_spans(&row[1]), declared.roots, "the roots of {name}");
+        let defaults = table_after(&readme, marker);
+        let documented = Mapping::parse(defaults.iter().map(|row| {
+            (
+                leading_code(&row[0]).expect("a field"),
+                leading_code(&row[1]).expect("an expression"),
+            )
+        }))
+        .expect("the documented defaults parse");
+        assert_eq!(
+            documented, declared.defaults,
+            "the default fields of {name}"
+        );
+    }
+
+    // The example configures as it says: a field added, one overridden, one dropped.
+    let example: toml::Table =
+        toml::from_str(&block_after(&readme, "<!-- mapping: example -->")).expect("TOML");
+    let table = example["syncs"]["mapping"]
+        .as_table()
+        .expect("[syncs.mapping]")
+        .clone()
+        .into_iter()
+        .collect();
+    let configured = ActiveCampaignSyncs::mapping(SourceKind::Chargebee)
+        .configure(Path::new("README.md"), "syncs[0].mapping", &table)
+        .expect("the example is a valid mapping");
+    let fields: Vec<&str> = configured.fields().collect();
+    assert!(fields.contains(&"Cb_phone"), "{fields:?}");
+    assert!(!fields.contains(&"Cb_subscriptionMRR"), "{fields:?}");
+    let company = configured.apply(&serde_json::json!({
+        "customer": {"billing_address": {"company": "Acme"}},
+        "subscription": null,
+    }));
+    assert_eq!(company["Cb_orgName"], "Acme");
+}
