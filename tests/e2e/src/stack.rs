@@ -356,6 +356,19 @@ destination = "ac-test"
             .expect("post webhook")
     }
 
+    /// Ingest's sync-now route for Chargebee connection `connection` (the Sync Now button).
+    pub async fn sync_now(&self, connection: &str) -> reqwest::Response {
+        self.http
+            .post(format!(
+                "{}/admin/chargebee/{connection}/sync-now",
+                self.ingest_url
+            ))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await
+            .expect("sync-now")
+    }
+
     /// Posts `event` signed correctly, now.
     pub async fn send_stripe(&self, event: &serde_json::Value) -> reqwest::Response {
         let now = std::time::SystemTime::now()

@@ -1,7 +1,7 @@
 //! Runs from Chargebee (seeds 000, 004): the initial sync of the 10 latest customers with
 //! each record's outcome, the validation step and its CSV, and "sync all records".
 
-use crate::operator_api::{api_get, wait_failure};
+use crate::operator_api::{api_csv, api_get, wait_failure};
 use billsync_e2e::{Stack, StackOptions};
 use billsync_ingest::chargebee::snapshot::{self, RunRequest, RunScope};
 use billsync_sandbox::{CbCustomerInput, CbSubscriptionInput};
@@ -203,16 +203,7 @@ async fn records_skipped_by_sync_all_are_sync_errors_until_fixed() {
         );
         assert_eq!(failure["run_id"], report.run_id.as_str());
     }
-    let csv = stack
-        .http
-        .get(format!("{}/api/v1/failures.csv", stack.errors_url))
-        .bearer_auth(&stack.admin_token)
-        .send()
-        .await
-        .expect("CSV")
-        .text()
-        .await
-        .expect("CSV text");
+    let csv = api_csv(&stack).await;
     assert!(
         csv.contains("customer/cust_nomail") && csv.contains("subscription/sub_cust_nomail"),
         "{csv}"
@@ -234,17 +225,7 @@ async fn records_skipped_by_sync_all_are_sync_errors_until_fixed() {
         },
     )
     .expect("email added");
-    let polled = stack
-        .http
-        .post(format!(
-            "{}/admin/chargebee/cb-test/sync-now",
-            stack.ingest_url
-        ))
-        .bearer_auth(&stack.admin_token)
-        .send()
-        .await
-        .expect("sync-now");
-    assert_eq!(polled.status(), 200);
+    assert_eq!(stack.sync_now("cb-test").await.status(), 200);
     for record in ["customer/cust_nomail", "subscription/sub_cust_nomail"] {
         wait_failure(&stack, "resolved", "ac-test", record).await;
     }

@@ -26,6 +26,16 @@ fn customer(id: &str, email: &str, first: &str, last: &str, company: &str) -> Cb
     }
 }
 
+/// An active subscription on `plan`.
+fn active_subscription(id: &str, plan: &str) -> CbSubscriptionInput {
+    CbSubscriptionInput {
+        id: Some(id.into()),
+        plan_id: Some(plan.into()),
+        status: Some("active".into()),
+        ..Default::default()
+    }
+}
+
 async fn snapshot_when(
     stack: &Stack,
     what: &str,
@@ -312,17 +322,8 @@ async fn an_email_change_moves_the_contact_and_older_events_never_bring_the_old_
         customer("cb_mover", "old@example.com", "Mo", "Ver", "F"),
     )
     .expect("customer");
-    cb.create_subscription(
-        site,
-        "cb_mover",
-        CbSubscriptionInput {
-            id: Some("sub_mover".into()),
-            plan_id: Some("basic".into()),
-            status: Some("active".into()),
-            ..Default::default()
-        },
-    )
-    .expect("subscription");
+    cb.create_subscription(site, "cb_mover", active_subscription("sub_mover", "basic"))
+        .expect("subscription");
     let before = snapshot_when(&stack, "the contact with its subscription", |s| {
         s.contact_by_email("old@example.com")
             .is_some_and(|c| s.field_value(&c.id, "Cb_subscriptionID").is_some())
@@ -471,17 +472,8 @@ async fn the_subscription_fields_describe_only_the_subscription_shown() {
     )
     .expect("customer");
     // An older subscription, cancelled for want of a card: its fields are on the contact.
-    cb.create_subscription(
-        site,
-        "cb_two",
-        CbSubscriptionInput {
-            id: Some("sub_08b".into()),
-            plan_id: Some("basic".into()),
-            status: Some("active".into()),
-            ..Default::default()
-        },
-    )
-    .expect("first subscription");
+    cb.create_subscription(site, "cb_two", active_subscription("sub_08b", "basic"))
+        .expect("first subscription");
     cb.cancel_subscription(site, "sub_08b", Some("no_card"))
         .expect("cancel");
     snapshot_when(&stack, "the cancelled subscription on the contact", |s| {
@@ -494,17 +486,8 @@ async fn the_subscription_fields_describe_only_the_subscription_shown() {
     .await;
 
     // A new, active subscription is the one shown: nothing of the cancelled one may stay.
-    cb.create_subscription(
-        site,
-        "cb_two",
-        CbSubscriptionInput {
-            id: Some("sub_08".into()),
-            plan_id: Some("pro".into()),
-            status: Some("active".into()),
-            ..Default::default()
-        },
-    )
-    .expect("second subscription");
+    cb.create_subscription(site, "cb_two", active_subscription("sub_08", "pro"))
+        .expect("second subscription");
     let value = |s: &AcSnapshot, field: &str| {
         let contact = s.contact_by_email("two@example.com")?;
         s.field_value(&contact.id, field).filter(|v| !v.is_empty())
@@ -586,17 +569,8 @@ async fn fixing_a_customer_retries_the_records_that_failed_with_it() {
         customer("cb_twin", "shared@example.com", "Second", "Twin", "B"),
     )
     .expect("second");
-    cb.create_subscription(
-        site,
-        "cb_twin",
-        CbSubscriptionInput {
-            id: Some("sub_twin".into()),
-            plan_id: Some("basic".into()),
-            status: Some("active".into()),
-            ..Default::default()
-        },
-    )
-    .expect("subscription");
+    cb.create_subscription(site, "cb_twin", active_subscription("sub_twin", "basic"))
+        .expect("subscription");
     let pool = sqlx::PgPool::connect(&stack.db.url).await.expect("db");
     for record in ["customer/cb_twin", "subscription/sub_twin"] {
         eventually(&format!("the open failure of {record}"), WAIT, || async {
@@ -789,16 +763,7 @@ async fn an_unlinked_sync_is_neither_polled_nor_written_and_relinks_from_then_on
     assert_eq!(snapshot.contacts.len(), 1);
     // Ingest, which has polled nothing of the unlinked site, spent none of its API budget.
     assert_eq!(cb.request_count(site), 0, "ingest polled an unlinked site");
-    let refused = stack
-        .http
-        .post(format!(
-            "{}/admin/chargebee/cb-test/sync-now",
-            stack.ingest_url
-        ))
-        .bearer_auth(&stack.admin_token)
-        .send()
-        .await
-        .expect("sync-now");
+    let refused = stack.sync_now("cb-test").await;
     assert_eq!(refused.status(), 409);
     assert!(refused
         .text()

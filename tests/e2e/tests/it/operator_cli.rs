@@ -1,7 +1,7 @@
 //! `billsync errors list|ignore|retry|export` and `billsync runs` (the real binary) against
 //! a running stack, through the admin API.
 
-use crate::operator_api::{api_get, send, wait_failure, WAIT};
+use crate::operator_api::{api_get, send, send_refused_customer, wait_failure, WAIT};
 use billsync_e2e::{billsync_binary, eventually, Stack, StackOptions};
 use billsync_sandbox::{stripe, AcFaults};
 use serde_json::Value;
@@ -11,11 +11,16 @@ use tokio::process::Command;
 /// Runs `billsync --config <config> <args> --url <errors>`; its stdout, or the failure.
 /// Asynchronously: the stack it talks to runs on this test's runtime.
 async fn billsync(stack: &Stack, config: &Path, args: &[&str]) -> Result<String, String> {
+    let url = ["--url", stack.errors_url.as_str()];
+    billsync_local(config, &[args, &url].concat()).await
+}
+
+/// Runs `billsync --config <config> <args>`: its stdout, or stdout and stderr on failure.
+async fn billsync_local(config: &Path, args: &[&str]) -> Result<String, String> {
     let output = Command::new(billsync_binary())
         .arg("--config")
         .arg(config)
         .args(args)
-        .args(["--url", stack.errors_url.as_str()])
         .output()
         .await
         .expect("run billsync");
@@ -259,24 +264,6 @@ async fn the_cli_shows_sync_runs_and_their_records() {
     stack.stop().await;
 }
 
-/// Runs `billsync --config <config> <args>`: its stdout, or stdout and stderr on failure.
-async fn billsync_local(config: &Path, args: &[&str]) -> Result<String, String> {
-    let output = Command::new(billsync_binary())
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .await
-        .expect("run billsync");
-    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
-    if output.status.success() {
-        Ok(stdout)
-    } else {
-        Err(format!("{stdout}{stderr}"))
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_takes_connection_names_and_says_plainly_what_a_poll_did() {
     let stack = Stack::start(StackOptions {
@@ -285,19 +272,7 @@ async fn the_cli_takes_connection_names_and_says_plainly_what_a_poll_did() {
         ..StackOptions::default()
     })
     .await;
-    let email = "cli.named@example.com";
-    stack.sandbox.activecampaign.set_faults(
-        &stack.ac_account,
-        AcFaults {
-            reject_emails: vec![email.into()],
-            ..Default::default()
-        },
-    );
-    send(
-        &stack,
-        &stripe::customer_created_event("cus_CLI3", email, "Nat Named"),
-    )
-    .await;
+    send_refused_customer(&stack, "cus_CLI3", "cli.named@example.com", "Nat Named").await;
     wait_failure(&stack, "open", "ac-test", "customer/cus_CLI3").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = stack.write_config(dir.path());

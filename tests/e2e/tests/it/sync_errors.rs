@@ -2,8 +2,8 @@
 //! in Stripe (seed 004), and a retry goes to the one destination that failed.
 
 use crate::operator_api::{
-    api_get, api_post, delete_ac_contact, outcomes_of, send, stream_messages, stripe_event,
-    wait_failure, WAIT,
+    api_csv, api_get, api_post, delete_ac_contact, outcomes_of, send, send_refused_customer,
+    stream_messages, stripe_event, wait_failure, WAIT,
 };
 use billsync_e2e::{eventually, Stack, StackOptions};
 use billsync_sandbox::{stripe, AcFaults};
@@ -243,18 +243,7 @@ async fn two_deployments_sharing_one_database_keep_their_own_errors() {
         (&first, "cus_DEP1", "first.deployment@example.com"),
         (&second, "cus_DEP2", "second.deployment@example.com"),
     ] {
-        stack.sandbox.activecampaign.set_faults(
-            &stack.ac_account,
-            AcFaults {
-                reject_emails: vec![email.into()],
-                ..Default::default()
-            },
-        );
-        send(
-            stack,
-            &stripe::customer_created_event(customer, email, "Dep Loyment"),
-        )
-        .await;
+        send_refused_customer(stack, customer, email, "Dep Loyment").await;
     }
     let mine = wait_failure(&first, "open", "ac-test", "customer/cus_DEP1").await;
     let theirs = wait_failure(&second, "open", "ac-test", "customer/cus_DEP2").await;
@@ -274,16 +263,7 @@ async fn two_deployments_sharing_one_database_keep_their_own_errors() {
         assert_eq!(keys, vec![own], "{} lists {listed}", stack.prefix);
         let summary = api_get(stack, "/api/v1/failures/summary").await;
         assert_eq!(summary["items"][0]["open"], 1, "{summary}");
-        let csv = stack
-            .http
-            .get(format!("{}/api/v1/failures.csv", stack.errors_url))
-            .bearer_auth(&stack.admin_token)
-            .send()
-            .await
-            .expect("CSV")
-            .text()
-            .await
-            .expect("CSV text");
+        let csv = api_csv(stack).await;
         assert_eq!(csv.matches("customer/cus_DEP").count(), 1, "{csv}");
     }
     let other = second
