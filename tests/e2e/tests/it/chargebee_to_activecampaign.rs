@@ -223,25 +223,27 @@ async fn two_customers_with_one_email_are_an_error_naming_both() {
     stack.stop().await;
 }
 
+/// Creates Chargebee customer `id` with `email`, waits for its contact, deletes the customer
+/// and waits for the contact to be gone (a sync with `on_customer_deleted = "delete"`).
+async fn deleting_the_customer_deletes_its_contact(stack: &Stack, id: &str, email: &str) {
+    let (cb, site) = (&stack.sandbox.chargebee, &stack.chargebee_site);
+    cb.create_customer(site, customer(id, email, "Soon", "Gone", "C"))
+        .expect("customer");
+    snapshot_when(stack, "the contact", |s| {
+        s.contact_by_email(email).is_some()
+    })
+    .await;
+    cb.delete_customer(site, id).expect("delete");
+    snapshot_when(stack, "the contact to be deleted", |s| {
+        s.contact_by_email(email).is_none()
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_customer_deletes_the_contact_when_so_configured() {
     let stack = start("[syncs.options]\non_customer_deleted = \"delete\"").await;
-    let cb = &stack.sandbox.chargebee;
-    let site = &stack.chargebee_site;
-    cb.create_customer(
-        site,
-        customer("cb_gone", "gone@example.com", "Soon", "Gone", "C"),
-    )
-    .expect("customer");
-    snapshot_when(&stack, "the contact", |s| {
-        s.contact_by_email("gone@example.com").is_some()
-    })
-    .await;
-    cb.delete_customer(site, "cb_gone").expect("delete");
-    snapshot_when(&stack, "the contact to be deleted", |s| {
-        s.contact_by_email("gone@example.com").is_none()
-    })
-    .await;
+    deleting_the_customer_deletes_its_contact(&stack, "cb_gone", "gone@example.com").await;
     stack.stop().await;
 }
 
@@ -690,20 +692,7 @@ async fn a_replay_after_the_delete_option_changed_never_deletes_an_unsubscribed_
     );
 
     // The new option applies to deletions from now on.
-    cb.create_customer(
-        site,
-        customer("cb_gone_now", "gone-now@example.com", "Gone", "Now", "I"),
-    )
-    .expect("customer");
-    snapshot_when(&stack, "the new contact", |s| {
-        s.contact_by_email("gone-now@example.com").is_some()
-    })
-    .await;
-    cb.delete_customer(site, "cb_gone_now").expect("delete");
-    snapshot_when(&stack, "the new contact deleted", |s| {
-        s.contact_by_email("gone-now@example.com").is_none()
-    })
-    .await;
+    deleting_the_customer_deletes_its_contact(&stack, "cb_gone_now", "gone-now@example.com").await;
     let snapshot = stack.sandbox.activecampaign.snapshot(&stack.ac_account);
     assert!(snapshot.contact_by_email("left@example.com").is_some());
     stack.stop().await;
