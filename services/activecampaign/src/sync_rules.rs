@@ -39,43 +39,46 @@ pub(crate) fn sync_rules(
             options,
             mapping,
         } = sync?;
-        let tracker =
-            match (&options.tracking, source) {
-                (None, _) => None,
-                (Some(_), SourceKind::Chargebee) => return Err(ConfigError::new(
+        let tracker = match (&options.tracking, source) {
+            (None, _) => None,
+            (Some(_), SourceKind::Chargebee) => {
+                return Err(ConfigError::new(
                     &config.origin,
                     &format!("{key}.options.track_events"),
-                    "event tracking is for Stripe syncs (the \"Stripe event received\" trigger)",
+                    "event tracking is for Stripe syncs (automations triggered by \
+                     \"Stripe event received\")",
                 )
-                .into()),
-                (Some(tracking), SourceKind::Stripe) => {
-                    let index = config
-                        .destinations
-                        .activecampaign
-                        .iter()
-                        .position(|c| c.name == connection.name)
-                        .unwrap_or_default();
-                    let Some(event_key) = event_key(connection) else {
-                        return Err(ConfigError::new(
-                            &config.origin,
-                            &format!("destinations.activecampaign[{index}].event_key"),
-                            format!(
-                                "{key}.options.track_events = true needs the account's Event Key \
+                .into())
+            }
+            (Some(tracking), SourceKind::Stripe) => {
+                let index = config
+                    .destinations
+                    .activecampaign
+                    .iter()
+                    .position(|c| c.name == connection.name)
+                    .unwrap_or_default();
+                let Some(event_key) = event_key(connection) else {
+                    return Err(ConfigError::new(
+                        &config.origin,
+                        &format!("destinations.activecampaign[{index}].event_key"),
+                        format!(
+                            "{key}.options.track_events = true needs the account's Event Key \
                              (Settings > Tracking > Event Tracking) as a secret, \
                              {{ env = \"NAME\" }} or {{ file = \"/path\" }}"
-                            ),
-                        )
-                        .into());
-                    };
-                    Some(
-                        EventTracker::new(&tracking.url, &tracking.actid, event_key, timeout)
-                            .configured_in(format!(
-                                "{key}.options.track_actid and \
-                             destinations.activecampaign[{index}].event_key of {file}"
-                            )),
+                        ),
                     )
-                }
-            };
+                    .into());
+                };
+                Some(
+                    EventTracker::new(&tracking.url, &tracking.actid, event_key, timeout)
+                        .for_connection(&connection.name)
+                        .configured_in(format!(
+                            "{key}.options.track_actid and \
+                             destinations.activecampaign[{index}].event_key of {file}"
+                        )),
+                )
+            }
+        };
         let rules = SyncRules {
             source,
             mapping,

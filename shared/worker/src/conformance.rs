@@ -266,6 +266,8 @@ impl<D: Destination> Destination for Probe<D> {
 pub struct Harness<S: Subject> {
     pub subject: Arc<S>,
     pub config: Arc<Config>,
+    /// The configuration's text, for [`Harness::reconfigure`].
+    text: String,
     _secrets: tempfile::TempDir,
     pub js: jetstream::Context,
     pub topology: Topology,
@@ -339,6 +341,7 @@ destination = "{CONNECTION}"
         Harness {
             subject: Arc::new(subject),
             config,
+            text,
             _secrets: secrets,
             js,
             topology,
@@ -348,6 +351,22 @@ destination = "{CONNECTION}"
             probe,
             unique,
         }
+    }
+
+    /// Stops every worker and changes `workers.ack_wait_secs` for the next ones, as an
+    /// operator's configuration change and restart would.
+    pub async fn reconfigure(&mut self, ack_wait_secs: u64) {
+        for index in 0..self.workers.len() {
+            self.stop_worker(index).await;
+        }
+        let before = format!("ack_wait_secs = {}", self.config.workers.ack_wait_secs);
+        self.text = self
+            .text
+            .replace(&before, &format!("ack_wait_secs = {ack_wait_secs}"));
+        self.config = Arc::new(
+            Config::from_toml(&self.text, Path::new("conformance.toml"))
+                .expect("suite configuration"),
+        );
     }
 
     /// A customer id of this harness.
@@ -391,6 +410,41 @@ destination = "{CONNECTION}"
         started.elapsed()
     }
 
+    /// Publishes `customer.updated` events at positions `1..=last` of every customer,
+    /// interleaved (`evt_{customer}_{position}`), each slowed or failed by `fault`.
+    pub async fn publish_series(&self, customers: &[String], last: i64, fault: Option<Fault>) {
+        for position in 1..=last {
+            for customer in customers {
+                let id = format!("evt_{customer}_{position}");
+                let event = customer_event(&id, customer, position, "customer.updated");
+                if let Some(fault) = &fault {
+                    self.probe.inject(&id, fault.clone());
+                }
+                self.publish(&event).await;
+            }
+        }
+    }
+
+    /// Once the outcome of `customer`'s event at position `last` (see
+    /// [`Harness::publish_series`]) is out, checks the CRM shows it and returns the
+    /// positions of the customer's events in the order they were delivered.
+    pub async fn delivered_positions(&self, customer: &str, last: i64) -> Vec<i64> {
+        let id = format!("evt_{customer}_{last}");
+        eventually(
+            "the newest event's outcome",
+            Duration::from_secs(60),
+            async || self.outcome_of(&id).await,
+        )
+        .await;
+        assert_eq!(self.subject.shown(customer).await, Some(last));
+        self.probe
+            .calls()
+            .iter()
+            .filter(|c| c.customer == customer)
+            .map(|c| c.position)
+            .collect()
+    }
+
     pub async fn publish(&self, event: &BillingEventV1) {
         self.publisher()
             .publish_event(&BillingEvent::V1(event.clone()))
@@ -425,23 +479,7 @@ destination = "{CONNECTION}"
 
     /// Every outcome so far, oldest first.
     pub async fn outcomes(&self) -> Vec<Outcome> {
-        let Ok(mut stream) = self.js.get_stream(self.topology.outcomes_stream()).await else {
-            return Vec::new();
-        };
-        let last = stream
-            .info()
-            .await
-            .map(|i| i.state.last_sequence)
-            .unwrap_or(0);
-        let mut found = Vec::new();
-        for sequence in 1..=last {
-            if let Ok(message) = stream.get_raw_message(sequence).await {
-                if let Ok(outcome) = serde_json::from_slice(&message.payload) {
-                    found.push(outcome);
-                }
-            }
-        }
-        found
+        read_outcomes(&self.js, &self.topology).await
     }
 
     pub async fn outcome_of(&self, event_id: &str) -> Option<Outcome> {
@@ -485,6 +523,27 @@ destination = "{CONNECTION}"
     }
 }
 
+/// Every outcome on `topology`'s outcomes stream, oldest first.
+pub async fn read_outcomes(js: &jetstream::Context, topology: &Topology) -> Vec<Outcome> {
+    let Ok(mut stream) = js.get_stream(topology.outcomes_stream()).await else {
+        return Vec::new();
+    };
+    let last = stream
+        .info()
+        .await
+        .map(|i| i.state.last_sequence)
+        .unwrap_or(0);
+    let mut found = Vec::new();
+    for sequence in 1..=last {
+        if let Ok(message) = stream.get_raw_message(sequence).await {
+            if let Ok(outcome) = serde_json::from_slice(&message.payload) {
+                found.push(outcome);
+            }
+        }
+    }
+    found
+}
+
 /// Polls `check` every 50 ms until it gives a value; panics naming `what` after `deadline`.
 pub async fn eventually<T>(
     what: &str,
@@ -506,33 +565,10 @@ pub async fn eventually<T>(
 pub async fn order_per_record<S: Subject>(subject: S) {
     let mut h = Harness::new(subject, 10).await;
     let customers: Vec<String> = (0..3).map(|i| h.customer(&format!("order{i}"))).collect();
-    for position in 1..=6 {
-        for customer in &customers {
-            let event = customer_event(
-                &format!("evt_{customer}_{position}"),
-                customer,
-                position,
-                "customer.updated",
-            );
-            h.publish(&event).await;
-        }
-    }
+    h.publish_series(&customers, 6, None).await;
     h.start();
     for customer in &customers {
-        eventually(
-            "each customer's newest event's outcome",
-            Duration::from_secs(60),
-            async || h.outcome_of(&format!("evt_{customer}_6")).await,
-        )
-        .await;
-        assert_eq!(h.subject.shown(customer).await, Some(6));
-        let positions: Vec<i64> = h
-            .probe
-            .calls()
-            .iter()
-            .filter(|c| c.customer == *customer)
-            .map(|c| c.position)
-            .collect();
+        let positions = h.delivered_positions(customer, 6).await;
         assert_eq!(
             positions,
             (1..=6).collect::<Vec<_>>(),
@@ -768,34 +804,10 @@ pub async fn two_replicas_keep_one_writer_per_record<S: Subject>(subject: S) {
     let customers: Vec<String> = (0..4).map(|i| h.customer(&format!("pair{i}"))).collect();
     h.start();
     h.start();
-    for position in 1..=5 {
-        for customer in &customers {
-            let event = customer_event(
-                &format!("evt_{customer}_{position}"),
-                customer,
-                position,
-                "customer.updated",
-            );
-            h.probe
-                .inject(&event.id, Fault::Slow(Duration::from_millis(30)));
-            h.publish(&event).await;
-        }
-    }
+    let slow = Fault::Slow(Duration::from_millis(30));
+    h.publish_series(&customers, 5, Some(slow)).await;
     for customer in &customers {
-        eventually(
-            "each customer's newest data",
-            Duration::from_secs(60),
-            async || h.outcome_of(&format!("evt_{customer}_5")).await,
-        )
-        .await;
-        assert_eq!(h.subject.shown(customer).await, Some(5));
-        let positions: Vec<i64> = h
-            .probe
-            .calls()
-            .iter()
-            .filter(|c| c.customer == *customer)
-            .map(|c| c.position)
-            .collect();
+        let positions = h.delivered_positions(customer, 5).await;
         assert!(
             positions.windows(2).all(|w| w[0] < w[1]),
             "{customer}'s events ran out of order across replicas: {positions:?}"

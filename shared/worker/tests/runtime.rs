@@ -2,350 +2,130 @@
 //! inherits. Each test has its own prefix, so tests run in parallel on the shared server.
 
 use async_nats::jetstream;
-use billsync_bus::{Publisher, StreamSettings, Topology};
+use billsync_bus::StreamSettings;
 use billsync_config::Config;
-use billsync_events::{
-    BillingEvent, BillingEventV1, DestinationKind, ObjectKind, Outcome, OutcomeResult,
-    RecordVersion, SourceKind,
-};
-use billsync_worker::{
-    run_worker, ConnectionHealth, Delivered, DeliveryError, Destination, Pass, WorkerContext,
-};
+use billsync_events::{BillingEventV1, DestinationKind, OutcomeResult};
+use billsync_worker::conformance::{customer_event, eventually, Harness, CONNECTION};
+use billsync_worker::{Delivered, DeliveryError, Destination, Pass};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
-
-/// A CRM that records what it was given; `on_deliver` runs before each delivery returns.
-struct FakeCrm {
-    delivered: Mutex<Vec<String>>,
-    on_deliver: Box<dyn Fn(&BillingEventV1) + Send + Sync>,
-}
-
-impl Destination for FakeCrm {
-    fn kind(&self) -> DestinationKind {
-        DestinationKind::Activecampaign
-    }
-
-    fn connection(&self) -> &str {
-        "fake-crm"
-    }
-
-    async fn deliver(
-        &self,
-        event: &BillingEventV1,
-        _pass: Pass,
-    ) -> Result<Delivered, DeliveryError> {
-        (self.on_deliver)(event);
-        self.delivered.lock().expect("log").push(event.id.clone());
-        Ok(Delivered::Written {
-            crm_id: Some(format!("crm-{}", event.object_id)),
-        })
-    }
-
-    async fn healthcheck(&self) -> Result<(), DeliveryError> {
-        Ok(())
-    }
-}
-
-/// One deployment: configuration with one Stripe source syncing to `fake-crm`.
-struct Harness {
-    config: Arc<Config>,
-    /// Holds the secret the configuration references.
-    _secrets: tempfile::TempDir,
-    client: async_nats::Client,
-    js: jetstream::Context,
-    topology: Topology,
-    shutdown: CancellationToken,
-}
-
-impl Harness {
-    async fn new() -> Harness {
-        Self::with_ack_wait(None, 5).await
-    }
-
-    /// A harness on `prefix` (a fresh one when `None`) with `workers.ack_wait_secs`.
-    async fn with_ack_wait(prefix: Option<String>, ack_wait_secs: u64) -> Harness {
-        let url = std::env::var("BILLSYNC_TEST_NATS_URL")
-            .unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-        let prefix = prefix
-            .unwrap_or_else(|| format!("w{}", &uuid::Uuid::new_v4().simple().to_string()[..10]));
-        let secrets = tempfile::tempdir().expect("a temp dir");
-        let secret = secrets.path().join("secret");
-        std::fs::write(&secret, "whsec_runtime").expect("secret");
-        let text = format!(
-            r#"
-[nats]
-url = "{url}"
-prefix = "{prefix}"
-retention_days = 1
-[workers]
-max_attempts = 3
-ack_wait_secs = {ack_wait_secs}
-[[sources.stripe]]
-name = "stripe-rt"
-webhook_secrets = [{{ file = "{secret}" }}]
-[[destinations.activecampaign]]
-name = "fake-crm"
-base_url = "http://127.0.0.1:1"
-api_token = {{ file = "{secret}" }}
-[[syncs]]
-source = "stripe-rt"
-destination = "fake-crm"
-"#,
-            secret = secret.display()
-        );
-        let config = Arc::new(Config::from_toml(&text, Path::new("runtime.toml")).expect("config"));
-        let client = billsync_bus::connect(&url, "billsync-runtime-test")
-            .await
-            .expect("NATS must run on 127.0.0.1:4222 (make services)");
-        let js = jetstream::new(client.clone());
-        let topology = Topology::new(&prefix);
-        let settings = StreamSettings::from(&config.nats);
-        topology
-            .ensure_events_stream(&js, &settings)
-            .await
-            .expect("events stream");
-        topology
-            .ensure_outcomes_stream(&js, &settings)
-            .await
-            .expect("outcomes stream");
-        Harness {
-            config,
-            _secrets: secrets,
-            client,
-            js,
-            topology,
-            shutdown: CancellationToken::new(),
-        }
-    }
-
-    fn start(&self, crm: Arc<FakeCrm>) -> tokio::task::JoinHandle<()> {
-        let ctx = WorkerContext {
-            config: Arc::clone(&self.config),
-            client: self.client.clone(),
-            shutdown: self.shutdown.clone(),
-        };
-        tokio::spawn(async move {
-            run_worker(crm, ctx, ConnectionHealth::new())
-                .await
-                .expect("worker");
-        })
-    }
-
-    async fn publish(&self, event: BillingEventV1) {
-        let publisher = Publisher::new(
-            self.js.clone(),
-            self.topology.clone(),
-            Duration::from_secs(5),
-        );
-        publisher
-            .publish_event(&BillingEvent::V1(event))
-            .await
-            .expect("publish event");
-    }
-
-    /// Every outcome on the outcomes stream, oldest first.
-    async fn outcomes(&self) -> Vec<Outcome> {
-        let Ok(mut stream) = self.js.get_stream(self.topology.outcomes_stream()).await else {
-            return Vec::new();
-        };
-        let last = stream
-            .info()
-            .await
-            .map(|i| i.state.last_sequence)
-            .unwrap_or(0);
-        let mut found = Vec::new();
-        for sequence in 1..=last {
-            if let Ok(message) = stream.get_raw_message(sequence).await {
-                if let Ok(outcome) = serde_json::from_slice(&message.payload) {
-                    found.push(outcome);
-                }
-            }
-        }
-        found
-    }
-
-    async fn stop(self, worker: tokio::task::JoinHandle<()>) {
-        self.shutdown.cancel();
-        worker.await.expect("worker task");
-        self.topology.remove_all(&self.js).await;
-    }
-}
-
-fn customer_event(id: &str, customer: &str, position: i64) -> BillingEventV1 {
-    BillingEventV1 {
-        id: id.to_string(),
-        source: SourceKind::Stripe,
-        connection: "stripe-rt".into(),
-        event_type: "customer.updated".into(),
-        object: ObjectKind::Customer,
-        object_id: customer.to_string(),
-        customer_id: Some(customer.to_string()),
-        occurred_at: chrono::Utc::now(),
-        version: RecordVersion {
-            position,
-            event_id: id.to_string(),
-            sequence: None,
-        },
-        run_id: None,
-        data: serde_json::json!({"id": customer, "email": format!("{customer}@example.com")}),
-        related: serde_json::Value::Null,
-    }
-}
-
-async fn eventually<T>(
-    what: &str,
-    deadline: Duration,
-    mut check: impl AsyncFnMut() -> Option<T>,
-) -> T {
-    let started = std::time::Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(started.elapsed() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// 4b: the applied version was saved before the `Synced` outcome was published; when that
 /// publish failed, the redelivery was skipped as already applied and acked without any
 /// outcome, so the record's open failure never resolved.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outcome_that_could_not_be_published_is_published_on_redelivery() {
-    let harness = Harness::new().await;
-    let js = harness.js.clone();
-    let outcomes_stream = harness.topology.outcomes_stream();
-    let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let account = Arc::new(FakeAccount::default());
+    let mut h = Harness::new(FakeSubject(Arc::clone(&account)), 5).await;
     // The first delivery loses the outcomes stream just before its outcome is published.
-    let crm = Arc::new(FakeCrm {
-        delivered: Mutex::new(Vec::new()),
-        on_deliver: Box::new(move |_| {
-            if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
-                let (js, stream) = (js.clone(), outcomes_stream.clone());
-                tokio::task::block_in_place(|| {
-                    tokio::runtime::Handle::current().block_on(async {
-                        js.delete_stream(stream)
-                            .await
-                            .expect("delete the outcomes stream");
-                    })
-                });
-            }
-        }),
-    });
-    let worker = harness.start(Arc::clone(&crm));
-    harness.publish(customer_event("evt_1", "cus_1", 100)).await;
+    let (js, stream) = (h.js.clone(), h.topology.outcomes_stream());
+    *account.before_first_delivery.lock().expect("hook") = Some(Box::new(move || {
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async {
+                js.delete_stream(stream)
+                    .await
+                    .expect("delete the outcomes stream");
+            })
+        });
+    }));
+    h.start();
+    let customer = h.customer("4b");
+    let event = customer_event("evt_1", &customer, 100, "customer.updated");
+    h.publish(&event).await;
     eventually("the first delivery", Duration::from_secs(10), async || {
-        (!crm.delivered.lock().expect("log").is_empty()).then_some(())
+        (!h.probe.calls().is_empty()).then_some(())
     })
     .await;
     // The stream comes back (as after a NATS restart); the event is redelivered.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    harness
-        .topology
-        .ensure_outcomes_stream(&harness.js, &StreamSettings::from(&harness.config.nats))
+    h.topology
+        .ensure_outcomes_stream(&h.js, &StreamSettings::from(&h.config.nats))
         .await
         .expect("outcomes stream again");
     let synced = eventually(
         "a Synced outcome of evt_1",
         Duration::from_secs(20),
         async || {
-            harness.outcomes().await.into_iter().find(|o| {
+            h.outcomes().await.into_iter().find(|o| {
                 o.v1().event_id == "evt_1" && matches!(o.v1().result, OutcomeResult::Synced { .. })
             })
         },
     )
     .await;
-    assert_eq!(synced.v1().record_key, "customer/cus_1");
-    harness.stop(worker).await;
+    assert_eq!(synced.v1().record_key, format!("customer/{customer}"));
+    h.finish().await;
 }
 
-/// Events of one customer apply in stream order, and a redelivered (or repeated) event is
-/// applied once.
+/// A redelivered (or repeated) event is applied once.
 #[tokio::test]
-async fn one_customers_events_apply_in_order_and_repeats_are_skipped() {
-    let harness = Harness::new().await;
-    let crm = Arc::new(FakeCrm {
-        delivered: Mutex::new(Vec::new()),
-        on_deliver: Box::new(|_| {}),
-    });
-    let worker = harness.start(Arc::clone(&crm));
-    for i in 1..=20 {
-        harness
-            .publish(customer_event(&format!("evt_{i}"), "cus_order", i))
-            .await;
-    }
+async fn repeats_of_an_event_are_applied_once() {
+    let mut h = Harness::new(FakeSubject(Arc::default()), 5).await;
+    let customer = h.customer("repeats");
+    h.publish_series(std::slice::from_ref(&customer), 20, None)
+        .await;
     // The same event again under another message id: JetStream keeps it, the runtime skips it.
-    let mut repeat = customer_event("evt_20", "cus_order", 20);
-    repeat.id = "evt_20_again".into();
-    repeat.version.event_id = "evt_20".into();
-    harness.publish(repeat).await;
-    eventually("20 deliveries", Duration::from_secs(20), async || {
-        (crm.delivered.lock().expect("log").len() >= 20).then_some(())
+    let newest = customer_event(
+        &format!("evt_{customer}_20"),
+        &customer,
+        20,
+        "customer.updated",
+    );
+    h.publish_again(&newest, "again").await;
+    h.start();
+    let delivered = h.delivered_positions(&customer, 20).await;
+    eventually("the repeat settled", Duration::from_secs(10), async || {
+        (h.consumer_state().await == (21, 0)).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let delivered = crm.delivered.lock().expect("log").clone();
-    let expected: Vec<String> = (1..=20).map(|i| format!("evt_{i}")).collect();
-    assert_eq!(delivered, expected);
-    harness.stop(worker).await;
+    assert_eq!(h.probe.calls().len(), 20);
+    assert_eq!(delivered, (1..=20).collect::<Vec<_>>());
+    h.finish().await;
 }
 
 /// 4c: the consumer existed, so a changed `ack_wait_secs` never reached JetStream while the
 /// worker timed its progress acks and claims by the new value.
 #[tokio::test]
 async fn a_changed_ack_wait_reaches_the_consumer() {
-    let first = Harness::new().await;
-    let crm = || {
-        Arc::new(FakeCrm {
-            delivered: Mutex::new(Vec::new()),
-            on_deliver: Box::new(|_| {}),
-        })
+    let mut h = Harness::new(FakeSubject(Arc::default()), 5).await;
+    let consumer_ack_wait = async |h: &Harness<FakeSubject>| {
+        let stream = h.js.get_stream(h.topology.events_stream()).await.ok()?;
+        let mut consumer = stream
+            .get_consumer::<jetstream::consumer::pull::Config>(
+                &h.topology.worker_consumer(CONNECTION),
+            )
+            .await
+            .ok()?;
+        Some(consumer.info().await.ok()?.config.ack_wait)
     };
-    let worker = first.start(crm());
-    let consumer_ack_wait = |harness: &Harness| {
-        let (js, topology) = (harness.js.clone(), harness.topology.clone());
-        async move {
-            let stream = js.get_stream(topology.events_stream()).await.ok()?;
-            let mut consumer = stream
-                .get_consumer::<jetstream::consumer::pull::Config>(
-                    &topology.worker_consumer("fake-crm"),
-                )
-                .await
-                .ok()?;
-            Some(consumer.info().await.ok()?.config.ack_wait)
-        }
-    };
+    h.start();
     eventually("the consumer", Duration::from_secs(10), async || {
-        consumer_ack_wait(&first)
+        consumer_ack_wait(&h)
             .await
             .filter(|w| *w == Duration::from_secs(5))
     })
     .await;
-    first.shutdown.cancel();
-    worker.await.expect("worker");
-
-    let prefix = first.topology.prefix().to_string();
-    let second = Harness::with_ack_wait(Some(prefix), 9).await;
-    let worker = second.start(crm());
+    h.reconfigure(9).await;
+    h.start();
     eventually(
         "ack_wait 9 s on the consumer",
         Duration::from_secs(10),
         async || {
-            consumer_ack_wait(&second)
+            consumer_ack_wait(&h)
                 .await
                 .filter(|w| *w == Duration::from_secs(9))
         },
     )
     .await;
-    second.stop(worker).await;
+    h.finish().await;
 }
 
 /// A CRM account for the conformance suite: 40 calls/s, four calls per event (as a
 /// contact, two tags and a tracked event would cost), and effects kept once per event.
 #[derive(Default)]
 struct FakeAccount {
+    /// Runs once, at the first delivery, before its write.
+    before_first_delivery: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     shown: Mutex<std::collections::HashMap<String, i64>>,
     effects: Mutex<std::collections::HashMap<String, Vec<(String, String)>>>,
     next_call: Mutex<Option<tokio::time::Instant>>,
@@ -385,10 +165,14 @@ impl Destination for FakeAccountCrm {
     }
 
     fn connection(&self) -> &str {
-        billsync_worker::conformance::CONNECTION
+        CONNECTION
     }
 
     async fn deliver(&self, event: &BillingEventV1, _: Pass) -> Result<Delivered, DeliveryError> {
+        let hook = self.0.before_first_delivery.lock().expect("hook").take();
+        if let Some(hook) = hook {
+            hook();
+        }
         self.0.calls(FakeAccount::CALLS_PER_EVENT).await;
         let name = event.data["name"].as_str().unwrap_or_default();
         let position = billsync_worker::conformance::position_in(name).expect("a suite event");

@@ -110,49 +110,126 @@ pub struct Expected {
     pub orders: BTreeMap<String, (i64, u8, Option<String>)>,
 }
 
-/// Replays one customer's events in order, the way the seed's rules read them.
-pub fn expected(customer: usize, per_customer: usize) -> Expected {
-    let mut state = Expected {
-        email: format!("bench{customer:05}@example.com"),
-        first_name: String::new(),
-        last_name: String::new(),
-        tags: BTreeSet::new(),
-        orders: BTreeMap::new(),
-    };
-    for step in 0..per_customer {
-        let event = event_for(customer, step);
+/// What one event changed of its customer's expected state: the writes ActiveCampaign needs
+/// for it, at the least.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Changed {
+    /// The contact is new, or its name differs: one contact write.
+    pub contact: bool,
+    /// Tags the contact did not have: one contactTag each.
+    pub new_tags: usize,
+    /// Orders that are new or whose total, source or description differs: one write each.
+    pub orders: usize,
+}
+
+impl Expected {
+    fn new(customer: usize) -> Self {
+        Self {
+            email: format!("bench{customer:05}@example.com"),
+            first_name: String::new(),
+            last_name: String::new(),
+            tags: BTreeSet::new(),
+            orders: BTreeMap::new(),
+        }
+    }
+
+    /// Applies one event the way the seed's rules read it, and says what it changed.
+    fn apply(&mut self, event: &Value, first: bool) -> Changed {
+        let mut changed = Changed {
+            contact: first,
+            ..Changed::default()
+        };
         let kind = event["type"].as_str().expect("event type").to_string();
         let object = &event["data"]["object"];
-        state.tags.insert("stripe-integration".into());
-        state.tags.insert(format!("stripe-integration-{kind}"));
+        let mut tag = |tag: String| changed.new_tags += usize::from(self.tags.insert(tag));
+        tag("stripe-integration".into());
+        tag(format!("stripe-integration-{kind}"));
+        if object["object"].as_str() == Some("subscription") {
+            tag("stripe-integration-Billing_Subscription_Events".into());
+        }
         let name = match object["object"].as_str() {
             Some("customer") => object["name"].as_str(),
             Some("charge") => object["billing_details"]["name"].as_str(),
             _ => None,
         };
         if let Some((first, last)) = name.and_then(|n| n.split_once(' ')) {
-            state.first_name = first.to_string();
-            state.last_name = last.to_string();
+            if (first, last) != (self.first_name.as_str(), self.last_name.as_str()) {
+                self.first_name = first.to_string();
+                self.last_name = last.to_string();
+                changed.contact = true;
+            }
         }
-        match object["object"].as_str() {
+        let order = match object["object"].as_str() {
             Some("subscription") => {
-                state
-                    .tags
-                    .insert("stripe-integration-Billing_Subscription_Events".into());
-                let id = object["id"].as_str().expect("id").to_string();
                 let status = object["status"].as_str().expect("status");
-                state
-                    .orders
-                    .insert(id, (4900, 0, Some(format!("{status}, every month"))));
+                Some((4900, 0, Some(format!("{status}, every month"))))
             }
-            Some("charge") => {
-                let id = object["id"].as_str().expect("id").to_string();
-                state.orders.insert(id, (4900, 1, None));
+            Some("charge") => Some((4900, 1, None)),
+            _ => None,
+        };
+        if let Some(order) = order {
+            let id = object["id"].as_str().expect("id").to_string();
+            if self.orders.insert(id, order.clone()).as_ref() != Some(&order) {
+                changed.orders += 1;
             }
-            _ => {}
         }
+        changed
+    }
+}
+
+/// Replays one customer's events in order, the way the seed's rules read them.
+pub fn expected(customer: usize, per_customer: usize) -> Expected {
+    let mut state = Expected::new(customer);
+    for step in 0..per_customer {
+        state.apply(&event_for(customer, step), step == 0);
     }
     state
+}
+
+/// The fewest ActiveCampaign writes the workload needs, counted from its events alone (not
+/// from what billsync did): one contact write per state a customer's events give its contact,
+/// one tag per tag name the account lacks, one contactTag per tag a contact gains, one deep
+/// data connection, one e-commerce customer per customer with a purchase, one order write per
+/// state of each purchase. Reads, custom fields and retries are left out, so no way of
+/// doing the work needs fewer calls.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MinimumWrites {
+    pub contact_states: usize,
+    pub tags: usize,
+    pub contact_tags: usize,
+    pub connections: usize,
+    pub ecom_customers: usize,
+    pub order_states: usize,
+}
+
+impl MinimumWrites {
+    pub fn of(customers: usize, per_customer: usize) -> Self {
+        let mut minimum = Self::default();
+        let mut tag_names = BTreeSet::new();
+        for customer in 0..customers {
+            let mut state = Expected::new(customer);
+            for step in 0..per_customer {
+                let changed = state.apply(&event_for(customer, step), step == 0);
+                minimum.contact_states += usize::from(changed.contact);
+                minimum.contact_tags += changed.new_tags;
+                minimum.order_states += changed.orders;
+            }
+            tag_names.extend(state.tags);
+            minimum.ecom_customers += usize::from(!state.orders.is_empty());
+        }
+        minimum.tags = tag_names.len();
+        minimum.connections = usize::from(minimum.ecom_customers > 0);
+        minimum
+    }
+
+    pub fn total(&self) -> usize {
+        self.contact_states
+            + self.tags
+            + self.contact_tags
+            + self.connections
+            + self.ecom_customers
+            + self.order_states
+    }
 }
 
 /// Everything in the account that is not what the events describe, one line each.
@@ -239,4 +316,33 @@ pub fn differences(snapshot: &AcSnapshot, customers: usize, per_customer: usize)
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_minimum_counts_what_the_events_change() {
+        // created (contact, 2 tags), subscription created (2 tags, an order), subscription
+        // updated (1 tag; the order unchanged), charge (1 tag, a new name, an order),
+        // customer updated (1 tag, a new name).
+        let one = MinimumWrites::of(1, 5);
+        assert_eq!(
+            one,
+            MinimumWrites {
+                contact_states: 3,
+                tags: 7,
+                contact_tags: 7,
+                connections: 1,
+                ecom_customers: 1,
+                order_states: 2,
+            }
+        );
+        assert_eq!(one.total(), 21);
+        // Tag names are the account's, once; the rest is per customer.
+        let three = MinimumWrites::of(3, 5);
+        assert_eq!(three.tags, 7);
+        assert_eq!(three.total(), 7 + 1 + 3 * (3 + 7 + 1 + 2));
+    }
 }

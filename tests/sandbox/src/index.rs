@@ -8,6 +8,7 @@ use axum::response::Html;
 
 use crate::activecampaign::ActiveCampaign;
 use crate::chargebee::Chargebee;
+use crate::kit::Tenant as _;
 
 /// Contacts listed per account, newest first.
 const RECENT_CONTACTS: usize = 20;

@@ -22,6 +22,7 @@
 pub mod activecampaign;
 pub mod chargebee;
 mod index;
+mod kit;
 pub mod stripe;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -41,6 +42,7 @@ pub use chargebee::{
     CbChange, CbCustomer, CbCustomerInput, CbEvent, CbFaults, CbInvoice, CbInvoiceInput,
     CbSandboxError, CbSite, CbSnapshot, CbSubscription, CbSubscriptionInput, Chargebee,
 };
+pub use kit::RequestCounts;
 pub use stripe::{Stripe, StripeAccount, StripeFaults, StripeResource, StripeSeed};
 
 /// What the sandbox starts with; more accounts can be added while it runs (Chargebee sites

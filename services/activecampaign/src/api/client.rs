@@ -1,12 +1,13 @@
-//! A small typed client for ActiveCampaign v3 with one `classify` for every response.
+//! A small typed client for ActiveCampaign v3 with one `classify` for every response; the
+//! kit's CRM transport paces, times and reports its requests.
 
-use super::rate_limit::RateLimiter;
 use super::types::*;
+use billsync_crm_http::{Call, CrmTransport, Vendor};
 use billsync_events::FailureClass;
 use billsync_worker::DeliveryError;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -27,53 +28,51 @@ pub enum Prior<'a> {
     Unknown,
 }
 
+/// ActiveCampaign's v3 API, as the transport knows it.
+pub struct ActiveCampaignApi;
+
+impl Vendor for ActiveCampaignApi {
+    const DESTINATION: &'static str = "activecampaign";
+    const NAME: &'static str = "ActiveCampaign";
+
+    fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<(), DeliveryError> {
+        classify(status, headers, body)
+    }
+}
+
 pub struct ActiveCampaignClient {
-    http: reqwest::Client,
-    /// `{base_url}/api/3`.
-    api: String,
-    token: SecretString,
-    limiter: RateLimiter,
-    /// The account's rate shared with every replica, when the worker runs with NATS.
-    shared_limiter: Option<billsync_bus::SharedRateLimiter>,
+    /// To `{base_url}/api/3`, at the account's rate.
+    transport: CrmTransport<ActiveCampaignApi>,
     /// Tag name → id; tags are never deleted by billsync, so the cache never goes stale
     /// in a way that matters (a deleted tag makes contactTags fail, and the entry is dropped).
     tags: Mutex<HashMap<String, String>>,
     /// Serialises the lookup-or-create of tags missing from the cache.
     tag_creation: tokio::sync::Mutex<()>,
-    /// The destination connection's name, the `connection` label of the request metrics.
-    connection: String,
 }
 
 impl ActiveCampaignClient {
     pub fn new(base_url: &str, token: &str, requests_per_second: u32, timeout: Duration) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .user_agent(concat!("billsync/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("a client with only a timeout and user agent always builds");
+        let api = format!("{}/api/3", base_url.trim_end_matches('/'));
         Self {
-            http,
-            api: format!("{}/api/3", base_url.trim_end_matches('/')),
-            token: SecretString::from(token.to_string()),
-            limiter: RateLimiter::per_second(requests_per_second),
-            shared_limiter: None,
+            transport: CrmTransport::new(&api, timeout)
+                .auth_header("api-token", SecretString::from(token.to_string()))
+                .rate(requests_per_second),
             tags: Mutex::new(HashMap::new()),
             tag_creation: tokio::sync::Mutex::new(()),
-            connection: String::new(),
         }
     }
 
     /// Names the destination connection in the request metrics, so that one account's 429s
     /// or errors can be told from another's.
     pub fn for_connection(mut self, name: &str) -> Self {
-        self.connection = name.to_string();
+        self.transport = self.transport.for_connection(name);
         self
     }
 
     /// Spaces requests by a rate shared with every replica (ActiveCampaign's limit is per
     /// account, whatever the number of workers).
     pub fn with_shared_limiter(mut self, limiter: billsync_bus::SharedRateLimiter) -> Self {
-        self.shared_limiter = Some(limiter);
+        self.transport = self.transport.with_shared_limiter(limiter);
         self
     }
 
@@ -324,7 +323,8 @@ impl ActiveCampaignClient {
                     DeliveryError::permanent(
                         FailureClass::Rejected,
                         format!(
-                            "ActiveCampaign refused to create the {} connection {:?} and has none                              of that id",
+                            "ActiveCampaign refused to create the {} connection {:?} and has none \
+                             of that id",
                             connection.service, connection.externalid
                         ),
                     )
@@ -535,48 +535,11 @@ impl ActiveCampaignClient {
         path: &str,
         body: Option<&impl Serialize>,
     ) -> Result<T, DeliveryError> {
-        match &self.shared_limiter {
-            Some(shared) => shared.acquire().await,
-            None => self.limiter.acquire().await,
-        }
-        let mut request = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.api))
-            .header("Api-Token", self.token.expose_secret());
+        let mut call = Call::new(method, path);
         if let Some(body) = body {
-            request = request.json(body);
+            call = call.json(body);
         }
-        let started = std::time::Instant::now();
-        let response = request.send().await.map_err(transport_error)?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.map_err(transport_error)?;
-        let endpoint = path.split('?').next().unwrap_or(path);
-        metrics::counter!("billsync_activecampaign_requests_total",
-            "connection" => self.connection.clone(), "method" => method.to_string(),
-            "status" => status.as_u16().to_string())
-        .increment(1);
-        metrics::histogram!("billsync_activecampaign_request_seconds",
-            "connection" => self.connection.clone())
-        .record(started.elapsed().as_secs_f64());
-        let classified = classify(status, &headers, &bytes);
-        if let Err(DeliveryError::Retryable {
-            retry_after: Some(delay),
-            ..
-        }) = &classified
-        {
-            self.limiter.back_off(*delay);
-            if let Some(shared) = &self.shared_limiter {
-                shared.back_off(*delay).await;
-            }
-        }
-        classified.map_err(|e| with_endpoint(e, &method, endpoint))?;
-        serde_json::from_slice(&bytes).map_err(|error| {
-            DeliveryError::permanent(
-                FailureClass::Rejected,
-                format!("ActiveCampaign's answer to {method} {endpoint} was not the expected JSON: {error}"),
-            )
-        })
+        self.transport.json(call).await
     }
 }
 
@@ -620,20 +583,17 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<
     let code = status.as_u16();
     match status {
         StatusCode::TOO_MANY_REQUESTS => Err(DeliveryError::Retryable {
-            message: "ActiveCampaign rate limit reached (429)".into(),
+            message: "ActiveCampaign rate limit reached".into(),
             retry_after: retry_after(headers).or(Some(Duration::from_secs(1))),
             http_status: Some(code),
         }),
         StatusCode::REQUEST_TIMEOUT => Err(DeliveryError::Retryable {
-            message: "ActiveCampaign timed out the request (408)".into(),
+            message: "ActiveCampaign timed out the request".into(),
             retry_after: retry_after(headers),
             http_status: Some(code),
         }),
         s if s.is_server_error() => Err(DeliveryError::Retryable {
-            message: format!(
-                "ActiveCampaign answered {code}: {}",
-                describe(&detail, body)
-            ),
+            message: format!("ActiveCampaign failed: {}", describe(&detail, body)),
             retry_after: retry_after(headers),
             http_status: Some(code),
         }),
@@ -646,7 +606,7 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<
         StatusCode::FORBIDDEN => Err(DeliveryError::Permanent {
             class: FailureClass::Rejected,
             message: format!(
-                "ActiveCampaign forbade the request (403): {}; the API token's user may lack \
+                "ActiveCampaign forbade the request: {}; the API token's user may lack \
                  this permission (Settings > Users) or the account's plan this feature",
                 describe(&detail, body)
             ),
@@ -656,7 +616,7 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<
         _ => Err(DeliveryError::Permanent {
             class: FailureClass::Rejected,
             message: format!(
-                "ActiveCampaign refused the record ({code}): {}",
+                "ActiveCampaign refused the record: {}",
                 describe(&detail, body)
             ),
             http_status: Some(code),
@@ -696,10 +656,9 @@ fn missing_side(detail: &Value) -> Option<MissingSide> {
 fn token_refused(code: u16, detail: Value) -> DeliveryError {
     DeliveryError::Permanent {
         class: FailureClass::Configuration,
-        message: format!(
-            "ActiveCampaign refused the API token ({code}); check the connection's api_token \
-             and base_url (Settings > Developer in ActiveCampaign)"
-        ),
+        message: "ActiveCampaign refused the API token; check the connection's api_token \
+                  and base_url (Settings > Developer in ActiveCampaign)"
+            .into(),
         http_status: Some(code),
         detail,
     }
@@ -730,31 +689,6 @@ fn refuses_credentials(detail: &Value, body: &[u8]) -> bool {
         ]
         .iter()
         .any(|word| reason.contains(word))
-}
-
-fn with_endpoint(error: DeliveryError, method: &Method, endpoint: &str) -> DeliveryError {
-    match error {
-        DeliveryError::Retryable {
-            message,
-            retry_after,
-            http_status,
-        } => DeliveryError::Retryable {
-            message: format!("{method} {endpoint}: {message}"),
-            retry_after,
-            http_status,
-        },
-        DeliveryError::Permanent {
-            class,
-            message,
-            http_status,
-            detail,
-        } => DeliveryError::Permanent {
-            class,
-            message: format!("{method} {endpoint}: {message}"),
-            http_status,
-            detail,
-        },
-    }
 }
 
 /// The human part of an error body: `errors[].title/detail`, or `message`, or the raw text.
@@ -798,22 +732,6 @@ pub(crate) fn describe(detail: &Value, body: &[u8]) -> String {
 /// `Retry-After`, clamped (a hint of `inf` or `1e20` once panicked the conversion).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     billsync_bus::retry_after_header(headers, std::time::SystemTime::now())
-}
-
-pub(super) fn transport_error(error: reqwest::Error) -> DeliveryError {
-    let what = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "could not connect"
-    } else {
-        "failed"
-    };
-    // reqwest errors name the URL, which carries no secret (the token travels in a header).
-    DeliveryError::Retryable {
-        message: format!("request to ActiveCampaign {what}: {error}"),
-        retry_after: None,
-        http_status: None,
-    }
 }
 
 pub(crate) fn urlencode(text: &str) -> String {

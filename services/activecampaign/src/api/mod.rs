@@ -1,10 +1,8 @@
 //! ActiveCampaign's v3 REST API as billsync uses it.
 
 mod client;
-mod rate_limit;
 mod tracking;
 pub mod types;
 
-pub use client::{classify, ActiveCampaignClient, Prior};
-pub use rate_limit::RateLimiter;
-pub use tracking::{EventTracker, DEFAULT_TRACKING_URL};
+pub use client::{classify, ActiveCampaignApi, ActiveCampaignClient, Prior};
+pub use tracking::{EventTracker, EventTrackingApi, DEFAULT_TRACKING_URL};

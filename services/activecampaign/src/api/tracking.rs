@@ -4,9 +4,12 @@
 //! trackcmp is another host than the v3 API and AC documents no rate limit for it, so these
 //! requests do not take slots of the account's 5 requests/s.
 
-use super::client::{classify, describe, transport_error, urlencode};
+use super::client::{classify, describe, urlencode};
+use billsync_crm_http::{reword, Call, CrmTransport, Vendor};
 use billsync_events::FailureClass;
 use billsync_worker::DeliveryError;
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use std::time::Duration;
@@ -14,10 +17,35 @@ use std::time::Duration;
 /// Where AC's event tracking lives.
 pub const DEFAULT_TRACKING_URL: &str = "https://trackcmp.net";
 
+/// trackcmp, as the transport knows it: AC's answers, except that a refused credential is
+/// the actid and Event Key, not the v3 API token `classify` would send the operator to.
+pub struct EventTrackingApi;
+
+impl Vendor for EventTrackingApi {
+    const DESTINATION: &'static str = "activecampaign";
+    const NAME: &'static str = "ActiveCampaign's event tracking";
+
+    fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<(), DeliveryError> {
+        if !matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            return classify(status, headers, body);
+        }
+        let detail: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        Err(DeliveryError::Permanent {
+            class: FailureClass::Configuration,
+            message: format!(
+                "ActiveCampaign's event tracking refused the Event Key or actid: {}; compare \
+                 them with Settings > Tracking > Event Tracking",
+                describe(&detail, body)
+            ),
+            http_status: Some(status.as_u16()),
+            detail,
+        })
+    }
+}
+
 pub struct EventTracker {
-    http: reqwest::Client,
-    /// `{base}/event`.
-    url: String,
+    /// To `{base}`, unpaced.
+    transport: CrmTransport<EventTrackingApi>,
     actid: String,
     key: SecretString,
     /// Where the actid and key are configured, for refusals an operator must fix.
@@ -26,14 +54,8 @@ pub struct EventTracker {
 
 impl EventTracker {
     pub fn new(base_url: &str, actid: &str, key: &str, timeout: Duration) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .user_agent(concat!("billsync/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("a client with only a timeout and user agent always builds");
         Self {
-            http,
-            url: format!("{}/event", base_url.trim_end_matches('/')),
+            transport: CrmTransport::new(base_url, timeout),
             actid: actid.to_string(),
             key: SecretString::from(key.to_string()),
             configured_in: None,
@@ -43,6 +65,12 @@ impl EventTracker {
     /// Names the settings the actid and key come from, so that a refusal says what to edit.
     pub fn configured_in(mut self, settings: String) -> Self {
         self.configured_in = Some(settings);
+        self
+    }
+
+    /// Names the destination connection in the request metrics and spans.
+    pub fn for_connection(mut self, name: &str) -> Self {
+        self.transport = self.transport.for_connection(name);
         self
     }
 
@@ -73,73 +101,30 @@ impl EventTracker {
         .map(|(k, v)| format!("{k}={}", urlencode(v)))
         .collect::<Vec<_>>()
         .join("&");
-        let response = self
-            .http
-            .post(&self.url)
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .body(form)
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.map_err(transport_error)?;
-        metrics::counter!("billsync_activecampaign_tracked_events_total",
-            "status" => status.as_u16().to_string())
-        .increment(1);
-        if matches!(
-            status,
-            reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN
-        ) {
-            // trackcmp authenticates with the actid and Event Key, not the v3 API token:
-            // `classify` would send the operator to the wrong secret.
-            let detail: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            return Err(DeliveryError::Permanent {
-                class: FailureClass::Configuration,
-                message: format!(
-                    "tracking event {name:?}: ActiveCampaign's event tracking refused the Event \
-                     Key or actid ({}): {}; compare them with Settings > Tracking > Event \
-                     Tracking; billsync reads them from {}",
-                    status.as_u16(),
-                    describe(&detail, &bytes),
-                    self.settings()
-                ),
-                http_status: Some(status.as_u16()),
-                detail,
-            });
+        let sent = self.transport.send(Call::post("/event").form(form)).await;
+        let status = match &sent {
+            Ok(answer) => Some(answer.status.as_u16()),
+            Err(
+                DeliveryError::Retryable { http_status, .. }
+                | DeliveryError::Permanent { http_status, .. },
+            ) => *http_status,
+        };
+        if let Some(status) = status {
+            metrics::counter!("billsync_activecampaign_tracked_events_total",
+                "status" => status.to_string())
+            .increment(1);
         }
-        classify(status, &headers, &bytes).map_err(|error| match error {
-            DeliveryError::Retryable {
-                message,
-                retry_after,
-                http_status,
-            } => DeliveryError::Retryable {
-                message: format!("tracking event {name:?}: {message}"),
-                retry_after,
-                http_status,
-            },
-            DeliveryError::Permanent {
-                class,
-                message,
-                http_status,
-                detail,
-            } => {
-                let settings = match class {
-                    FailureClass::Configuration => {
-                        format!("; billsync reads them from {}", self.settings())
-                    }
-                    _ => String::new(),
-                };
+        sent.map(|_| ()).map_err(|error| {
+            let settings = match &error {
                 DeliveryError::Permanent {
-                    class,
-                    message: format!("tracking event {name:?}: {message}{settings}"),
-                    http_status,
-                    detail,
-                }
-            }
+                    class: FailureClass::Configuration,
+                    ..
+                } => format!("; billsync reads them from {}", self.settings()),
+                _ => String::new(),
+            };
+            reword(error, |message| {
+                format!("tracking event {name:?}: {message}{settings}")
+            })
         })
     }
 }

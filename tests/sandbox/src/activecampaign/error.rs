@@ -4,7 +4,7 @@
 //! where the spec has one; the few it lacks are marked "not in the spec" with the reason for
 //! the shape chosen.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
@@ -263,12 +263,6 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, axum::Json(self.body)).into_response();
-        if let Some(secs) = self.retry_after_secs {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        response
+        crate::kit::error_reply(self.status, self.body, self.retry_after_secs)
     }
 }

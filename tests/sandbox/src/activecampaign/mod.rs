@@ -8,23 +8,26 @@
 mod ecommerce;
 mod ecommerce_routes;
 mod error;
-mod rate_limit;
 pub(crate) mod routes;
 mod state;
 mod tracking;
 mod wire;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+
+use crate::kit::{self, lock, Emulator, Faults, Gate, Injected, Refusal, RequestCounts, Tenants};
+use error::ApiError;
 
 pub use ecommerce::{
     AcConnection, AcEcomCustomer, AcEcomOrder, AcOrderDiscount, AcOrderProduct, AcTrackedEvent,
 };
-use rate_limit::SlidingWindow;
 use state::AccountData;
 pub use state::{
     AcContact, AcContactList, AcContactTag, AcField, AcFieldValue, AcList, AcSnapshot, AcTag,
@@ -99,16 +102,25 @@ pub struct AcFaults {
     pub rate_limit_disabled: bool,
 }
 
+impl Faults for AcFaults {
+    fn latency_ms(&self) -> u64 {
+        self.latency_ms
+    }
+
+    fn rate_limit_disabled(&self) -> bool {
+        self.rate_limit_disabled
+    }
+
+    /// AC's faults inject 500s only.
+    fn take_injected(&mut self) -> Option<Injected> {
+        Injected::next_of(&mut 0, 0, &mut self.fail_next)
+    }
+}
+
 /// Handle on every emulated ActiveCampaign account; cheap to clone.
 #[derive(Clone)]
 pub struct ActiveCampaign {
-    registry: Arc<Registry>,
-}
-
-struct Registry {
-    /// `http://127.0.0.1:PORT/activecampaign`, the root of every account's URLs.
-    base_url: String,
-    accounts: RwLock<BTreeMap<String, Arc<Account>>>,
+    accounts: Arc<Tenants<Account>>,
 }
 
 /// An account's configuration and everything that changes under it.
@@ -120,34 +132,16 @@ pub(crate) struct Account {
     event_key: String,
     /// `.../activecampaign/{account}/api/3`, for the `links` in responses.
     api_url: String,
-    faults: Mutex<AcFaults>,
-    window: Mutex<SlidingWindow>,
-    requests: AtomicU64,
-    /// trackcmp requests served, accepted or refused (not in `requests`).
+    /// Faults, the one-second rate window and the v3 request counts.
+    gate: Gate<AcFaults>,
+    /// trackcmp requests served, accepted or refused (not counted by the gate).
     tracking_requests: AtomicU64,
     data: Mutex<AccountData>,
 }
 
-/// Locks a sandbox mutex; a handler that panicked mid-update leaves data a test can still read.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl Account {
-    pub(crate) fn name(&self) -> &str {
-        &self.name
-    }
-
     pub(crate) fn api_url(&self) -> &str {
         &self.api_url
-    }
-
-    pub(crate) fn token_matches(&self, presented: Option<&[u8]>) -> bool {
-        presented == Some(self.api_token.as_bytes())
-    }
-
-    pub(crate) fn requests_per_second(&self) -> u32 {
-        self.requests_per_second
     }
 
     /// Whether `actid` and `key` are this account's event tracking credentials.
@@ -156,39 +150,22 @@ impl Account {
     }
 
     pub(crate) fn faults(&self) -> AcFaults {
-        lock(&self.faults).clone()
-    }
-
-    /// Consumes one injected failure, if any are left.
-    pub(crate) fn take_injected_failure(&self) -> bool {
-        let mut faults = lock(&self.faults);
-        if faults.fail_next == 0 {
-            return false;
-        }
-        faults.fail_next -= 1;
-        true
+        self.gate.faults()
     }
 
     pub(crate) fn rejects_email(&self, email: Option<&str>) -> bool {
         let Some(email) = email.map(|e| e.trim().to_lowercase()) else {
             return false;
         };
-        lock(&self.faults)
+        self.gate
+            .faults()
             .reject_emails
             .iter()
             .any(|r| r.trim().to_lowercase() == email)
     }
 
-    pub(crate) fn count_request(&self) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-    }
-
     pub(crate) fn count_tracking_request(&self) {
         self.tracking_requests.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn window(&self) -> MutexGuard<'_, SlidingWindow> {
-        lock(&self.window)
     }
 
     /// The account's data, locked. Callers drop the guard before any `.await`.
@@ -202,34 +179,25 @@ impl ActiveCampaign {
     /// `http://127.0.0.1:9100/activecampaign`.
     pub(crate) fn new(base_url: String) -> Self {
         Self {
-            registry: Arc::new(Registry {
-                base_url,
-                accounts: RwLock::new(BTreeMap::new()),
-            }),
+            accounts: Arc::new(Tenants::new(base_url)),
         }
     }
 
     /// Adds an account, or replaces the one with this name by a fresh, empty one.
     pub fn add_account(&self, account: AcAccount) {
-        let api_url = format!("{}/{}/api/3", self.registry.base_url, account.name);
-        let entry = Arc::new(Account {
+        let api_url = format!("{}/{}/api/3", self.accounts.base_url(), account.name);
+        let entry = Account {
             name: account.name.clone(),
             api_token: account.api_token,
             requests_per_second: account.requests_per_second,
             event_actid: account.event_actid,
             event_key: account.event_key,
             api_url,
-            faults: Mutex::default(),
-            window: Mutex::default(),
-            requests: AtomicU64::new(0),
+            gate: Gate::new(Duration::from_secs(1)),
             tracking_requests: AtomicU64::new(0),
             data: Mutex::default(),
-        });
-        self.registry
-            .accounts
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(account.name, entry);
+        };
+        self.accounts.insert(account.name, entry);
     }
 
     /// The account's full state.
@@ -256,7 +224,7 @@ impl ActiveCampaign {
     /// # Panics
     /// If no account has this name.
     pub fn set_faults(&self, account: &str, faults: AcFaults) {
-        *lock(&self.expect(account).faults) = faults;
+        self.expect(account).gate.set_faults(faults);
     }
 
     /// The account's faults as they are now (`fail_next` counts down as failures are served).
@@ -272,7 +240,17 @@ impl ActiveCampaign {
     /// # Panics
     /// If no account has this name.
     pub fn request_count(&self, account: &str) -> u64 {
-        self.expect(account).requests.load(Ordering::Relaxed)
+        self.expect(account).gate.requests()
+    }
+
+    /// Authenticated API requests so far: those the rate limit let through (`accepted`,
+    /// which includes injected 500s) and those it refused with 429 (`refused`); also at
+    /// `GET /__sandbox/activecampaign/{account}/requests`.
+    ///
+    /// # Panics
+    /// If no account has this name.
+    pub fn request_counts(&self, account: &str) -> RequestCounts {
+        self.expect(account).gate.counts()
     }
 
     /// Event tracking (trackcmp) requests served so far, accepted or refused; they are not
@@ -289,50 +267,101 @@ impl ActiveCampaign {
     /// `http://127.0.0.1:PORT/activecampaign/{account}/trackcmp`: what `https://trackcmp.net`
     /// is to a client, which appends `/event`.
     pub fn tracking_base_url(&self, account: &str) -> String {
-        format!("{}/{account}/trackcmp", self.registry.base_url)
+        format!("{}/{account}/trackcmp", self.accounts.base_url())
     }
 
     /// Names of all accounts, sorted.
     pub fn account_names(&self) -> Vec<String> {
-        self.accounts()
-            .into_iter()
-            .map(|a| a.name.clone())
-            .collect()
+        self.accounts.names()
     }
 
     pub(crate) fn account(&self, name: &str) -> Option<Arc<Account>> {
-        self.registry
-            .accounts
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-            .cloned()
+        self.accounts.get(name)
     }
 
     pub(crate) fn accounts(&self) -> Vec<Arc<Account>> {
-        self.registry
-            .accounts
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect()
+        self.accounts.all()
     }
 
     fn expect(&self, name: &str) -> Arc<Account> {
-        self.account(name).unwrap_or_else(|| {
-            panic!(
-                "no sandbox ActiveCampaign account named {name:?} (have {:?})",
-                self.account_names()
-            )
+        self.accounts.expect("ActiveCampaign account", name)
+    }
+}
+
+const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+
+impl kit::Tenant for Account {
+    type Faults = AcFaults;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn gate(&self) -> &Gate<AcFaults> {
+        &self.gate
+    }
+
+    fn rate_limit(&self) -> u32 {
+        self.requests_per_second
+    }
+
+    fn authenticate(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        let token = headers.get("api-token").map(HeaderValue::as_bytes);
+        if token == Some(self.api_token.as_bytes()) {
+            return Ok(());
+        }
+        Err(Refusal {
+            response: Box::new(ApiError::forbidden().into_response()),
+            log: Some(if token.is_some() {
+                "wrong Api-Token"
+            } else {
+                "missing Api-Token"
+            }),
         })
+    }
+
+    fn rate_limited(retry_after_secs: u64) -> Response {
+        ApiError::rate_limited(retry_after_secs).into_response()
+    }
+
+    fn injected_failure() -> Response {
+        ApiError::injected_failure().into_response()
+    }
+
+    /// AC's `RateLimit-Limit` and `RateLimit-Remaining`, while the rate limit is on.
+    fn finish(&self, faults: &AcFaults, response: &mut Response) {
+        if faults.rate_limit_disabled {
+            return;
+        }
+        let limit = self.requests_per_second;
+        let remaining = self.gate.remaining(limit);
+        let headers = response.headers_mut();
+        headers.insert(RATELIMIT_LIMIT, HeaderValue::from(limit));
+        headers.insert(RATELIMIT_REMAINING, HeaderValue::from(remaining));
+    }
+}
+
+impl Emulator for ActiveCampaign {
+    type Tenant = Account;
+    const VENDOR: &'static str = "ActiveCampaign";
+    const SEGMENT: &'static str = "activecampaign";
+    const TENANT: &'static str = "account";
+    const LOG_SERVED: bool = true;
+
+    fn tenants(&self) -> &Tenants<Account> {
+        &self.accounts
+    }
+
+    fn unknown_tenant(name: &str, _method: &Method, _path: &str) -> Response {
+        ApiError::unknown_account(name).into_response()
     }
 }
 
 impl fmt::Debug for ActiveCampaign {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ActiveCampaign")
-            .field("base_url", &self.registry.base_url)
+            .field("base_url", &self.accounts.base_url())
             .field("accounts", &self.account_names())
             .finish()
     }

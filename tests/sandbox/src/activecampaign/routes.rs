@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, Path, Query, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
@@ -18,14 +18,12 @@ use serde_json::{json, Value};
 use super::ecommerce_routes as ecom;
 use super::error::ApiError;
 use super::state::{AccountData, ContactFilter, FieldInput, ListInput};
-use super::{tracking, wire, AcFaults, Account, ActiveCampaign};
+use super::{tracking, wire, Account, ActiveCampaign};
+use crate::kit;
 
 type Reply = Result<Response, ApiError>;
 type Params = Path<HashMap<String, String>>;
 type QueryMap = Query<HashMap<String, String>>;
-
-const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
-const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
 
 /// The v3 API, to be nested at `/activecampaign/{account}/api/3`.
 pub(crate) fn api(ac: ActiveCampaign) -> Router {
@@ -88,23 +86,23 @@ pub(crate) fn api(ac: ActiveCampaign) -> Router {
         .route("/eventTrackingEvents/{name}", delete(tracking::delete_name))
         .fallback(route_not_found)
         .method_not_allowed_fallback(route_not_found)
-        .layer(middleware::from_fn_with_state(ac, gatekeeper))
+        .layer(middleware::from_fn_with_state(
+            ac,
+            kit::gatekeeper::<ActiveCampaign>,
+        ))
 }
 
 /// `/__sandbox/activecampaign/...`: state read-back and fault injection, without auth.
 pub(crate) fn control(ac: ActiveCampaign) -> Router {
     Router::new()
         .route("/__sandbox/activecampaign/{account}", get(read_snapshot))
-        .route(
-            "/__sandbox/activecampaign/{account}/faults",
-            get(read_faults).put(write_faults),
-        )
         // trackcmp.net stands beside the v3 API, with its own credentials (see `tracking`).
         .route(
             "/activecampaign/{account}/trackcmp/event",
             post(tracking::track_event),
         )
-        .with_state(ac)
+        .with_state(ac.clone())
+        .merge(kit::control_routes(ac))
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {
@@ -113,76 +111,6 @@ fn reply(status: StatusCode, body: Value) -> Response {
 
 async fn route_not_found() -> ApiError {
     ApiError::route_not_found()
-}
-
-/// What stands between a request and a handler, in AC's order of concerns: injected latency,
-/// the `Api-Token` check, the per-account rate limit, injected 500s.
-async fn gatekeeper(
-    State(ac): State<ActiveCampaign>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let path = request.extensions().get::<OriginalUri>().map_or_else(
-        || request.uri().path().to_owned(),
-        |uri| uri.path().to_owned(),
-    );
-    let name = path
-        .strip_prefix("/activecampaign/")
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_default();
-    let Some(account) = ac.account(name) else {
-        return ApiError::unknown_account(name).into_response();
-    };
-    let faults = account.faults();
-    if faults.latency_ms > 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(faults.latency_ms)).await;
-    }
-    let token = request
-        .headers()
-        .get("api-token")
-        .map(HeaderValue::as_bytes);
-    if !account.token_matches(token) {
-        tracing::info!(
-            account = account.name(),
-            path,
-            token_sent = token.is_some(),
-            "Refused an ActiveCampaign request: wrong or missing Api-Token"
-        );
-        return ApiError::forbidden().into_response();
-    }
-    account.count_request();
-
-    let limit = account.requests_per_second();
-    let admitted = if faults.rate_limit_disabled {
-        Ok(())
-    } else {
-        account.window().admit(tokio::time::Instant::now(), limit)
-    };
-    let method = request.method().clone();
-    let mut response = match admitted {
-        Err(retry_after) => ApiError::rate_limited(retry_after).into_response(),
-        Ok(()) if account.take_injected_failure() => ApiError::injected_failure().into_response(),
-        Ok(()) => {
-            request.extensions_mut().insert(Arc::clone(&account));
-            next.run(request).await
-        }
-    };
-    if !faults.rate_limit_disabled {
-        let remaining = account
-            .window()
-            .remaining(tokio::time::Instant::now(), limit);
-        let headers = response.headers_mut();
-        headers.insert(RATELIMIT_LIMIT, HeaderValue::from(limit));
-        headers.insert(RATELIMIT_REMAINING, HeaderValue::from(remaining));
-    }
-    tracing::info!(
-        account = account.name(),
-        %method,
-        path,
-        status = response.status().as_u16(),
-        "Served an ActiveCampaign request"
-    );
-    response
 }
 
 /// The numeric `{id}` of the path; anything else is AC's "No Result found" for `entity`.
@@ -714,23 +642,4 @@ async fn read_snapshot(State(ac): State<ActiveCampaign>, Path(name): Path<String
         Some(account) => Json(account.data().snapshot()).into_response(),
         None => ApiError::unknown_account(&name).into_response(),
     }
-}
-
-async fn read_faults(State(ac): State<ActiveCampaign>, Path(name): Path<String>) -> Response {
-    match ac.account(&name) {
-        Some(account) => Json(account.faults()).into_response(),
-        None => ApiError::unknown_account(&name).into_response(),
-    }
-}
-
-async fn write_faults(
-    State(ac): State<ActiveCampaign>,
-    Path(name): Path<String>,
-    Json(faults): Json<AcFaults>,
-) -> Response {
-    if ac.account(&name).is_none() {
-        return ApiError::unknown_account(&name).into_response();
-    }
-    ac.set_faults(&name, faults.clone());
-    Json(faults).into_response()
 }

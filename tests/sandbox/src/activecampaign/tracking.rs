@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::{wire, Account, ActiveCampaign};
+use crate::kit::Tenant as _;
 
 /// trackcmp's limit on event names.
 const MAX_EVENT_NAME: usize = 32;

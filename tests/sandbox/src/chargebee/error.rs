@@ -8,7 +8,7 @@
 //! switching on `type` meets a value it must already handle; billsync's client decides by the
 //! HTTP status alone.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
@@ -160,12 +160,6 @@ impl From<CbSandboxError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, axum::Json(self.body)).into_response();
-        if let Some(secs) = self.retry_after_secs {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        response
+        crate::kit::error_reply(self.status, self.body, self.retry_after_secs)
     }
 }

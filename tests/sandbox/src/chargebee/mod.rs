@@ -8,18 +8,19 @@
 
 mod error;
 mod list;
-mod rate_limit;
 pub(crate) mod routes;
 mod state;
 
-use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
+use axum::http::{header, HeaderMap, Method};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use rate_limit::MinuteWindow;
+use crate::kit::{self, lock, Emulator, Faults, Gate, Injected, Refusal, Tenants};
+use error::ApiError;
 use state::SiteData;
 pub use state::{
     CbChange, CbCustomer, CbCustomerInput, CbEvent, CbInvoice, CbInvoiceInput, CbSandboxError,
@@ -79,16 +80,28 @@ pub struct CbFaults {
     pub rate_limit_disabled: bool,
 }
 
+impl Faults for CbFaults {
+    fn latency_ms(&self) -> u64 {
+        self.latency_ms
+    }
+
+    fn rate_limit_disabled(&self) -> bool {
+        self.rate_limit_disabled
+    }
+
+    fn take_injected(&mut self) -> Option<Injected> {
+        Injected::next_of(
+            &mut self.throttle_next,
+            self.retry_after_secs,
+            &mut self.fail_next,
+        )
+    }
+}
+
 /// Handle on every emulated Chargebee site; cheap to clone.
 #[derive(Clone)]
 pub struct Chargebee {
-    registry: Arc<Registry>,
-}
-
-struct Registry {
-    /// `http://127.0.0.1:PORT/chargebee`, the root of every site's URLs.
-    base_url: String,
-    sites: RwLock<BTreeMap<String, Arc<Site>>>,
+    sites: Arc<Tenants<Site>>,
 }
 
 /// A site's configuration and everything that changes under it.
@@ -96,74 +109,74 @@ pub(crate) struct Site {
     name: String,
     api_key: String,
     requests_per_minute: u32,
-    faults: Mutex<CbFaults>,
-    window: Mutex<MinuteWindow>,
-    requests: AtomicU64,
-    in_flight: AtomicU64,
-    peak_in_flight: AtomicU64,
+    /// Faults, the one-minute rate window and the request counts.
+    gate: Gate<CbFaults>,
     data: Mutex<SiteData>,
 }
 
-/// Locks a sandbox mutex; a handler that panicked mid-update leaves data a test can still read.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Counts a request as in flight until dropped.
-pub(crate) struct InFlight<'a>(&'a Site);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 impl Site {
-    pub(crate) fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub(crate) fn key_matches(&self, presented: Option<&str>) -> bool {
-        presented == Some(self.api_key.as_str())
-    }
-
-    pub(crate) fn requests_per_minute(&self) -> u32 {
-        self.requests_per_minute
-    }
-
-    pub(crate) fn faults(&self) -> CbFaults {
-        lock(&self.faults).clone()
-    }
-
-    /// Consumes one injected 500 or 429, if any are left: `Some(None)` is a 500,
-    /// `Some(Some(secs))` a 429 with that `Retry-After`.
-    pub(crate) fn take_injected_fault(&self) -> Option<Option<u64>> {
-        let mut faults = lock(&self.faults);
-        if faults.throttle_next > 0 {
-            faults.throttle_next -= 1;
-            return Some(Some(faults.retry_after_secs.max(1)));
-        }
-        if faults.fail_next > 0 {
-            faults.fail_next -= 1;
-            return Some(None);
-        }
-        None
-    }
-
-    pub(crate) fn start_request(&self) -> InFlight<'_> {
-        self.requests.fetch_add(1, Ordering::SeqCst);
-        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.peak_in_flight.fetch_max(now, Ordering::SeqCst);
-        InFlight(self)
-    }
-
-    pub(crate) fn window(&self) -> MutexGuard<'_, MinuteWindow> {
-        lock(&self.window)
-    }
-
     /// The site's data, locked. Callers drop the guard before any `.await`.
     pub(crate) fn data(&self) -> MutexGuard<'_, SiteData> {
         lock(&self.data)
+    }
+}
+
+impl kit::Tenant for Site {
+    type Faults = CbFaults;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn gate(&self) -> &Gate<CbFaults> {
+        &self.gate
+    }
+
+    fn rate_limit(&self) -> u32 {
+        self.requests_per_minute
+    }
+
+    /// HTTP basic auth with the API key as the user name.
+    fn authenticate(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        let user = routes::basic_auth_user(headers.get(header::AUTHORIZATION));
+        if user.as_deref() == Some(self.api_key.as_str()) {
+            return Ok(());
+        }
+        Err(Refusal {
+            response: Box::new(ApiError::unauthorized().into_response()),
+            log: Some(if user.is_some() {
+                "wrong API key"
+            } else {
+                "missing API key"
+            }),
+        })
+    }
+
+    fn rate_limited(retry_after_secs: u64) -> Response {
+        ApiError::rate_limited(retry_after_secs).into_response()
+    }
+
+    fn injected_failure() -> Response {
+        ApiError::injected_failure().into_response()
+    }
+}
+
+impl Emulator for Chargebee {
+    type Tenant = Site;
+    const VENDOR: &'static str = "Chargebee";
+    const SEGMENT: &'static str = "chargebee";
+    const TENANT: &'static str = "site";
+
+    fn tenants(&self) -> &Tenants<Site> {
+        &self.sites
+    }
+
+    fn unknown_tenant(name: &str, _method: &Method, _path: &str) -> Response {
+        ApiError::site_not_found(name).into_response()
+    }
+
+    fn unreadable_control_body(reason: String) -> Response {
+        ApiError::invalid_param("body", &reason).into_response()
     }
 }
 
@@ -171,37 +184,26 @@ impl Chargebee {
     /// `base_url` is where the sandbox serves `/chargebee`, e.g. `http://127.0.0.1:9100/chargebee`.
     pub(crate) fn new(base_url: String) -> Self {
         Self {
-            registry: Arc::new(Registry {
-                base_url,
-                sites: RwLock::new(BTreeMap::new()),
-            }),
+            sites: Arc::new(Tenants::new(base_url)),
         }
     }
 
     /// Adds a site, or replaces the one with this name by a fresh, empty one.
     pub fn add_site(&self, site: CbSite) {
-        let entry = Arc::new(Site {
+        let entry = Site {
             name: site.name.clone(),
             api_key: site.api_key,
             requests_per_minute: site.requests_per_minute,
-            faults: Mutex::default(),
-            window: Mutex::default(),
-            requests: AtomicU64::new(0),
-            in_flight: AtomicU64::new(0),
-            peak_in_flight: AtomicU64::new(0),
+            gate: Gate::new(Duration::from_secs(60)),
             data: Mutex::default(),
-        });
-        self.registry
-            .sites
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(site.name, entry);
+        };
+        self.sites.insert(site.name, entry);
     }
 
     /// `http://127.0.0.1:PORT/chargebee/{site}`: what `https://{site}.chargebee.com` is to
     /// a client, which appends `/api/v2/...`.
     pub fn base_url(&self, site: &str) -> String {
-        format!("{}/{site}", self.registry.base_url)
+        format!("{}/{site}", self.sites.base_url())
     }
 
     pub fn create_customer(
@@ -317,7 +319,7 @@ impl Chargebee {
     /// # Panics
     /// If no site has this name.
     pub fn set_faults(&self, site: &str, faults: CbFaults) {
-        *lock(&self.expect(site).faults) = faults;
+        self.expect(site).gate.set_faults(faults);
     }
 
     /// The site's faults as they are now (`fail_next`, `throttle_next` count down).
@@ -325,7 +327,7 @@ impl Chargebee {
     /// # Panics
     /// If no site has this name.
     pub fn faults(&self, site: &str) -> CbFaults {
-        self.expect(site).faults()
+        self.expect(site).gate.faults()
     }
 
     /// Authenticated API requests served so far, including 429s and injected 500s.
@@ -333,7 +335,7 @@ impl Chargebee {
     /// # Panics
     /// If no site has this name.
     pub fn request_count(&self, site: &str) -> u64 {
-        self.expect(site).requests.load(Ordering::SeqCst)
+        self.expect(site).gate.requests()
     }
 
     /// The most authenticated API requests the site ever had in flight at once.
@@ -341,27 +343,25 @@ impl Chargebee {
     /// # Panics
     /// If no site has this name.
     pub fn peak_concurrent_requests(&self, site: &str) -> u64 {
-        self.expect(site).peak_in_flight.load(Ordering::SeqCst)
+        self.expect(site).gate.peak_in_flight()
+    }
+
+    /// Authenticated API requests so far: those the rate limit let through and those
+    /// answered 429; also at `GET /__sandbox/chargebee/{site}/requests`.
+    ///
+    /// # Panics
+    /// If no site has this name.
+    pub fn request_counts(&self, site: &str) -> kit::RequestCounts {
+        self.expect(site).gate.counts()
     }
 
     /// Names of all sites, sorted.
     pub fn site_names(&self) -> Vec<String> {
-        self.registry
-            .sites
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .keys()
-            .cloned()
-            .collect()
+        self.sites.names()
     }
 
     pub(crate) fn lookup(&self, name: &str) -> Option<Arc<Site>> {
-        self.registry
-            .sites
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-            .cloned()
+        self.sites.get(name)
     }
 
     fn site(&self, name: &str) -> Result<Arc<Site>, CbSandboxError> {
@@ -370,19 +370,14 @@ impl Chargebee {
     }
 
     fn expect(&self, name: &str) -> Arc<Site> {
-        self.lookup(name).unwrap_or_else(|| {
-            panic!(
-                "no sandbox Chargebee site named {name:?} (have {:?})",
-                self.site_names()
-            )
-        })
+        self.sites.expect("Chargebee site", name)
     }
 }
 
 impl fmt::Debug for Chargebee {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Chargebee")
-            .field("base_url", &self.registry.base_url)
+            .field("base_url", &self.sites.base_url())
             .field("sites", &self.site_names())
             .finish()
     }

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -21,7 +21,8 @@ use super::list::{include_deleted, Paging, TextFilter, TimeFilter};
 use super::state::{
     CbCustomerInput, CbInvoiceInput, CbSandboxError, CbSubscriptionInput, SiteData,
 };
-use super::{CbFaults, CbSite, Chargebee, Site};
+use super::{CbSite, Chargebee, Site};
+use crate::kit;
 
 type Reply = Result<Response, ApiError>;
 type Params = Path<HashMap<String, String>>;
@@ -40,7 +41,10 @@ pub(crate) fn api(cb: Chargebee) -> Router {
         .route("/invoices/{id}", get(get_invoice))
         .fallback(route_not_found)
         .method_not_allowed_fallback(route_not_found)
-        .layer(middleware::from_fn_with_state(cb, gatekeeper))
+        .layer(middleware::from_fn_with_state(
+            cb,
+            kit::gatekeeper::<Chargebee>,
+        ))
 }
 
 /// `/__sandbox/chargebee/{site}/...`: read-back, faults and data changes, without auth.
@@ -49,10 +53,6 @@ pub(crate) fn control(cb: Chargebee) -> Router {
         .route(
             "/__sandbox/chargebee/{site}",
             get(read_snapshot).put(put_site),
-        )
-        .route(
-            "/__sandbox/chargebee/{site}/faults",
-            get(read_faults).put(write_faults),
         )
         .route(
             "/__sandbox/chargebee/{site}/customers",
@@ -78,7 +78,8 @@ pub(crate) fn control(cb: Chargebee) -> Router {
             "/__sandbox/chargebee/{site}/invoices/{id}",
             post(control_update_invoice),
         )
-        .with_state(cb)
+        .with_state(cb.clone())
+        .merge(kit::control_routes(cb))
 }
 
 async fn route_not_found() -> ApiError {
@@ -86,7 +87,7 @@ async fn route_not_found() -> ApiError {
 }
 
 /// The user name of an `Authorization: Basic ...` header, Chargebee's API key.
-fn basic_auth_user(value: Option<&header::HeaderValue>) -> Option<String> {
+pub(crate) fn basic_auth_user(value: Option<&header::HeaderValue>) -> Option<String> {
     let encoded = value?.to_str().ok()?.strip_prefix("Basic ")?.trim();
     let decoded = String::from_utf8(base64_decode(encoded)?).ok()?;
     Some(
@@ -119,62 +120,6 @@ fn base64_decode(input: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
-}
-
-/// What stands between a request and a handler, in Chargebee's order of concerns: injected
-/// latency, the site, the API key, the per-minute rate limit, injected 429s and 500s.
-async fn gatekeeper(State(cb): State<Chargebee>, mut request: Request, next: Next) -> Response {
-    let path = request.extensions().get::<OriginalUri>().map_or_else(
-        || request.uri().path().to_owned(),
-        |uri| uri.path().to_owned(),
-    );
-    let name = path
-        .strip_prefix("/chargebee/")
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_default()
-        .to_string();
-    let Some(site) = cb.lookup(&name) else {
-        return ApiError::site_not_found(&name).into_response();
-    };
-    let faults = site.faults();
-    if faults.latency_ms > 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(faults.latency_ms)).await;
-    }
-    let user = basic_auth_user(request.headers().get(header::AUTHORIZATION));
-    if !site.key_matches(user.as_deref()) {
-        tracing::info!(
-            site = site.name(),
-            path,
-            key_sent = user.is_some(),
-            "Refused a Chargebee request: wrong or missing API key"
-        );
-        return ApiError::unauthorized().into_response();
-    }
-    let _in_flight = site.start_request();
-    let admitted = if faults.rate_limit_disabled {
-        Ok(())
-    } else {
-        site.window()
-            .admit(tokio::time::Instant::now(), site.requests_per_minute())
-    };
-    let response = match admitted {
-        Err(retry_after) => ApiError::rate_limited(retry_after).into_response(),
-        Ok(()) => match site.take_injected_fault() {
-            Some(Some(retry_after)) => ApiError::rate_limited(retry_after).into_response(),
-            Some(None) => ApiError::injected_failure().into_response(),
-            None => {
-                request.extensions_mut().insert(Arc::clone(&site));
-                next.run(request).await
-            }
-        },
-    };
-    tracing::debug!(
-        site = site.name(),
-        path,
-        status = response.status().as_u16(),
-        "Served a Chargebee request"
-    );
-    response
 }
 
 fn reply(body: Value) -> Response {
@@ -437,24 +382,6 @@ async fn put_site(State(cb): State<Chargebee>, Path(params): Params, bytes: Byte
     Ok(reply(
         json!({ "site": name, "base_url": cb.base_url(&name), "requests_per_minute": rpm }),
     ))
-}
-
-async fn read_faults(State(cb): State<Chargebee>, Path(params): Params) -> Reply {
-    let site = site_param(&params);
-    let found = cb
-        .lookup(&site)
-        .ok_or_else(|| ApiError::site_not_found(&site))?;
-    Ok(reply(json!(found.faults())))
-}
-
-async fn write_faults(State(cb): State<Chargebee>, Path(params): Params, bytes: Bytes) -> Reply {
-    let site = site_param(&params);
-    if cb.lookup(&site).is_none() {
-        return Err(ApiError::site_not_found(&site));
-    }
-    let faults: CbFaults = body(&bytes)?;
-    cb.set_faults(&site, faults.clone());
-    Ok(reply(json!(faults)))
 }
 
 async fn control_create_customer(

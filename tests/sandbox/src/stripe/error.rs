@@ -2,7 +2,7 @@
 //! HTTP status Stripe uses, a `Request-Id` header, and `Stripe-Should-Retry` where Stripe
 //! sends it (429 and 5xx: true).
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
@@ -158,11 +158,8 @@ fn redact(key: &str) -> String {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, axum::Json(self.body)).into_response();
+        let mut response = crate::kit::error_reply(self.status, self.body, self.retry_after_secs);
         let headers = response.headers_mut();
-        if let Some(secs) = self.retry_after_secs {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
         if let Some(retry) = self.should_retry {
             headers.insert(
                 "stripe-should-retry",

@@ -15,10 +15,9 @@ pub mod rate_limit;
 pub(crate) mod routes;
 mod state;
 
-use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use hmac::{Hmac, Mac};
@@ -28,11 +27,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
+use crate::kit::{self, lock, Emulator, Faults, Gate, Injected, Refusal, Tenants};
+use axum::http::{header, HeaderMap, Method};
+use axum::response::{IntoResponse, Response};
+use error::ApiError;
 pub use objects::{
     StripeCharge, StripeCheckoutSession, StripeCustomer, StripeInvoice, StripeResource,
     StripeSubscription,
 };
-use rate_limit::SecondWindow;
 use state::AccountData;
 pub use state::{StripeCounts, StripeSeed, StripeSeeded};
 
@@ -264,42 +266,39 @@ pub struct StripeFaults {
     pub rate_limit_disabled: bool,
 }
 
+impl Faults for StripeFaults {
+    fn latency_ms(&self) -> u64 {
+        self.latency_ms
+    }
+
+    fn rate_limit_disabled(&self) -> bool {
+        self.rate_limit_disabled
+    }
+
+    fn take_injected(&mut self) -> Option<Injected> {
+        Injected::next_of(
+            &mut self.throttle_next,
+            self.retry_after_secs,
+            &mut self.fail_next,
+        )
+    }
+}
+
 /// Handle on every emulated Stripe account; cheap to clone.
 #[derive(Clone)]
 pub struct Stripe {
-    registry: Arc<Registry>,
-}
-
-struct Registry {
-    /// `http://127.0.0.1:PORT/stripe`.
-    base_url: String,
-    accounts: RwLock<BTreeMap<String, Arc<Account>>>,
+    accounts: Arc<Tenants<Account>>,
 }
 
 /// An account's settings and everything that changes under it.
 pub(crate) struct Account {
     config: StripeAccount,
-    faults: Mutex<StripeFaults>,
-    window: Mutex<SecondWindow>,
-    requests: AtomicU64,
-    throttled: AtomicU64,
+    /// Faults, the one-second rate window and the request counts.
+    gate: Gate<StripeFaults>,
     data: Mutex<AccountData>,
 }
 
-/// Locks a sandbox mutex; a handler that panicked mid-update leaves data a test can still read.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl Account {
-    pub(crate) fn name(&self) -> &str {
-        &self.config.name
-    }
-
-    pub(crate) fn key_matches(&self, presented: &str) -> bool {
-        presented == self.config.api_key
-    }
-
     pub(crate) fn livemode(&self) -> bool {
         self.config.api_key.contains("_live_")
     }
@@ -308,51 +307,68 @@ impl Account {
         self.config.requests_per_second
     }
 
-    pub(crate) fn faults(&self) -> StripeFaults {
-        lock(&self.faults).clone()
-    }
-
-    pub(crate) fn set_faults(&self, faults: StripeFaults) {
-        *lock(&self.faults) = faults;
-    }
-
-    /// Consumes one injected 429 (`Some(Some(retry_after))`) or 500 (`Some(None)`).
-    pub(crate) fn take_injected_fault(&self) -> Option<Option<u64>> {
-        let mut faults = lock(&self.faults);
-        if faults.throttle_next > 0 {
-            faults.throttle_next -= 1;
-            return Some(Some(faults.retry_after_secs.max(1)));
-        }
-        if faults.fail_next > 0 {
-            faults.fail_next -= 1;
-            return Some(None);
-        }
-        None
-    }
-
-    pub(crate) fn admit(&self, now: tokio::time::Instant) -> Result<(), u64> {
-        lock(&self.window).admit(now, self.config.requests_per_second)
-    }
-
-    pub(crate) fn count_request(&self) {
-        self.requests.fetch_add(1, Ordering::SeqCst);
-    }
-
-    pub(crate) fn count_throttled(&self) {
-        self.throttled.fetch_add(1, Ordering::SeqCst);
-    }
-
-    pub(crate) fn requests(&self) -> u64 {
-        self.requests.load(Ordering::SeqCst)
-    }
-
-    pub(crate) fn throttled(&self) -> u64 {
-        self.throttled.load(Ordering::SeqCst)
-    }
-
     /// The account's objects, locked. Callers drop the guard before any `.await`.
     pub(crate) fn data(&self) -> MutexGuard<'_, AccountData> {
         lock(&self.data)
+    }
+}
+
+impl kit::Tenant for Account {
+    type Faults = StripeFaults;
+
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn gate(&self) -> &Gate<StripeFaults> {
+        &self.gate
+    }
+
+    fn rate_limit(&self) -> u32 {
+        self.config.requests_per_second
+    }
+
+    /// A secret key as a bearer token or a basic-auth user name; a wrong one is echoed
+    /// redacted, as Stripe does.
+    fn authenticate(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        match routes::presented_key(headers.get(header::AUTHORIZATION)) {
+            Some(key) if key == self.config.api_key => Ok(()),
+            Some(key) => Err(Refusal {
+                response: Box::new(ApiError::invalid_key(&key).into_response()),
+                log: Some("wrong API key"),
+            }),
+            None => Err(Refusal {
+                response: Box::new(ApiError::no_key().into_response()),
+                log: None,
+            }),
+        }
+    }
+
+    fn rate_limited(retry_after_secs: u64) -> Response {
+        ApiError::rate_limited(retry_after_secs).into_response()
+    }
+
+    fn injected_failure() -> Response {
+        ApiError::internal().into_response()
+    }
+}
+
+impl Emulator for Stripe {
+    type Tenant = Account;
+    const VENDOR: &'static str = "Stripe";
+    const SEGMENT: &'static str = "stripe";
+    const TENANT: &'static str = "account";
+
+    fn tenants(&self) -> &Tenants<Account> {
+        &self.accounts
+    }
+
+    fn unknown_tenant(_name: &str, method: &Method, path: &str) -> Response {
+        ApiError::unrecognized(method.as_str(), path).into_response()
+    }
+
+    fn unknown_in_control(name: &str) -> Response {
+        routes::unknown_account(name)
     }
 }
 
@@ -360,34 +376,24 @@ impl Stripe {
     /// `base_url` is where the sandbox serves `/stripe`, e.g. `http://127.0.0.1:9100/stripe`.
     pub(crate) fn new(base_url: String) -> Self {
         Self {
-            registry: Arc::new(Registry {
-                base_url,
-                accounts: RwLock::new(BTreeMap::new()),
-            }),
+            accounts: Arc::new(Tenants::new(base_url)),
         }
     }
 
     /// Adds an account, or replaces the one with this name by a fresh, empty one.
     pub fn add_account(&self, account: StripeAccount) {
-        let entry = Arc::new(Account {
+        let entry = Account {
             config: account.clone(),
-            faults: Mutex::default(),
-            window: Mutex::default(),
-            requests: AtomicU64::new(0),
-            throttled: AtomicU64::new(0),
+            gate: Gate::new(Duration::from_secs(1)),
             data: Mutex::default(),
-        });
-        self.registry
-            .accounts
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(account.name, entry);
+        };
+        self.accounts.insert(account.name, entry);
     }
 
     /// `http://127.0.0.1:PORT/stripe/{account}`: what `https://api.stripe.com` is to a client,
     /// which appends `/v1/...`.
     pub fn base_url(&self, account: &str) -> String {
-        format!("{}/{account}", self.registry.base_url)
+        format!("{}/{account}", self.accounts.base_url())
     }
 
     /// Fills the account with customers and their subscriptions, invoices, charges and
@@ -432,7 +438,7 @@ impl Stripe {
     /// # Panics
     /// If no account has this name.
     pub fn set_faults(&self, account: &str, faults: StripeFaults) {
-        self.expect(account).set_faults(faults);
+        self.expect(account).gate.set_faults(faults);
     }
 
     /// Authenticated API requests so far, including refused (429) and failed (500) ones.
@@ -440,7 +446,7 @@ impl Stripe {
     /// # Panics
     /// If no account has this name.
     pub fn request_count(&self, account: &str) -> u64 {
-        self.expect(account).requests()
+        self.expect(account).gate.requests()
     }
 
     /// Requests answered 429 so far (over the limit or injected).
@@ -448,43 +454,27 @@ impl Stripe {
     /// # Panics
     /// If no account has this name.
     pub fn throttled_count(&self, account: &str) -> u64 {
-        self.expect(account).throttled()
+        self.expect(account).gate.refused()
     }
 
     /// Names of all accounts, sorted.
     pub fn account_names(&self) -> Vec<String> {
-        self.registry
-            .accounts
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .keys()
-            .cloned()
-            .collect()
+        self.accounts.names()
     }
 
     pub(crate) fn lookup(&self, name: &str) -> Option<Arc<Account>> {
-        self.registry
-            .accounts
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-            .cloned()
+        self.accounts.get(name)
     }
 
     fn expect(&self, name: &str) -> Arc<Account> {
-        self.lookup(name).unwrap_or_else(|| {
-            panic!(
-                "no sandbox Stripe account named {name:?} (have {:?})",
-                self.account_names()
-            )
-        })
+        self.accounts.expect("Stripe account", name)
     }
 }
 
 impl fmt::Debug for Stripe {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Stripe")
-            .field("base_url", &self.registry.base_url)
+            .field("base_url", &self.accounts.base_url())
             .field("accounts", &self.account_names())
             .finish()
     }

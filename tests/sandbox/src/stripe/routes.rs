@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{OriginalUri, Path, Query, Request, State};
+use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::{header, Method, StatusCode};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -17,7 +17,8 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::objects::{Listed, StripeResource};
 use super::state::{MissingCursor, StripeSeed, Table};
-use super::{Account, Stripe, StripeAccount, StripeFaults};
+use super::{Account, Stripe, StripeAccount};
+use crate::kit::{self, Tenant as _};
 
 type Reply = Result<Response, ApiError>;
 type QueryMap = Query<HashMap<String, String>>;
@@ -40,7 +41,10 @@ pub(crate) fn api(stripe: Stripe) -> Router {
         .route("/checkout/sessions/{id}", get(get_checkout_session))
         .fallback(unrecognized)
         .method_not_allowed_fallback(unrecognized)
-        .layer(middleware::from_fn_with_state(stripe, gatekeeper))
+        .layer(middleware::from_fn_with_state(
+            stripe,
+            kit::gatekeeper::<Stripe>,
+        ))
 }
 
 /// `/__sandbox/stripe/{account}/...`: read-back, seeding and faults, without auth.
@@ -52,15 +56,12 @@ pub(crate) fn control(stripe: Stripe) -> Router {
         )
         .route("/__sandbox/stripe/{account}/seed", post(seed))
         .route(
-            "/__sandbox/stripe/{account}/faults",
-            get(read_faults).put(write_faults),
-        )
-        .route(
             "/__sandbox/stripe/{account}/customers",
             post(control_create_customer),
         )
         .route("/__sandbox/stripe/{account}/ids/{resource}", get(read_ids))
-        .with_state(stripe)
+        .with_state(stripe.clone())
+        .merge(kit::control_routes(stripe))
 }
 
 async fn unrecognized(method: Method, uri: OriginalUri) -> ApiError {
@@ -78,7 +79,7 @@ async fn unrecognized(method: Method, uri: OriginalUri) -> ApiError {
 
 /// The secret key of a request: `Authorization: Bearer <key>`, or HTTP basic auth with the
 /// key as the user name (both are accepted by Stripe).
-fn presented_key(value: Option<&header::HeaderValue>) -> Option<String> {
+pub(crate) fn presented_key(value: Option<&header::HeaderValue>) -> Option<String> {
     let value = value?.to_str().ok()?;
     if let Some(key) = value.strip_prefix("Bearer ") {
         return Some(key.trim().to_string());
@@ -114,67 +115,6 @@ fn base64_decode(input: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
-}
-
-/// Injected latency, the account, the key, the per-second rate limit, injected 429s and 500s.
-async fn gatekeeper(State(stripe): State<Stripe>, mut request: Request, next: Next) -> Response {
-    let path = request.extensions().get::<OriginalUri>().map_or_else(
-        || request.uri().path().to_owned(),
-        |uri| uri.path().to_owned(),
-    );
-    let name = path
-        .strip_prefix("/stripe/")
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_default()
-        .to_string();
-    let Some(account) = stripe.lookup(&name) else {
-        return ApiError::unrecognized(request.method().as_str(), &path).into_response();
-    };
-    let faults = account.faults();
-    if faults.latency_ms > 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(faults.latency_ms)).await;
-    }
-    let Some(key) = presented_key(request.headers().get(header::AUTHORIZATION)) else {
-        return ApiError::no_key().into_response();
-    };
-    if !account.key_matches(&key) {
-        tracing::info!(
-            account = account.name(),
-            path,
-            "Refused a Stripe request: wrong API key"
-        );
-        return ApiError::invalid_key(&key).into_response();
-    }
-    account.count_request();
-    let admitted = if faults.rate_limit_disabled {
-        Ok(())
-    } else {
-        account.admit(tokio::time::Instant::now())
-    };
-    let response = match admitted {
-        Err(retry_after) => {
-            account.count_throttled();
-            ApiError::rate_limited(retry_after).into_response()
-        }
-        Ok(()) => match account.take_injected_fault() {
-            Some(Some(retry_after)) => {
-                account.count_throttled();
-                ApiError::rate_limited(retry_after).into_response()
-            }
-            Some(None) => ApiError::internal().into_response(),
-            None => {
-                request.extensions_mut().insert(Arc::clone(&account));
-                next.run(request).await
-            }
-        },
-    };
-    tracing::debug!(
-        account = account.name(),
-        path,
-        status = response.status().as_u16(),
-        "Served a Stripe request"
-    );
-    response
 }
 
 /// `limit`, `starting_after`, `ending_before` of a list request.
@@ -436,7 +376,7 @@ async fn get_checkout_session(
 
 // ----- controls ------------------------------------------------------------------------
 
-fn unknown_account(name: &str) -> Response {
+pub(crate) fn unknown_account(name: &str) -> Response {
     (
         StatusCode::NOT_FOUND,
         Json(json!({"error": format!("no sandbox Stripe account named {name:?}")})),
@@ -450,10 +390,10 @@ async fn read_account(State(stripe): State<Stripe>, Path(name): Path<String>) ->
             "name": account.name(),
             "livemode": account.livemode(),
             "requests_per_second": account.requests_per_second(),
-            "requests": account.requests(),
-            "throttled": account.throttled(),
+            "requests": account.gate().requests(),
+            "throttled": account.gate().refused(),
             "counts": account.data().counts(),
-            "faults": account.faults(),
+            "faults": account.gate().faults(),
         }))
         .into_response(),
         None => unknown_account(&name),
@@ -491,27 +431,6 @@ async fn seed(
         Some(account) => {
             let made = account.data().seed(&spec);
             Json(made).into_response()
-        }
-        None => unknown_account(&name),
-    }
-}
-
-async fn read_faults(State(stripe): State<Stripe>, Path(name): Path<String>) -> Response {
-    match stripe.lookup(&name) {
-        Some(account) => Json(account.faults()).into_response(),
-        None => unknown_account(&name),
-    }
-}
-
-async fn write_faults(
-    State(stripe): State<Stripe>,
-    Path(name): Path<String>,
-    Json(faults): Json<StripeFaults>,
-) -> Response {
-    match stripe.lookup(&name) {
-        Some(account) => {
-            account.set_faults(faults.clone());
-            Json(faults).into_response()
         }
         None => unknown_account(&name),
     }

@@ -214,10 +214,27 @@ async fn sixth_request_within_a_second_is_429_with_retry_after() {
         .expect("whole seconds");
     assert!(retry_after >= 1);
     assert_eq!(sandbox.activecampaign.request_count("limited"), 6);
+    let counts = sandbox.activecampaign.request_counts("limited");
+    assert_eq!((counts.accepted, counts.refused), (5, 1), "{counts:?}");
 
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let (status, _) = ac.get("/tags").await;
     assert_eq!(status, StatusCode::OK, "the window frees up after a second");
+    // The same split over HTTP, as the benchmark reads it.
+    let read_back: billsync_sandbox::RequestCounts = reqwest::get(format!(
+        "{}/__sandbox/activecampaign/limited/requests",
+        sandbox.url()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        (read_back.accepted, read_back.refused),
+        (6, 1),
+        "{read_back:?}"
+    );
 
     sandbox.activecampaign.set_faults(
         "limited",

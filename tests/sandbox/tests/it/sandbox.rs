@@ -153,3 +153,95 @@ async fn shutdown_stops_serving() {
     let after = reqwest::Client::new().get(&url).send().await;
     assert!(after.is_err(), "still serving after shutdown: {after:?}");
 }
+
+/// Every emulator has the same `/__sandbox/{vendor}/{tenant}/faults` and `/requests` routes:
+/// an injected 429 is counted as refused, the next answer as accepted.
+#[tokio::test]
+async fn every_emulator_reads_back_faults_and_request_counts_over_http() {
+    use billsync_sandbox::{CbSite, RequestCounts, StripeAccount};
+    let sandbox = spawn_sandbox().await;
+    sandbox.chargebee.add_site(CbSite::new("cb-site", "cb_key"));
+    sandbox
+        .stripe
+        .add_account(StripeAccount::new("st-acct", "sk_test_key"));
+    let http = reqwest::Client::new();
+    let api = [
+        (
+            "activecampaign/acme",
+            format!("{}/api/3/tags", sandbox.activecampaign_base_url("acme")),
+            ("Api-Token", "acme-token".to_string()),
+        ),
+        (
+            "chargebee/cb-site",
+            format!("{}/api/v2/customers", sandbox.chargebee_base_url("cb-site")),
+            ("Authorization", "Basic Y2Jfa2V5Og==".to_string()),
+        ),
+        (
+            "stripe/st-acct",
+            format!("{}/v1/customers", sandbox.stripe_base_url("st-acct")),
+            ("Authorization", "Bearer sk_test_key".to_string()),
+        ),
+    ];
+    for (tenant, url, (header, credential)) in api {
+        let control = format!("{}/__sandbox/{tenant}", sandbox.url());
+        // AC's faults inject 500s only; the others also 429s.
+        let faults = if tenant.starts_with("activecampaign") {
+            json!({"fail_next": 1})
+        } else {
+            json!({"throttle_next": 1, "retry_after_secs": 3})
+        };
+        let written = http
+            .put(format!("{control}/faults"))
+            .json(&faults)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(written.status(), StatusCode::OK, "{tenant}");
+        let read: serde_json::Value = read_json(&format!("{control}/faults")).await;
+        for (key, value) in faults.as_object().unwrap() {
+            assert_eq!(&read[key], value, "{tenant}: {read}");
+        }
+
+        let call = || http.get(&url).header(header, &credential).send();
+        let first = call().await.unwrap();
+        let second = call().await.unwrap();
+        assert_eq!(second.status(), StatusCode::OK, "{tenant}");
+        let counts: RequestCounts = read_json(&format!("{control}/requests")).await;
+        if tenant.starts_with("activecampaign") {
+            assert_eq!(first.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(
+                counts,
+                RequestCounts {
+                    accepted: 2,
+                    refused: 0
+                },
+                "{tenant}"
+            );
+        } else {
+            assert_eq!(first.status(), StatusCode::TOO_MANY_REQUESTS, "{tenant}");
+            assert_eq!(first.headers()["retry-after"], "3", "{tenant}");
+            assert_eq!(
+                counts,
+                RequestCounts {
+                    accepted: 1,
+                    refused: 1
+                },
+                "{tenant}"
+            );
+        }
+        let unknown = http
+            .get(format!(
+                "{}/__sandbox/{}/nobody/requests",
+                sandbox.url(),
+                tenant.split('/').next().unwrap()
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unknown.status(), StatusCode::NOT_FOUND, "{tenant}");
+    }
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(url: &str) -> T {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}

@@ -1,0 +1,40 @@
+//! What every vendor emulator is built on, so that one adds only its routes and state: its
+//! tenants (accounts, sites) by name, the gate in front of their API (injected latency,
+//! credentials, the rate limit, injected 429s and 500s, request counts), error replies, and
+//! the `/__sandbox/{vendor}/{tenant}/faults` and `/requests` routes.
+
+mod control;
+mod gate;
+mod tenants;
+mod window;
+
+pub(crate) use control::control_routes;
+pub use gate::RequestCounts;
+pub(crate) use gate::{gatekeeper, Emulator, Faults, Gate, Injected, Refusal, Tenant};
+pub(crate) use tenants::Tenants;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// Locks a sandbox mutex; a handler that panicked mid-update leaves data a test can still read.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// An error answer as vendors send them: a status, a JSON body, and `Retry-After` in whole
+/// seconds where the vendor asks the client to wait.
+pub(crate) fn error_reply(
+    status: StatusCode,
+    body: Value,
+    retry_after_secs: Option<u64>,
+) -> Response {
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Some(secs) = retry_after_secs {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
