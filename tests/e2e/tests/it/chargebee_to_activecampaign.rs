@@ -178,25 +178,30 @@ async fn a_customer_and_subscription_fill_the_seed_fields() {
     stack.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_customers_with_one_email_are_an_error_naming_both() {
-    let stack = start("").await;
-    let cb = &stack.sandbox.chargebee;
-    let site = &stack.chargebee_site;
+/// Creates Chargebee customer `first` with shared@example.com, waits for its contact, then
+/// creates `second` with the same email.
+async fn second_customer_with_the_same_email(stack: &Stack, first: &str, second: &str) {
+    let (cb, site) = (&stack.sandbox.chargebee, &stack.chargebee_site);
     cb.create_customer(
         site,
-        customer("cb_first", "shared@example.com", "First", "Owner", "A"),
+        customer(first, "shared@example.com", "First", "Owner", "A"),
     )
     .expect("first");
-    snapshot_when(&stack, "the first customer's contact", |s| {
+    snapshot_when(stack, "the first customer's contact", |s| {
         s.contact_by_email("shared@example.com").is_some()
     })
     .await;
     cb.create_customer(
         site,
-        customer("cb_second", "shared@example.com", "Second", "Claimant", "B"),
+        customer(second, "shared@example.com", "Second", "Claimant", "B"),
     )
     .expect("second");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_customers_with_one_email_are_an_error_naming_both() {
+    let stack = start("").await;
+    second_customer_with_the_same_email(&stack, "cb_first", "cb_second").await;
 
     let pool = sqlx::PgPool::connect(&stack.db.url).await.expect("db");
     let message: String = eventually("a failure row naming both customers", WAIT, || async {
@@ -556,21 +561,8 @@ async fn fixing_a_customer_retries_the_records_that_failed_with_it() {
     let stack = start("").await;
     let cb = &stack.sandbox.chargebee;
     let site = &stack.chargebee_site;
-    cb.create_customer(
-        site,
-        customer("cb_owner", "shared@example.com", "First", "Owner", "A"),
-    )
-    .expect("first");
-    snapshot_when(&stack, "the first customer's contact", |s| {
-        s.contact_by_email("shared@example.com").is_some()
-    })
-    .await;
     // A second customer with the same email, and their subscription: both fail.
-    cb.create_customer(
-        site,
-        customer("cb_twin", "shared@example.com", "Second", "Twin", "B"),
-    )
-    .expect("second");
+    second_customer_with_the_same_email(&stack, "cb_owner", "cb_twin").await;
     cb.create_subscription(site, "cb_twin", active_subscription("sub_twin", "basic"))
         .expect("subscription");
     let pool = sqlx::PgPool::connect(&stack.db.url).await.expect("db");
