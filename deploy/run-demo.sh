@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The local demo behind `make run`: Stripe → billsync → ActiveCampaign, all on this machine.
+# The local demo behind `make run`: Stripe and Chargebee → billsync → ActiveCampaign, all on
+# this machine.
 #
 # Ensures NATS, PostgreSQL and the `billsync` database; builds `billsync` and
-# `billsync-sandbox` (release); starts the sandbox (emulated vendor APIs) and `billsync up`;
-# sends a few signed demo Stripe webhooks; prints where to look; runs until Ctrl-C, then
-# stops both processes gracefully. Logs go to .run/ in the repository.
+# `billsync-sandbox` (release); starts the sandbox (emulated vendor APIs: an ActiveCampaign
+# account with list 1, a Chargebee site) and `billsync up`; sends a few signed demo Stripe
+# webhooks and creates a few customers in the Chargebee site; prints where to look; runs until
+# Ctrl-C, then stops both processes gracefully. Logs go to .run/ in the repository.
 #
 # Environment: BILLSYNC_DEMO_CONFIG (billsync.example.toml), BILLSYNC_DEMO_EVENTS (5),
 # BILLSYNC_DEMO_WAIT_SECS (90: how long to wait for the services to become ready),
@@ -31,10 +33,13 @@ worker_ports=(8091 8092 8093)
 worker_names=(activecampaign zoho pipedrive)
 stripe_connection=stripe-demo
 ac_account=demo
+cb_site=demo-site
+cb_connection=cb-demo
 
 # Demo values only: the sandbox accepts them, no real vendor ever sees them.
 export STRIPE_WEBHOOK_SECRET=whsec_demo_0123456789abcdefghijklmnopqrstuv
 export AC_API_TOKEN=demo-token
+export CHARGEBEE_API_KEY=cb_demo_key
 export BILLSYNC_ADMIN_TOKEN=demo-admin
 # Plain log files, without terminal colour codes.
 export NO_COLOR=1
@@ -75,6 +80,7 @@ mkdir -p "$run_dir"
 sandbox_log=$run_dir/sandbox.log
 billsync_log=$run_dir/billsync.log
 stripe_log=$run_dir/stripe-demo.log
+chargebee_log=$run_dir/chargebee-demo.log
 sandbox_pid=
 billsync_pid=
 
@@ -143,10 +149,14 @@ wait_ready() {
 
 step "Starting the sandbox and billsync"
 "$bin/billsync-sandbox" serve --listen "$sandbox" --ac-account "$ac_account:$AC_API_TOKEN" \
-    >"$sandbox_log" 2>&1 &
+    --cb-site "$cb_site:$CHARGEBEE_API_KEY" >"$sandbox_log" 2>&1 &
 sandbox_pid=$!
 echo "$sandbox_pid" >"$run_dir/sandbox.pid"
 wait_ready sandbox "$sandbox_pid" "$sandbox_log" "$sandbox" /
+# The list the Chargebee sync subscribes contacts to (list_id = 1 in $config).
+"$bin/billsync-sandbox" activecampaign-list --url "http://$sandbox" --account "$ac_account" \
+    --token "$AC_API_TOKEN" --name Customers >>"$sandbox_log" 2>&1 ||
+    die "creating the demo's ActiveCampaign list failed; see $sandbox_log"
 
 "$bin/billsync" up --config "$config" >"$billsync_log" 2>&1 &
 billsync_pid=$!
@@ -160,6 +170,12 @@ if ! "$bin/billsync-sandbox" stripe-demo \
     --secret-env STRIPE_WEBHOOK_SECRET --count "$events" --interval-ms 1000 2>&1 |
     tee "$stripe_log"; then
     log "WARNING: stripe-demo failed; see $stripe_log and $billsync_log. The services keep running."
+fi
+
+step "Creating 3 customers with a subscription each in the Chargebee site '$cb_site'"
+if ! "$bin/billsync-sandbox" chargebee-demo --url "http://$sandbox" --site "$cb_site" \
+    --count 3 --interval-ms 1000 2>&1 | tee "$chargebee_log"; then
+    log "WARNING: chargebee-demo failed; see $chargebee_log and $sandbox_log. The services keep running."
 fi
 
 metrics="    http://$ingest/metrics  (ingest)
@@ -178,11 +194,14 @@ cat <<EOF
 
 What happened: $events signed Stripe webhooks went to ingest (connection '$stripe_connection'),
 through JetStream to the ActiveCampaign worker, into the sandbox's emulated ActiveCampaign
-account '$ac_account' (connection 'ac-demo' in $config).
+account '$ac_account' (connection 'ac-demo' in $config). 3 customers were created in the
+emulated Chargebee site '$cb_site' (connection '$cb_connection'): ingest polls it every 10 s,
+and their contacts, with the Cb_* fields, join list 1 of the same account.
 
 Where to look:
   Sandbox (emulated vendors, index):   http://$sandbox/
   ActiveCampaign account state (JSON): http://$sandbox/__sandbox/activecampaign/$ac_account
+  Chargebee site state (JSON):         http://$sandbox/__sandbox/chargebee/$cb_site
   Errors service (admin API, web page): http://$errors/
     admin token (demo): $BILLSYNC_ADMIN_TOKEN
     e.g. curl -H 'Authorization: Bearer $BILLSYNC_ADMIN_TOKEN' http://$errors/
@@ -194,11 +213,16 @@ Logs:
   billsync:    $billsync_log
   sandbox:     $sandbox_log
   stripe-demo: $stripe_log
+  chargebee-demo: $chargebee_log
   (follow with: tail -f $billsync_log)
 
 Send more events:
   STRIPE_WEBHOOK_SECRET=$STRIPE_WEBHOOK_SECRET $bin/billsync-sandbox stripe-demo \\
     --url http://$ingest/webhooks/stripe/$stripe_connection --secret-env STRIPE_WEBHOOK_SECRET --count 5
+Poll Chargebee now rather than within 10 s:
+  CHARGEBEE_API_KEY=$CHARGEBEE_API_KEY STRIPE_WEBHOOK_SECRET=$STRIPE_WEBHOOK_SECRET \\
+    $bin/billsync --config $config sync-now --connection $cb_connection
+More in README.md, "Chargebee quick start".
 EOF
 
 # Runs until Ctrl-C (on_signal) or until one of the two exits by itself.

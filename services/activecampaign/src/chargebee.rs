@@ -5,7 +5,7 @@
 //! newest copy of the customer, the subscription shown when there are several.
 
 use billsync_mapping::Mapping;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The seed's field table: ActiveCampaign field ← Chargebee path. Standard contact fields use
 /// ActiveCampaign's names; the `Cb_*` ones are custom fields, created with these titles.
@@ -61,7 +61,7 @@ pub fn default_mapping() -> Mapping {
 }
 
 /// What happens to the contact when its customer is deleted in Chargebee (seed 000's setting).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnCustomerDeleted {
     /// Keep the contact and set `Cb_chargebeeCustomerStatus` to `deleted` (the default).

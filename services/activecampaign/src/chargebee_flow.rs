@@ -41,7 +41,7 @@ impl ActiveCampaignDestination {
         let customer = subscriptions.customer().unwrap_or(customer);
         if sources::chargebee::is_deletion(event) {
             return self
-                .delete_chargebee_customer(rules, &reference, customer, &subscriptions, pass)
+                .delete_chargebee_customer(rules, event, &reference, customer, &subscriptions, pass)
                 .await;
         }
         if subscriptions.customer_deleted() {
@@ -54,9 +54,7 @@ impl ActiveCampaignDestination {
                 ),
             });
         }
-        let fields = rules
-            .mapping
-            .apply(&sources::chargebee::view(customer, subscriptions.chosen()));
+        let fields = subscriptions.fields(&rules.mapping, customer);
         let contact_id = self
             .contacts
             .upsert(

@@ -250,7 +250,8 @@ impl ContactBook {
         Ok(())
     }
 
-    /// Upserts the contact with `fields` (destination field → value) and returns its id.
+    /// Upserts the contact with `fields` (destination field → value; `null` empties a custom
+    /// field) and returns its id.
     pub async fn upsert(
         &self,
         customer: &CustomerRef<'_>,
@@ -304,6 +305,8 @@ impl ContactBook {
             let id = self.field_id(name, missing).await?;
             let value = match value {
                 Value::String(s) => s.clone(),
+                // A field the data no longer has a value for is emptied, not left as it was.
+                Value::Null => String::new(),
                 other => other.to_string(),
             };
             field_values.push(FieldValueInput { field: id, value });

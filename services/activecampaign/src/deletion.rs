@@ -1,24 +1,48 @@
 //! A Chargebee customer deleted (seed 000's `customer_deleted`): its contact is kept with the
 //! status field saying so, unsubscribed, or deleted, as `options.on_customer_deleted` says.
+//!
+//! What a deletion event does is decided the first time it is applied, under the options
+//! then in force, and recorded: a redelivery, retry or replay of it repeats that (an
+//! unsubscribe replayed after the option became "delete" stays an unsubscribe, from the
+//! list it was then), so changed options apply to deletions from then on.
 
 use crate::chargebee::OnCustomerDeleted;
 use crate::contacts::{CustomerRef, MissingFields, UpsertRules};
 use crate::destination::ActiveCampaignDestination;
 use crate::sync_rules::SyncRules;
-use billsync_sources as sources;
+use billsync_events::BillingEventV1;
 use billsync_sources::chargebee::CustomerSubscriptions;
 use billsync_worker::{Delivered, DeliveryError, Pass};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+/// What one deletion event does to the contact: the options it was first applied under.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct DeletionEffect {
+    on_customer_deleted: OnCustomerDeleted,
+    list_id: Option<String>,
+}
 
 impl ActiveCampaignDestination {
     pub(crate) async fn delete_chargebee_customer(
         &self,
         rules: &SyncRules,
+        event: &BillingEventV1,
         reference: &CustomerRef<'_>,
         customer: &Value,
         subscriptions: &CustomerSubscriptions,
         pass: Pass,
     ) -> Result<Delivered, DeliveryError> {
+        let effect = self
+            .records
+            .first_effect(
+                &format!("chargebee/{}/{}", event.connection, event.id),
+                DeletionEffect {
+                    on_customer_deleted: rules.options.on_customer_deleted,
+                    list_id: rules.options.list_id.clone(),
+                },
+            )
+            .await?;
         let link = self.contacts.link(reference).await?;
         let email = customer
             .get("email")
@@ -41,7 +65,7 @@ impl ActiveCampaignDestination {
                 });
             }
         }
-        match rules.options.on_customer_deleted {
+        match effect.on_customer_deleted {
             OnCustomerDeleted::Delete => {
                 let contact = match &link {
                     Some(link) => Some(link.contact_id.clone()),
@@ -73,9 +97,7 @@ impl ActiveCampaignDestination {
                             .or_insert(Value::String(email.clone()));
                     }
                 }
-                let fields = rules
-                    .mapping
-                    .apply(&sources::chargebee::view(&deleted, subscriptions.chosen()));
+                let fields = subscriptions.fields(&rules.mapping, &deleted);
                 let contact = self
                     .contacts
                     .upsert(
@@ -91,8 +113,8 @@ impl ActiveCampaignDestination {
                         },
                     )
                     .await?;
-                if rules.options.on_customer_deleted == OnCustomerDeleted::Unsubscribe {
-                    if let Some(list) = &rules.options.list_id {
+                if effect.on_customer_deleted == OnCustomerDeleted::Unsubscribe {
+                    if let Some(list) = &effect.list_id {
                         self.contacts
                             .client
                             .set_list_status(list, &contact, 2)

@@ -20,6 +20,7 @@ mod sync_rules;
 
 pub use destination::ActiveCampaignDestination;
 pub use error::StartError;
+pub use options::ActiveCampaignSyncs;
 pub use sync_rules::check_syncs;
 
 use anyhow::Context;

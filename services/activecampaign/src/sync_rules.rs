@@ -45,8 +45,8 @@ pub(crate) fn sync_rules(
                 return Err(ConfigError::new(
                     &config.origin,
                     &format!("{key}.options.track_events"),
-                    "event tracking is for Stripe syncs (seed 001's \"Stripe event received\" \
-                     trigger)",
+                    "event tracking is for Stripe syncs (automations triggered by \
+                     \"Stripe event received\")",
                 )
                 .into())
             }

@@ -73,6 +73,9 @@ pub enum Command {
     SyncNow {
         #[arg(long)]
         connection: String,
+        /// Print the poll's report as JSON instead of a sentence.
+        #[arg(long)]
+        json: bool,
     },
     /// Publish a source's existing records as snapshot events (historical sync).
     Backfill {
@@ -100,7 +103,9 @@ pub async fn execute(args: Args) -> anyhow::Result<()> {
     let selected = match args.command {
         Command::Backfill { source } => return backfill::execute(config, source).await,
         Command::Sync { run } => return sync::execute(&config, run).await,
-        Command::SyncNow { connection } => return sync::sync_now(&config, &connection).await,
+        Command::SyncNow { connection, json } => {
+            return sync::sync_now(&config, &connection, json).await
+        }
         Command::Errors {
             action: Some(action),
             admin,

@@ -3,7 +3,7 @@
 
 use crate::admin_api::AdminClient;
 use anyhow::{bail, Context};
-use billsync_config::Config;
+use billsync_config::{Config, ConnectionKind};
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
@@ -22,7 +22,8 @@ pub struct AdminArgs {
 /// Which failures; every option narrows the selection.
 #[derive(Debug, Clone, Default, Args)]
 pub struct FilterArgs {
-    /// Destination kind: activecampaign, zoho or pipedrive.
+    /// Destination kind: activecampaign, zoho or pipedrive; a destination connection's name
+    /// is taken as --connection NAME.
     #[arg(long)]
     pub destination: Option<String>,
     /// A destination or source connection name.
@@ -79,7 +80,49 @@ impl FilterArgs {
     fn is_empty(&self) -> bool {
         self.fields().is_empty()
     }
+
+    /// `--destination` names a kind, but people type the connection they see everywhere
+    /// (`--destination ac-main`): a configured destination connection's name is taken as
+    /// `--connection` instead of being refused by the API.
+    fn with_connection_names(mut self, config: &Config) -> anyhow::Result<Self> {
+        let Some(value) = self.destination.clone() else {
+            return Ok(self);
+        };
+        if DESTINATION_KINDS.contains(&value.as_str()) {
+            return Ok(self);
+        }
+        let is_destination = matches!(
+            config.connection_kind(&value),
+            Some(ConnectionKind::Destination(_))
+        );
+        match (&self.connection, is_destination) {
+            (None, true) => {
+                self.destination = None;
+                self.connection = Some(value);
+                Ok(self)
+            }
+            (Some(other), true) => bail!(
+                "--destination takes a destination kind ({}); {value} is a connection, and \
+                 --connection {other} is given already",
+                DESTINATION_KINDS.join(", ")
+            ),
+            (_, false) => bail!(
+                "--destination takes a destination kind ({}) or a destination connection's \
+                 name; {value:?} is neither (connections: {})",
+                DESTINATION_KINDS.join(", "),
+                config
+                    .destination_connections()
+                    .into_iter()
+                    .map(|(_, name)| name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
 }
+
+/// What `--destination` takes.
+const DESTINATION_KINDS: &[&str] = &["activecampaign", "zoho", "pipedrive"];
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum ErrorsCommand {
@@ -158,6 +201,7 @@ pub async fn errors(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let client = AdminClient::from_config(config, admin.url.as_deref())?;
+    let command = command.with_connection_names(config)?;
     match command {
         ErrorsCommand::List {
             filter,
@@ -235,6 +279,39 @@ pub async fn errors(
         }
     }
     Ok(())
+}
+
+impl ErrorsCommand {
+    /// The command with its filter's `--destination` read as a connection where it names one.
+    fn with_connection_names(self, config: &Config) -> anyhow::Result<Self> {
+        Ok(match self {
+            ErrorsCommand::List {
+                filter,
+                limit,
+                cursor,
+                json,
+            } => ErrorsCommand::List {
+                filter: filter.with_connection_names(config)?,
+                limit,
+                cursor,
+                json,
+            },
+            ErrorsCommand::Ignore { id, all, filter } => ErrorsCommand::Ignore {
+                id,
+                all,
+                filter: filter.with_connection_names(config)?,
+            },
+            ErrorsCommand::Retry { id, all, filter } => ErrorsCommand::Retry {
+                id,
+                all,
+                filter: filter.with_connection_names(config)?,
+            },
+            ErrorsCommand::Export { out, filter } => ErrorsCommand::Export {
+                out,
+                filter: filter.with_connection_names(config)?,
+            },
+        })
+    }
 }
 
 /// The single failure to act on, or `None` for all matching the filters.

@@ -4,7 +4,7 @@
 use anyhow::{bail, Context};
 use billsync_config::Config;
 use billsync_ingest::chargebee::snapshot::{self, RunRequest, RunScope};
-use billsync_ingest::chargebee::{self, PollError};
+use billsync_ingest::chargebee::{self, PollReport};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -103,7 +103,8 @@ pub async fn execute(config: &Config, command: SyncCommand) -> anyhow::Result<()
         )
         .with_context(|| format!("writing {}", args.csv.display()))?;
         println!(
-            "validation: skipped customers are listed in {}",
+            "validation: skipped customers are listed in {} and, until fixed or ignored, \
+             in `billsync errors list --class invalid_event`",
             args.csv.display()
         );
     }
@@ -111,7 +112,7 @@ pub async fn execute(config: &Config, command: SyncCommand) -> anyhow::Result<()
     if report.count("failed") > 0 || !report.pending.is_empty() {
         println!(
             "Fix the errors above and run this again, or see them with `billsync errors list \
-             --destination {}`.",
+             --connection {}`.",
             args.to
         );
         bail!(
@@ -124,15 +125,40 @@ pub async fn execute(config: &Config, command: SyncCommand) -> anyhow::Result<()
 }
 
 /// Polls a Chargebee connection now; refused while a poll of it is running anywhere.
-pub async fn sync_now(config: &Config, connection: &str) -> anyhow::Result<()> {
+pub async fn sync_now(config: &Config, connection: &str, json: bool) -> anyhow::Result<()> {
     let client = billsync_bus::connect(&config.nats.url, "billsync-sync-now").await?;
     let publisher = billsync_ingest::publisher(config, client);
-    match chargebee::sync_now(config, publisher, connection, &CancellationToken::new()).await {
-        Ok(report) => {
-            println!("{}", chargebee::admin::report_json(&report));
-            Ok(())
-        }
-        Err(error @ PollError::AlreadyRunning { .. }) => bail!("{error}"),
-        Err(error) => Err(error).context(format!("polling {connection}")),
+    let report = chargebee::sync_now(config, publisher, connection, &CancellationToken::new())
+        .await
+        // A poll error's message already carries its cause (Chargebee's answer, say): the
+        // chain printed under it would repeat it.
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    if json {
+        println!("{}", chargebee::admin::report_json(&report));
+    } else {
+        println!("{}", describe_poll(&report));
     }
+    Ok(())
+}
+
+/// One sentence for a person: what the poll brought in and where the cursor stands.
+fn describe_poll(report: &PollReport) -> String {
+    let cursor = chrono::DateTime::from_timestamp(report.cursor_after, 0)
+        .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| report.cursor_after.to_string());
+    let took = report.finished.duration_since(report.started).as_secs_f64();
+    format!(
+        "Polled {}: {} new event(s) published, {} already had, {} not carried; {} page(s) in \
+         {took:.2} s{}. The next poll starts from {cursor}.",
+        report.connection,
+        report.published,
+        report.duplicates,
+        report.skipped,
+        report.pages,
+        if report.completed {
+            ""
+        } else {
+            " (stopped before the last page)"
+        },
+    )
 }

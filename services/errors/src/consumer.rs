@@ -4,14 +4,15 @@
 //! is handed back with a delay, so failures wait in JetStream rather than being lost.
 
 use crate::open_failures::OpenFailuresGauge;
+use crate::retry::{self, RetryError};
 use crate::scrub::Scrubber;
 use crate::store::{self, FailureRecord, OutcomeRecord, RecordResult, Recorded};
+use crate::Database;
 use async_nats::jetstream::consumer::{pull, PullConsumer};
-use billsync_bus::{trace, Delivery};
+use billsync_bus::{trace, Delivery, Publisher};
 use billsync_events::{Outcome, OutcomeResult};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -29,9 +30,11 @@ const PULL_RETRY_DELAY: Duration = Duration::from_secs(2);
 pub struct OutcomeConsumer {
     consumer: PullConsumer,
     name: String,
-    pool: PgPool,
+    db: Database,
     scrubber: Arc<Scrubber>,
     open_failures: OpenFailuresGauge,
+    /// Sends a customer's other failing records again once the customer's own syncs.
+    publisher: Publisher,
 }
 
 /// How one message was settled, for the metric and the log.
@@ -47,16 +50,18 @@ impl OutcomeConsumer {
     pub fn new(
         consumer: PullConsumer,
         name: String,
-        pool: PgPool,
+        db: Database,
         scrubber: Arc<Scrubber>,
         open_failures: OpenFailuresGauge,
+        publisher: Publisher,
     ) -> Self {
         Self {
             consumer,
             name,
-            pool,
+            db,
             scrubber,
             open_failures,
+            publisher,
         }
     }
 
@@ -151,7 +156,7 @@ impl OutcomeConsumer {
             }
         };
         let record = to_record(outcome, &self.scrubber);
-        match store::record_outcome(&self.pool, &record).await {
+        match self.store(&record).await {
             Ok(recorded) => {
                 tracing::debug!(?recorded, record = %record.record_key, "Outcome stored.");
                 if changes_open_failures(recorded) {
@@ -163,7 +168,12 @@ impl OutcomeConsumer {
                     _ => record.result.status(),
                 })
             }
-            Err(error) if is_unstorable(&error) => {
+            Err(RetryError::Publish(error)) => {
+                tracing::warn!(%error, record = %record.record_key,
+                    "Retrying the customer's other failing records failed; the outcome will be redelivered.");
+                Settlement::Nak
+            }
+            Err(RetryError::Database(error)) if is_unstorable(&error) => {
                 tracing::error!(
                     %error,
                     destination_connection = %record.destination_connection,
@@ -178,6 +188,35 @@ impl OutcomeConsumer {
                 Settlement::Nak
             }
         }
+    }
+
+    /// Stores `record` in one transaction. When it resolves a customer's failure, the
+    /// customer's other open failures at the connection (subscriptions, invoices that failed
+    /// because the customer could not be written) are sent again in the same transaction, so
+    /// an outcome whose retries NATS did not take is redelivered and retries them then.
+    async fn store(&self, record: &OutcomeRecord) -> Result<Recorded, RetryError> {
+        let deployment = self.db.deployment();
+        let mut tx = self.db.pool.begin().await?;
+        let recorded = store::record_outcome(&mut tx, deployment, record).await?;
+        if let (Recorded::Resolved(1..), Some(customer)) =
+            (recorded, store::customer_of_record(record))
+        {
+            for target in store::lock_dependants(&mut tx, deployment, record, customer).await? {
+                match retry::send_again(&self.publisher, &mut tx, &target).await {
+                    Ok(()) => {
+                        tracing::info!(failure_id = target.record.id, record = %target.record.record_key,
+                        customer, "The customer's record synced; retrying a record that failed with it.")
+                    }
+                    // One unreadable row must not hold back the others, nor the outcome.
+                    Err(error @ RetryError::StoredEvent { .. }) => {
+                        tracing::warn!(%error, "Skipping a failure whose event cannot be replayed.")
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(recorded)
     }
 }
 
@@ -217,6 +256,7 @@ pub(crate) fn to_record(outcome: Outcome, scrubber: &Scrubber) -> OutcomeRecord 
         OutcomeResult::Failed(failure) => {
             // Taken before scrubbing, so it matches what the worker computes from the event.
             let data_fingerprint = billsync_bus::data_fingerprint(&failure.event.v1().data);
+            let customer_id = failure.event.v1().customer_id.clone();
             let mut vendor_detail = failure.vendor_detail;
             scrubber.json(&mut vendor_detail);
             let mut event = serde_json::to_value(&failure.event).unwrap_or(serde_json::Value::Null);
@@ -229,6 +269,7 @@ pub(crate) fn to_record(outcome: Outcome, scrubber: &Scrubber) -> OutcomeRecord 
                 attempts: failure.attempts,
                 event,
                 data_fingerprint,
+                customer_id,
             })
         }
     };

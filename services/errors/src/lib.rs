@@ -11,6 +11,7 @@ pub mod consumer;
 pub mod error;
 pub mod open_failures;
 pub mod replay;
+pub mod retry;
 pub mod scrub;
 pub mod store;
 
@@ -44,9 +45,16 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Database {
     pool: PgPool,
     migrated: Arc<AtomicBool>,
+    /// The deployment (its NATS prefix) whose failures and runs this service keeps: every
+    /// query is scoped to it, so deployments sharing a database keep their own lists.
+    deployment: Arc<str>,
 }
 
 impl Database {
+    pub fn deployment(&self) -> &str {
+        &self.deployment
+    }
+
     /// The pool once the schema is in place.
     pub fn pool(&self) -> Result<&PgPool, error::ApiError> {
         if self.migrated.load(Ordering::Acquire) {
@@ -118,6 +126,7 @@ pub async fn run(
     let db = Database {
         pool,
         migrated: Arc::new(AtomicBool::new(false)),
+        deployment: config.nats.prefix.as_str().into(),
     };
     let scrubber = Arc::new(scrub::Scrubber::new(config.secret_values()));
     if config.errors.admin_token.is_none() {
@@ -136,10 +145,11 @@ pub async fn run(
             })
     };
     let open_failures = OpenFailuresGauge::new();
+    let publisher = Publisher::new(js.clone(), topology.clone(), PUBLISH_TIMEOUT);
     let state = api::ApiState {
         config: Arc::clone(&config),
         db: db.clone(),
-        publisher: Publisher::new(js.clone(), topology.clone(), PUBLISH_TIMEOUT),
+        publisher: publisher.clone(),
         scrubber: Arc::clone(&scrubber),
         ignores,
         open_failures: open_failures.clone(),
@@ -172,6 +182,7 @@ pub async fn run(
                 topology.errors_consumer(),
                 scrubber,
                 open_failures,
+                publisher,
                 stop.clone(),
             )
             .await;
@@ -197,6 +208,7 @@ async fn consume_outcomes(
     consumer_name: String,
     scrubber: Arc<scrub::Scrubber>,
     open_failures: OpenFailuresGauge,
+    publisher: Publisher,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     if !wait_for_database(&db.pool, &stop).await {
@@ -206,15 +218,27 @@ async fn consume_outcomes(
         .run(&db.pool)
         .await
         .context("applying the errors service's database migrations")?;
+    let (failures, runs) = store::adopt_unscoped_rows(&db.pool, db.deployment())
+        .await
+        .context("taking over the failures and runs stored before they were kept per deployment")?;
+    if failures + runs > 0 {
+        tracing::info!(
+            deployment = db.deployment(),
+            failures,
+            runs,
+            "Took over the failures and runs stored before they were kept per deployment."
+        );
+    }
     db.migrated.store(true, Ordering::Release);
     open_failures.changed();
     tracing::info!("Postgres reachable and migrated; consuming outcomes.");
     consumer::OutcomeConsumer::new(
         outcomes,
         consumer_name,
-        db.pool.clone(),
+        db.clone(),
         scrubber,
         open_failures,
+        publisher,
     )
     .run(stop)
     .await;

@@ -62,7 +62,7 @@ impl OpenFailuresGauge {
 async fn count(db: &Database) -> Option<Vec<OpenFailureCount>> {
     // Before migrations there is nothing to count; the first count follows them.
     let pool = db.pool().ok()?;
-    match store::open_failure_counts(pool).await {
+    match store::open_failure_counts(pool, db.deployment()).await {
         Ok(counts) => Some(counts),
         Err(error) => {
             tracing::warn!(%error, metric = METRIC, "Counting open failures failed; the gauge keeps its last values.");

@@ -93,6 +93,11 @@ pub enum ReplayError {
     UnknownDestination { destination: String, known: String },
     #[error("no [[syncs]] entry feeds destination {0:?}, so there is nothing to replay to it")]
     NoSyncs(String),
+    #[error("the sync from {connection:?} to {destination:?} is unlinked (enabled = false on it or on its source); link it again before replaying to it")]
+    Unlinked {
+        connection: String,
+        destination: String,
+    },
     #[error("source connection {connection:?} does not sync to {destination:?} (sources that do: {sources})")]
     NotSynced {
         connection: String,
@@ -152,8 +157,21 @@ pub fn sources(config: &Config, request: &ReplayRequest) -> Result<Vec<String>, 
             });
         }
     }
+    if let Some(connection) = &request.connection {
+        if config
+            .syncs_to(&request.destination)
+            .any(|sync| &sync.source == connection && !config.sync_active(sync))
+        {
+            return Err(ReplayError::Unlinked {
+                connection: connection.clone(),
+                destination: request.destination.clone(),
+            });
+        }
+    }
+    // Unlinked syncs are left out: their worker would not write what it is sent.
     let mut sources: Vec<String> = config
         .syncs_to(&request.destination)
+        .filter(|sync| config.sync_active(sync))
         .map(|sync| sync.source.clone())
         .collect();
     sources.sort();

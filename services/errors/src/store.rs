@@ -1,6 +1,8 @@
 //! Postgres queries: sync failures aggregated per record, and sync-run history.
 //!
-//! One row per (destination connection, source connection, record). Outcomes may arrive
+//! One row per (deployment, destination connection, source connection, record). Every query
+//! is scoped to one deployment, named by its NATS prefix (`nats.prefix`): deployments that
+//! share a database keep their own failures and runs. Outcomes may arrive
 //! redelivered or out of order (JetStream redelivery, several worker replicas), so every
 //! write decides from the row it has locked, never from the message alone.
 
@@ -170,6 +172,8 @@ pub struct FailureRecord {
     pub event: Value,
     /// `billsync_bus::data_fingerprint` of the event's data before scrubbing.
     pub data_fingerprint: String,
+    /// The customer the failing record belongs to, when the event names one.
+    pub customer_id: Option<String>,
 }
 
 /// What storing an outcome changed.
@@ -191,22 +195,74 @@ pub enum Recorded {
     Nothing,
 }
 
-/// Stores one outcome in one transaction; the caller acks only after this returns `Ok`.
+/// Stores one outcome in `tx`; the caller commits, and acks only after the commit.
 pub async fn record_outcome(
-    pool: &PgPool,
+    tx: &mut Transaction<'_, Postgres>,
+    deployment: &str,
     outcome: &OutcomeRecord,
 ) -> Result<Recorded, sqlx::Error> {
-    let mut tx = pool.begin().await?;
     let recorded = match &outcome.result {
-        RecordResult::Failed(failure) => upsert_failure(&mut tx, outcome, failure).await?,
-        RecordResult::Synced => Recorded::Resolved(resolve_record(&mut tx, outcome).await?),
+        RecordResult::Failed(failure) => upsert_failure(tx, deployment, outcome, failure).await?,
+        RecordResult::Synced => Recorded::Resolved(resolve_record(tx, deployment, outcome).await?),
         RecordResult::Skipped { .. } => Recorded::Nothing,
     };
     if let Some(run_id) = &outcome.run_id {
-        record_run_outcome(&mut tx, run_id, outcome).await?;
+        record_run_outcome(tx, deployment, run_id, outcome).await?;
     }
-    tx.commit().await?;
     Ok(recorded)
+}
+
+/// Gives `deployment` the failures and runs stored before rows were kept per deployment
+/// (deployment `''`): the first errors service to start after that upgrade takes them.
+/// Returns how many failures and runs it took.
+pub async fn adopt_unscoped_rows(
+    pool: &PgPool,
+    deployment: &str,
+) -> Result<(u64, u64), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let failures = sqlx::query("UPDATE sync_failures SET deployment = $1 WHERE deployment = ''")
+        .bind(deployment)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    // Their records follow through the foreign key (ON UPDATE CASCADE).
+    let runs = sqlx::query("UPDATE sync_runs SET deployment = $1 WHERE deployment = ''")
+        .bind(deployment)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok((failures, runs))
+}
+
+/// The customer whose own record `outcome` is about, if it is a customer's.
+pub fn customer_of_record(outcome: &OutcomeRecord) -> Option<&str> {
+    outcome.record_key.strip_prefix("customer/")
+}
+
+/// The open failures of the other records of `customer_id` (its subscriptions, invoices,
+/// charges) at the outcome's destination connection, locked for a retry in `tx`: once the
+/// customer's own record syncs, what failed because of it (no email, an email another
+/// customer has) can sync too.
+pub async fn lock_dependants(
+    tx: &mut Transaction<'_, Postgres>,
+    deployment: &str,
+    outcome: &OutcomeRecord,
+    customer_id: &str,
+) -> Result<Vec<RetryTarget>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {IDENTITY_COLUMNS}, retry_count FROM sync_failures \
+         WHERE deployment = $5 AND destination_connection = $1 AND source_connection = $2 \
+           AND customer_id = $3 AND record_key <> $4 AND status = 'open' \
+         ORDER BY id FOR UPDATE"
+    ))
+    .bind(&outcome.destination_connection)
+    .bind(&outcome.source_connection)
+    .bind(customer_id)
+    .bind(&outcome.record_key)
+    .bind(deployment)
+    .fetch_all(&mut **tx)
+    .await
 }
 
 /// The part of an existing row that decides what a new failure does to it.
@@ -258,6 +314,7 @@ fn decide(existing: &Existing, event_id: &str, at: DateTime<Utc>) -> Decision {
 
 async fn upsert_failure(
     tx: &mut Transaction<'_, Postgres>,
+    deployment: &str,
     o: &OutcomeRecord,
     f: &FailureRecord,
 ) -> Result<Recorded, sqlx::Error> {
@@ -267,9 +324,9 @@ async fn upsert_failure(
         "INSERT INTO sync_failures (destination, destination_connection, source, \
              source_connection, record_key, status, error_class, message, http_status, \
              vendor_detail, attempts, event_id, event_type, event, run_id, count, first_seen, \
-             last_seen, last_event_id, last_at, data_fingerprint) \
+             last_seen, last_event_id, last_at, data_fingerprint, customer_id, deployment) \
          VALUES ($1, $2, $3, $4, $5, 'open', $6, $7, $8, $9, $10, $11, $12, $13, $14, 1, $15, \
-             $15, $11, $15, $16) \
+             $15, $11, $15, $16, $17, $18) \
          ON CONFLICT ON CONSTRAINT sync_failures_record DO NOTHING \
          RETURNING id",
     )
@@ -289,6 +346,8 @@ async fn upsert_failure(
     .bind(&o.run_id)
     .bind(o.at)
     .bind(&f.data_fingerprint)
+    .bind(&f.customer_id)
+    .bind(deployment)
     .fetch_optional(&mut **tx)
     .await?;
     if let Some(id) = inserted {
@@ -298,12 +357,14 @@ async fn upsert_failure(
     let existing: Existing = sqlx::query_as(
         "SELECT id, status, event_id, last_seen, last_event_id, last_at, resolved_at, ignored_at \
          FROM sync_failures \
-         WHERE destination_connection = $1 AND source_connection = $2 AND record_key = $3 \
+         WHERE deployment = $4 AND destination_connection = $1 AND source_connection = $2 \
+           AND record_key = $3 \
          FOR UPDATE",
     )
     .bind(&o.destination_connection)
     .bind(&o.source_connection)
     .bind(&o.record_key)
+    .bind(deployment)
     .fetch_one(&mut **tx)
     .await?;
 
@@ -331,7 +392,7 @@ async fn upsert_failure(
                  last_seen = $13, destination = $2, source = $3, error_class = $4, message = $5, \
                  http_status = $6, vendor_detail = $7, attempts = $8, event_id = $9, \
                  event_type = $10, event = $11, run_id = $12, last_event_id = $9, last_at = $13, \
-                 data_fingerprint = $14, updated_at = now() \
+                 data_fingerprint = $14, customer_id = $15, updated_at = now() \
              WHERE id = $1"
         }
         Decision::Reopen => {
@@ -339,8 +400,8 @@ async fn upsert_failure(
                  last_seen = $13, destination = $2, source = $3, error_class = $4, message = $5, \
                  http_status = $6, vendor_detail = $7, attempts = $8, event_id = $9, \
                  event_type = $10, event = $11, run_id = $12, last_event_id = $9, last_at = $13, \
-                 data_fingerprint = $14, resolved_at = NULL, ignored_at = NULL, \
-                 updated_at = now() \
+                 data_fingerprint = $14, customer_id = $15, resolved_at = NULL, \
+                 ignored_at = NULL, updated_at = now() \
              WHERE id = $1"
         }
     };
@@ -359,6 +420,7 @@ async fn upsert_failure(
         .bind(&o.run_id)
         .bind(o.at)
         .bind(&f.data_fingerprint)
+        .bind(&f.customer_id)
         .execute(&mut **tx)
         .await?;
     Ok(match decision {
@@ -370,17 +432,19 @@ async fn upsert_failure(
 /// Marks the record's open or ignored failure resolved, unless it failed again after `at`.
 async fn resolve_record(
     tx: &mut Transaction<'_, Postgres>,
+    deployment: &str,
     o: &OutcomeRecord,
 ) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE sync_failures SET status = 'resolved', resolved_at = $4, updated_at = now() \
-         WHERE destination_connection = $1 AND source_connection = $2 AND record_key = $3 \
-           AND status IN ('open', 'ignored') AND last_seen <= $4",
+         WHERE deployment = $5 AND destination_connection = $1 AND source_connection = $2 \
+           AND record_key = $3 AND status IN ('open', 'ignored') AND last_seen <= $4",
     )
     .bind(&o.destination_connection)
     .bind(&o.source_connection)
     .bind(&o.record_key)
     .bind(o.at)
+    .bind(deployment)
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected())
@@ -388,17 +452,20 @@ async fn resolve_record(
 
 async fn record_run_outcome(
     tx: &mut Transaction<'_, Postgres>,
+    deployment: &str,
     run_id: &str,
     o: &OutcomeRecord,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO sync_runs (run_id, started_at, last_outcome_at) VALUES ($1, $2, $2) \
-         ON CONFLICT (run_id) DO UPDATE SET \
+        "INSERT INTO sync_runs (deployment, run_id, started_at, last_outcome_at) \
+         VALUES ($3, $1, $2, $2) \
+         ON CONFLICT (deployment, run_id) DO UPDATE SET \
              started_at = LEAST(sync_runs.started_at, EXCLUDED.started_at), \
              last_outcome_at = GREATEST(sync_runs.last_outcome_at, EXCLUDED.last_outcome_at)",
     )
     .bind(run_id)
     .bind(o.at)
+    .bind(deployment)
     .execute(&mut **tx)
     .await?;
     let reason = match &o.result {
@@ -408,8 +475,8 @@ async fn record_run_outcome(
     };
     sqlx::query(
         "INSERT INTO sync_run_records (run_id, destination, destination_connection, \
-             source_connection, record_key, event_id, status, reason, at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             source_connection, record_key, event_id, status, reason, at, deployment) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
          ON CONFLICT ON CONSTRAINT sync_run_records_record DO UPDATE SET \
              event_id = EXCLUDED.event_id, status = EXCLUDED.status, reason = EXCLUDED.reason, \
              at = EXCLUDED.at \
@@ -424,14 +491,17 @@ async fn record_run_outcome(
     .bind(o.result.status())
     .bind(reason)
     .bind(o.at)
+    .bind(deployment)
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-/// Appends ` WHERE …` for `filter`.
-fn push_filter(qb: &mut QueryBuilder<'_, Postgres>, filter: &FailureFilter) {
-    qb.push(" WHERE status = ")
+/// Appends ` WHERE …` for `filter` in `deployment`.
+fn push_filter(qb: &mut QueryBuilder<'_, Postgres>, deployment: &str, filter: &FailureFilter) {
+    qb.push(" WHERE deployment = ")
+        .push_bind(deployment.to_string())
+        .push(" AND status = ")
         .push_bind(filter.status.as_str());
     if let Some(destination) = filter.destination {
         qb.push(" AND destination = ")
@@ -485,12 +555,13 @@ fn escape_like(text: &str) -> String {
 /// Failures matching `filter`, newest `last_seen` first, after the keyset position `after`.
 pub async fn list_failures(
     pool: &PgPool,
+    deployment: &str,
     filter: &FailureFilter,
     after: Option<(DateTime<Utc>, i64)>,
     limit: u32,
 ) -> Result<Vec<FailureRow>, sqlx::Error> {
     let mut qb = QueryBuilder::new(format!("SELECT {FAILURE_COLUMNS} FROM sync_failures"));
-    push_filter(&mut qb, filter);
+    push_filter(&mut qb, deployment, filter);
     if let Some((last_seen, id)) = after {
         qb.push(" AND (last_seen, id) < (")
             .push_bind(last_seen)
@@ -512,23 +583,32 @@ pub struct OpenFailureCount {
 }
 
 /// Open failures per destination connection, for each connection that has any.
-pub async fn open_failure_counts(pool: &PgPool) -> Result<Vec<OpenFailureCount>, sqlx::Error> {
+pub async fn open_failure_counts(
+    pool: &PgPool,
+    deployment: &str,
+) -> Result<Vec<OpenFailureCount>, sqlx::Error> {
     sqlx::query_as(
         "SELECT destination, destination_connection, count(*) AS open FROM sync_failures \
-         WHERE status = $1 \
+         WHERE deployment = $2 AND status = $1 \
          GROUP BY destination, destination_connection \
          ORDER BY destination, destination_connection",
     )
     .bind(FailureStatus::Open.as_str())
+    .bind(deployment)
     .fetch_all(pool)
     .await
 }
 
-pub async fn get_failure(pool: &PgPool, id: i64) -> Result<Option<FailureDetail>, sqlx::Error> {
+pub async fn get_failure(
+    pool: &PgPool,
+    deployment: &str,
+    id: i64,
+) -> Result<Option<FailureDetail>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT {FAILURE_COLUMNS}, event FROM sync_failures WHERE id = $1"
+        "SELECT {FAILURE_COLUMNS}, event FROM sync_failures WHERE id = $1 AND deployment = $2"
     ))
     .bind(id)
+    .bind(deployment)
     .fetch_optional(pool)
     .await
 }
@@ -537,6 +617,7 @@ pub async fn get_failure(pool: &PgPool, id: i64) -> Result<Option<FailureDetail>
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RecordIdentity {
     pub id: i64,
+    pub deployment: String,
     pub status: String,
     pub destination: String,
     pub destination_connection: String,
@@ -548,20 +629,23 @@ pub struct RecordIdentity {
     pub data_fingerprint: Option<String>,
 }
 
-const IDENTITY_COLUMNS: &str = "id, status, destination, destination_connection, source, \
+const IDENTITY_COLUMNS: &str =
+    "id, deployment, status, destination, destination_connection, source, \
     source_connection, record_key, event, data_fingerprint";
 
 /// Ignores one open failure, in `tx`; the row when it changed. The caller records the ignore
 /// in NATS before committing.
 pub async fn ignore_failure(
     tx: &mut Transaction<'_, Postgres>,
+    deployment: &str,
     id: i64,
 ) -> Result<Option<RecordIdentity>, sqlx::Error> {
     sqlx::query_as(&format!(
         "UPDATE sync_failures SET status = 'ignored', ignored_at = now(), updated_at = now() \
-         WHERE id = $1 AND status = 'open' RETURNING {IDENTITY_COLUMNS}"
+         WHERE id = $1 AND deployment = $2 AND status = 'open' RETURNING {IDENTITY_COLUMNS}"
     ))
     .bind(id)
+    .bind(deployment)
     .fetch_optional(&mut **tx)
     .await
 }
@@ -569,23 +653,28 @@ pub async fn ignore_failure(
 /// Ignores every open failure matching `filter` (whose status must be open), in `tx`.
 pub async fn ignore_matching(
     tx: &mut Transaction<'_, Postgres>,
+    deployment: &str,
     filter: &FailureFilter,
 ) -> Result<Vec<RecordIdentity>, sqlx::Error> {
     let mut qb = QueryBuilder::new(
         "UPDATE sync_failures SET status = 'ignored', ignored_at = now(), updated_at = now()",
     );
-    push_filter(&mut qb, filter);
+    push_filter(&mut qb, deployment, filter);
     qb.push(" RETURNING ").push(IDENTITY_COLUMNS);
     qb.build_query_as().fetch_all(&mut **tx).await
 }
 
 /// Turns an ignored failure back into an open one (a retry lifts the ignore).
-pub async fn unignore(tx: &mut Transaction<'_, Postgres>, id: i64) -> Result<(), sqlx::Error> {
+pub async fn unignore(
+    tx: &mut Transaction<'_, Postgres>,
+    record: &RecordIdentity,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE sync_failures SET status = 'open', ignored_at = NULL, updated_at = now() \
-         WHERE id = $1 AND status = 'ignored'",
+         WHERE id = $1 AND deployment = $2 AND status = 'ignored'",
     )
-    .bind(id)
+    .bind(record.id)
+    .bind(&record.deployment)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -594,12 +683,13 @@ pub async fn unignore(tx: &mut Transaction<'_, Postgres>, id: i64) -> Result<(),
 /// Ids of failures matching `filter`, ascending, after `after_id`: pages for bulk retries.
 pub async fn failure_ids(
     pool: &PgPool,
+    deployment: &str,
     filter: &FailureFilter,
     after_id: i64,
     limit: u32,
 ) -> Result<Vec<i64>, sqlx::Error> {
     let mut qb = QueryBuilder::new("SELECT id FROM sync_failures");
-    push_filter(&mut qb, filter);
+    push_filter(&mut qb, deployment, filter);
     qb.push(" AND id > ")
         .push_bind(after_id)
         .push(" ORDER BY id LIMIT ")
@@ -618,23 +708,30 @@ pub struct RetryTarget {
 
 pub async fn lock_for_retry(
     tx: &mut Transaction<'_, Postgres>,
+    deployment: &str,
     id: i64,
 ) -> Result<Option<RetryTarget>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT {IDENTITY_COLUMNS}, retry_count FROM sync_failures WHERE id = $1 FOR UPDATE"
+        "SELECT {IDENTITY_COLUMNS}, retry_count FROM sync_failures \
+         WHERE id = $1 AND deployment = $2 FOR UPDATE"
     ))
     .bind(id)
+    .bind(deployment)
     .fetch_optional(&mut **tx)
     .await
 }
 
-pub async fn mark_retried(tx: &mut Transaction<'_, Postgres>, id: i64) -> Result<(), sqlx::Error> {
+pub async fn mark_retried(
+    tx: &mut Transaction<'_, Postgres>,
+    record: &RecordIdentity,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE sync_failures SET retry_count = retry_count + 1, last_retry_at = now(), \
              updated_at = now() \
-         WHERE id = $1",
+         WHERE id = $1 AND deployment = $2",
     )
-    .bind(id)
+    .bind(record.id)
+    .bind(&record.deployment)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -657,32 +754,41 @@ const RUN_SUMMARY: &str = "SELECT r.run_id, r.started_at, r.last_outcome_at, \
         count(rr.id) FILTER (WHERE rr.status = 'synced') AS synced, \
         count(rr.id) FILTER (WHERE rr.status = 'failed') AS failed, \
         count(rr.id) FILTER (WHERE rr.status = 'skipped') AS skipped \
-    FROM sync_runs r LEFT JOIN sync_run_records rr ON rr.run_id = r.run_id";
+    FROM sync_runs r LEFT JOIN sync_run_records rr \
+        ON rr.deployment = r.deployment AND rr.run_id = r.run_id";
 
 /// Runs, latest start first, after the keyset position `after`.
 pub async fn list_runs(
     pool: &PgPool,
+    deployment: &str,
     after: Option<(DateTime<Utc>, String)>,
     limit: u32,
 ) -> Result<Vec<RunSummary>, sqlx::Error> {
     let mut qb = QueryBuilder::new(RUN_SUMMARY);
+    qb.push(" WHERE r.deployment = ")
+        .push_bind(deployment.to_string());
     if let Some((started_at, run_id)) = after {
-        qb.push(" WHERE (r.started_at, r.run_id) < (")
+        qb.push(" AND (r.started_at, r.run_id) < (")
             .push_bind(started_at)
             .push(", ")
             .push_bind(run_id)
             .push(")");
     }
-    qb.push(" GROUP BY r.run_id ORDER BY r.started_at DESC, r.run_id DESC LIMIT ")
+    qb.push(" GROUP BY r.deployment, r.run_id ORDER BY r.started_at DESC, r.run_id DESC LIMIT ")
         .push_bind(i64::from(limit));
     qb.build_query_as().fetch_all(pool).await
 }
 
-pub async fn get_run(pool: &PgPool, run_id: &str) -> Result<Option<RunSummary>, sqlx::Error> {
+pub async fn get_run(
+    pool: &PgPool,
+    deployment: &str,
+    run_id: &str,
+) -> Result<Option<RunSummary>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "{RUN_SUMMARY} WHERE r.run_id = $1 GROUP BY r.run_id"
+        "{RUN_SUMMARY} WHERE r.run_id = $1 AND r.deployment = $2 GROUP BY r.deployment, r.run_id"
     ))
     .bind(run_id)
+    .bind(deployment)
     .fetch_optional(pool)
     .await
 }
@@ -704,6 +810,7 @@ pub struct RunRecordRow {
 /// Records of a run in arrival order, after record id `after_id`.
 pub async fn run_records(
     pool: &PgPool,
+    deployment: &str,
     run_id: &str,
     status: Option<&str>,
     after_id: i64,
@@ -713,13 +820,15 @@ pub async fn run_records(
         "SELECT id, destination, destination_connection, source_connection, record_key, \
              event_id, status, reason, at \
          FROM sync_run_records \
-         WHERE run_id = $1 AND ($2::text IS NULL OR status = $2) AND id > $3 \
+         WHERE deployment = $5 AND run_id = $1 AND ($2::text IS NULL OR status = $2) \
+           AND id > $3 \
          ORDER BY id LIMIT $4",
     )
     .bind(run_id)
     .bind(status)
     .bind(after_id)
     .bind(i64::from(limit))
+    .bind(deployment)
     .fetch_all(pool)
     .await
 }

@@ -54,10 +54,11 @@ impl Publisher {
         }
     }
 
-    /// Names on every event the destination connections `config` syncs its source to.
+    /// Names on every event the destination connections `config` syncs its source to (the
+    /// syncs in force: an unlinked one gets nothing).
     pub fn routing(mut self, config: &Config) -> Self {
         let mut routes: HashMap<String, Vec<&str>> = HashMap::new();
-        for sync in &config.syncs {
+        for sync in config.active_syncs() {
             routes
                 .entry(sync.source.clone())
                 .or_default()

@@ -222,6 +222,10 @@ pub struct StripeConnection {
     pub signature_tolerance_secs: u64,
     #[serde(default)]
     pub sync_type: SyncType,
+    /// `false` unlinks the connection: webhooks are answered and dropped, nothing is
+    /// published or written until it is linked again (from then on).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
 }
 
 fn default_stripe_api_base() -> String {
@@ -253,6 +257,10 @@ pub struct ChargebeeConnection {
     /// duplicate window, which drops the repeats.
     #[serde(default = "default_poll_overlap")]
     pub poll_overlap_secs: u64,
+    /// `false` unlinks the site: it is not polled (its cursor is dropped, so polling starts
+    /// from now when it is linked again) and nothing of it is written.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
 }
 
 fn default_chargebee_rate() -> u32 {
@@ -401,6 +409,10 @@ pub struct SyncConfig {
     /// Field mapping overrides and extra fields: destination field → source expression.
     #[serde(default)]
     pub mapping: BTreeMap<String, toml::Value>,
+    /// `false` unlinks the sync: nothing of the source is routed to or written by the
+    /// destination, and a Chargebee site with no other sync in force is not polled.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
 }
 
 /// Which services a process runs, deciding which secrets it must have.
@@ -501,6 +513,31 @@ impl Config {
         self.syncs
             .iter()
             .filter(move |s| s.destination == destination)
+    }
+
+    /// Whether the source connection `name` is switched on (`enabled`, the default).
+    pub fn source_enabled(&self, name: &str) -> bool {
+        let stripe = self.sources.stripe.iter().find(|c| c.name == name);
+        let chargebee = self.sources.chargebee.iter().find(|c| c.name == name);
+        stripe.map(|c| c.enabled).or(chargebee.map(|c| c.enabled)) != Some(false)
+    }
+
+    /// Whether `sync` is in force: switched on, from a source switched on.
+    pub fn sync_active(&self, sync: &SyncConfig) -> bool {
+        sync.enabled && self.source_enabled(&sync.source)
+    }
+
+    /// The syncs in force ([`Config::sync_active`]).
+    pub fn active_syncs(&self) -> impl Iterator<Item = &SyncConfig> {
+        self.syncs.iter().filter(|s| self.sync_active(s))
+    }
+
+    /// Whether ingest takes events of source connection `name`: it is switched on, and a
+    /// sync of it is in force or it has none yet (its events are kept for a sync added
+    /// later). An unlinked source is not polled, and its webhooks are answered and dropped.
+    pub fn source_linked(&self, name: &str) -> bool {
+        let mut syncs = self.syncs.iter().filter(|s| s.source == name).peekable();
+        self.source_enabled(name) && (syncs.peek().is_none() || syncs.any(|s| self.sync_active(s)))
     }
 
     /// Every destination connection, with its kind, in the configuration's order.

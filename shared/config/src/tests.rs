@@ -225,3 +225,37 @@ api_token = { env = "T_AC_TOKEN" }
         "billsync.toml: destinations.pipedrive[0].daily_token_budget: must be at least 1"
     );
 }
+
+#[test]
+fn syncs_and_sources_can_be_switched_off() {
+    let two_syncs = format!(
+        "{GOOD}\n[[sources.stripe]]\nname = \"stripe-off\"\nwebhook_secrets = [{{ env = \"T_WHSEC\" }}]\n\
+         enabled = false\n\n[[sources.stripe]]\nname = \"stripe-lonely\"\n\
+         webhook_secrets = [{{ env = \"T_WHSEC\" }}]\n\n\
+         [[syncs]]\nsource = \"stripe-off\"\ndestination = \"ac-main\"\n"
+    );
+    let config = parse(&two_syncs).expect("valid");
+    assert!(config.syncs.iter().all(|s| s.enabled), "enabled by default");
+    let active: Vec<&str> = config.active_syncs().map(|s| s.source.as_str()).collect();
+    assert_eq!(active, vec!["stripe-test"]);
+    assert!(config.source_linked("stripe-test"));
+    assert!(!config.source_linked("stripe-off"));
+    // A source no sync reads yet keeps its events for one added later.
+    assert!(config.source_linked("stripe-lonely"));
+
+    let sync_off = GOOD.replace(
+        "resources = [\"customer\"]",
+        "resources = [\"customer\"]\nenabled = false",
+    );
+    let config = parse(&sync_off).expect("valid");
+    assert_eq!(config.active_syncs().count(), 0);
+    assert!(config.source_enabled("stripe-test"));
+    assert!(!config.source_linked("stripe-test"));
+
+    let error = parse(&GOOD.replace(
+        "resources = [\"customer\"]",
+        "resources = [\"customer\"]\nenabled = \"no\"",
+    ))
+    .expect_err("not a bool");
+    assert!(error.to_string().contains("boolean"), "{error}");
+}

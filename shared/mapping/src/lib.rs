@@ -11,7 +11,7 @@ mod expr;
 mod transform;
 
 pub use expr::{Expression, MappingError};
-pub use transform::Transform;
+pub use transform::{Transform, NAMES as TRANSFORMS};
 
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -24,8 +24,18 @@ pub enum Transform {
     Map(Vec<(String, String)>),
 }
 
-const KNOWN: &str =
-    "first_word, after_first_word, date, datetime, cents_to_amount, lowercase, uppercase, string, map(...)";
+/// Every transform, as an expression names it (the README's mapping reference lists each).
+pub const NAMES: &[&str] = &[
+    "first_word",
+    "after_first_word",
+    "date",
+    "datetime",
+    "cents_to_amount",
+    "lowercase",
+    "uppercase",
+    "string",
+    "map(...)",
+];
 
 impl Transform {
     pub fn parse(text: &str) -> Result<Transform, MappingError> {
@@ -43,7 +53,10 @@ impl Transform {
                 None => {
                     return Err(MappingError {
                         field: None,
-                        message: format!("unknown transform {text:?} (known: {KNOWN})"),
+                        message: format!(
+                            "unknown transform {text:?} (known: {})",
+                            NAMES.join(", ")
+                        ),
                     })
                 }
             },

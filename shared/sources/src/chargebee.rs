@@ -8,13 +8,17 @@
 //! triggers the write, and keeps what it has seen in its [`RecordStore`].
 
 use billsync_events::{BillingEventV1, ObjectKind};
+use billsync_mapping::Mapping;
 use billsync_worker::{DeliveryError, RecordStore};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 /// The fields of [`view`]: the paths a mapping over it starts with.
-pub const VIEW_ROOTS: &[&str] = &["customer", "subscription"];
+pub const VIEW_ROOTS: &[&str] = &["customer", SUBSCRIPTION_ROOT];
+
+/// The root of the fields [`view`] reads from the subscription shown.
+const SUBSCRIPTION_ROOT: &str = "subscription";
 
 /// What billsync has seen of one Chargebee customer: the newest copy of the customer, and
 /// its subscriptions, to pick the one a CRM shows ([`CustomerSubscriptions::chosen`]).
@@ -108,6 +112,27 @@ impl CustomerSubscriptions {
         if keep {
             self.customer = Some(copy);
         }
+    }
+
+    /// The fields `mapping` gives the record of `customer` (the newest copy, or a copy the
+    /// destination amended): the customer with the [`chosen`](Self::chosen) subscription.
+    ///
+    /// The fields read from the subscription describe exactly one subscription. Once the
+    /// customer has had one, a field the chosen subscription has no value for comes out as
+    /// `null`, which a destination writes as an empty value: a cancellation reason of another,
+    /// cancelled subscription must not stay on the record beside the active one's id. A
+    /// customer who never had a subscription gets no such fields at all.
+    pub fn fields(&self, mapping: &Mapping, customer: &Value) -> BTreeMap<String, Value> {
+        let mut fields = mapping.apply(&view(customer, self.chosen()));
+        if !self.subscriptions.is_empty() {
+            for (field, path) in mapping.source_paths() {
+                let root = path.split('.').next().unwrap_or(path);
+                if root == SUBSCRIPTION_ROOT {
+                    fields.entry(field.to_string()).or_insert(Value::Null);
+                }
+            }
+        }
+        fields
     }
 
     /// The newest copy of the customer seen, once one has been recorded.
@@ -204,6 +229,45 @@ mod tests {
         assert_eq!(subs.chosen().and_then(|s| s["id"].as_str()), Some("old"));
         subs.record(&json!({"id": "old"}), true);
         assert_eq!(subs.chosen().and_then(|s| s["id"].as_str()), Some("gone"));
+    }
+
+    #[test]
+    fn subscription_fields_describe_only_the_chosen_subscription() {
+        let mapping = Mapping::parse([
+            ("name", "customer.first_name"),
+            ("company", "customer.company"),
+            ("subscription", "subscription.id"),
+            ("reason", "subscription.cancel_reason"),
+            ("plan", "subscription.plan_id ?? customer.plan"),
+        ])
+        .expect("valid");
+        let customer = json!({"id": "c", "first_name": "Ada"});
+        let mut seen = CustomerSubscriptions::default();
+        // No subscription yet: nothing to describe, nothing to clear.
+        let fields = seen.fields(&mapping, &customer);
+        assert_eq!(fields.keys().collect::<Vec<_>>(), vec!["name"]);
+
+        seen.record(
+            &json!({"id": "old", "status": "cancelled", "cancel_reason": "no_card", "plan_id": "p"}),
+            false,
+        );
+        let fields = seen.fields(&mapping, &customer);
+        assert_eq!(fields["reason"], "no_card");
+        seen.record(&json!({"id": "new", "status": "active"}), false);
+        let fields = seen.fields(&mapping, &customer);
+        assert_eq!(fields["subscription"], "new");
+        // The cancelled subscription's reason and plan are cleared, customer fields are not.
+        assert_eq!(fields["reason"], Value::Null);
+        assert_eq!(fields["plan"], Value::Null);
+        assert!(!fields.contains_key("company"));
+        assert_eq!(fields["name"], "Ada");
+
+        // Every subscription gone: every subscription field is cleared.
+        seen.record(&json!({"id": "new"}), true);
+        seen.record(&json!({"id": "old"}), true);
+        let fields = seen.fields(&mapping, &customer);
+        assert_eq!(fields["subscription"], Value::Null);
+        assert_eq!(fields["reason"], Value::Null);
     }
 
     #[test]

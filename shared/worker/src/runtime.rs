@@ -113,7 +113,13 @@ pub async fn run_worker<D: Destination>(
         holder: lease::holder_id(destination.kind().as_str()),
         syncs: config
             .syncs_to(&connection)
+            .filter(|sync| config.sync_active(sync))
             .map(|sync| (sync.source.clone(), sync.clone()))
+            .collect(),
+        unlinked: config
+            .syncs_to(&connection)
+            .filter(|sync| !config.sync_active(sync))
+            .map(|sync| sync.source.clone())
             .collect(),
         sources: config
             .syncs_to(&connection)
@@ -379,6 +385,9 @@ struct Processor<D> {
     /// This process's name in those claims.
     holder: String,
     syncs: HashMap<String, SyncConfig>,
+    /// Source connections whose sync to this destination is unlinked (`enabled = false`):
+    /// their events, replays included, are acknowledged and not written.
+    unlinked: HashSet<String>,
     /// The kind of each source connection that syncs to this destination.
     sources: HashMap<String, SourceKind>,
     /// Every source connection of the configuration, syncing here or not.
@@ -541,6 +550,10 @@ impl<D: Destination> Processor<D> {
     async fn settle(&self, job: &Job) -> Settled {
         let event = job.event.v1();
         let Some(sync) = self.syncs.get(&event.connection) else {
+            if self.unlinked.contains(&event.connection) {
+                tracing::debug!(source_connection = %event.connection, "The sync is unlinked; not writing.");
+                return Settled::Ack("unlinked");
+            }
             return self.settle_without_sync(job).await;
         };
         if !sync.resources.is_empty() && !sync.resources.iter().any(|r| r == event.object.as_str())

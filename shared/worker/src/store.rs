@@ -111,6 +111,32 @@ impl RecordStore {
         }
     }
 
+    /// The effect chosen for `event` (any text naming one event, such as
+    /// `chargebee/{connection}/{event id}`) the first time it was applied: `chosen` when
+    /// this is the first time, recorded now, else what was recorded then.
+    ///
+    /// An option that chooses between a milder and a more destructive effect (keep,
+    /// unsubscribe or delete a contact) is read through this, so a changed option applies to
+    /// events from then on: a redelivery, retry or replay of an earlier event repeats what
+    /// that event did and never turns it into something more destructive.
+    pub async fn first_effect<T: Serialize + DeserializeOwned>(
+        &self,
+        event: &str,
+        chosen: T,
+    ) -> Result<T, DeliveryError> {
+        let key = self.key(&format!("effect/{event}"));
+        match self.kv.create(&key, encode(&chosen).into()).await {
+            Ok(_) => Ok(chosen),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                let stored = self.kv.get(&key).await.map_err(kv_error)?;
+                Ok(stored
+                    .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                    .unwrap_or(chosen))
+            }
+            Err(e) => Err(kv_error(e)),
+        }
+    }
+
     /// A record kept as plain text (an owner's name, an id), not JSON.
     pub async fn get_text(&self, record: &str) -> Result<Option<String>, DeliveryError> {
         let stored = self.kv.get(self.key(record)).await.map_err(kv_error)?;

@@ -11,10 +11,17 @@ use std::sync::OnceLock;
 /// Path of an up-to-date `billsync` binary (built once per test process).
 pub fn billsync_binary() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(build).clone()
+    PATH.get_or_init(|| build("billsync", "billsync")).clone()
 }
 
-fn build() -> PathBuf {
+/// Path of an up-to-date `billsync-sandbox` binary (built once per test process).
+pub fn sandbox_binary() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| build("billsync-sandbox", "billsync-sandbox"))
+        .clone()
+}
+
+fn build(package: &str, bin: &str) -> PathBuf {
     // target/<profile>/deps/<test binary>, or target/<profile>/<benchmark binary>
     let exe = std::env::current_exe().expect("the test executable's path");
     let parent = exe.parent().expect("executables live in target/<profile>");
@@ -28,7 +35,7 @@ fn build() -> PathBuf {
         .is_some_and(|name| name == "release");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
-    command.args(["build", "--quiet", "-p", "billsync", "--bin", "billsync"]);
+    command.args(["build", "--quiet", "-p", package, "--bin", bin]);
     if release {
         command.arg("--release");
     }
@@ -58,9 +65,9 @@ fn build() -> PathBuf {
     let status = command
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
-        .expect("run cargo build -p billsync");
-    assert!(status.success(), "cargo build -p billsync failed");
-    let binary = profile_dir.join("billsync");
+        .unwrap_or_else(|e| panic!("run cargo build -p {package}: {e}"));
+    assert!(status.success(), "cargo build -p {package} failed");
+    let binary = profile_dir.join(bin);
     assert!(
         binary.exists(),
         "{} is missing after the build",

@@ -11,7 +11,7 @@ mod servers;
 mod stack;
 pub mod workload;
 
-pub use binary::billsync_binary;
+pub use binary::{billsync_binary, sandbox_binary};
 pub use otlp::{OtlpCollector, ReceivedSpan};
 pub use process::{ProcessConfig, ProcessDeployment};
 pub use servers::{ensure_nats, ensure_postgres, fresh_database, PrivateNats, TestDatabase};

@@ -65,6 +65,7 @@ pub fn ensure_postgres() -> String {
 }
 
 /// A database of one's own, dropped by [`TestDatabase::drop_database`].
+#[derive(Debug, Clone)]
 pub struct TestDatabase {
     pub name: String,
     pub url: String,

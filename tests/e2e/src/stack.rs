@@ -28,6 +28,11 @@ pub struct StackOptions {
     /// Adds an emulated Chargebee site as source `cb-test`, polled every second, syncing to
     /// `ac-test` with these lines appended to its `[[syncs]]` table (e.g. options).
     pub chargebee_sync: Option<String>,
+    /// Extra keys of the `[[sources.chargebee]]` table of `cb-test` (`auto_sync = false`).
+    pub chargebee_source_extra: String,
+    /// Another stack's database, for a second deployment (its own NATS prefix) sharing it;
+    /// this stack leaves it in place when it stops. A fresh database of its own when unset.
+    pub shared_database: Option<TestDatabase>,
     /// Runs the ActiveCampaign worker as a `billsync activecampaign` child process instead
     /// of in-process, so that a test can SIGKILL it ([`Stack::kill_worker`]) and start it
     /// again ([`Stack::start_worker`]).
@@ -47,6 +52,8 @@ impl Default for StackOptions {
             stripe_connection_extra: String::new(),
             extra_activecampaign: Vec::new(),
             chargebee_sync: None,
+            chargebee_source_extra: String::new(),
+            shared_database: None,
             worker_process: false,
             worker_max_in_flight: 512,
             worker_replicas: 1,
@@ -71,6 +78,8 @@ pub struct Stack {
     pub errors_url: String,
     pub nats: async_nats::Client,
     pub db: TestDatabase,
+    /// False when the database is another stack's (`StackOptions::shared_database`).
+    owns_database: bool,
     pub http: reqwest::Client,
     /// The configuration file's text (secrets are files that live as long as the stack), for
     /// tests that run the `billsync` binary against this stack.
@@ -94,7 +103,11 @@ impl Stack {
         crate::init_telemetry();
         let prefix = crate::unique_prefix();
         let nats_url = ensure_nats();
-        let db = fresh_database().await;
+        let owns_database = options.shared_database.is_none();
+        let db = match options.shared_database.clone() {
+            Some(shared) => shared,
+            None => fresh_database().await,
+        };
 
         let sandbox_listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -138,9 +151,10 @@ impl Stack {
                 format!(
                     "\n[[sources.chargebee]]\nname = \"cb-test\"\nsite = \"{chargebee_site}\"\n\
                      api_key = {{ file = \"{key_file}\" }}\nbase_url = \"{base}\"\n\
-                     poll_interval_secs = 1\nrequests_per_minute = 6000\n\n\
+                     poll_interval_secs = 1\nrequests_per_minute = 6000\n{source_extra}\n\n\
                      [[syncs]]\nsource = \"cb-test\"\ndestination = \"ac-test\"\n{sync_lines}\n",
                     base = sandbox.chargebee.base_url(&chargebee_site),
+                    source_extra = options.chargebee_source_extra,
                 )
             }
             None => String::new(),
@@ -281,6 +295,7 @@ destination = "ac-test"
             errors_url,
             nats,
             db,
+            owns_database,
             http: reqwest::Client::new(),
             config_toml: text,
             extra_ac_accounts,
@@ -339,6 +354,19 @@ destination = "ac-test"
             .send()
             .await
             .expect("post webhook")
+    }
+
+    /// Ingest's sync-now route for Chargebee connection `connection` (the Sync Now button).
+    pub async fn sync_now(&self, connection: &str) -> reqwest::Response {
+        self.http
+            .post(format!(
+                "{}/admin/chargebee/{connection}/sync-now",
+                self.ingest_url
+            ))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await
+            .expect("sync-now")
     }
 
     /// Posts `event` signed correctly, now.
@@ -568,6 +596,16 @@ destination = "ac-test"
         *worker = Some(child);
     }
 
+    /// Stops the worker's child process gracefully (SIGTERM) and starts it again, reading
+    /// `config` as its configuration file from now on: an operator's edit and restart.
+    pub async fn restart_worker_with(&self, config: &str) {
+        let child = self.worker.lock().expect("worker lock").take();
+        let mut child = child.expect("no worker process is running");
+        terminate(&mut child).await;
+        std::fs::write(&self.config_path, config).expect("write the configuration");
+        self.start_worker();
+    }
+
     /// SIGKILLs the worker's child process and waits until it is gone: no drain, no acks of
     /// what it was doing — a crash.
     pub async fn kill_worker(&self) {
@@ -591,7 +629,9 @@ destination = "ac-test"
             }
         }
         crate::remove_deployment(&self.nats, &self.prefix).await;
-        self.db.drop_database().await;
+        if self.owns_database {
+            self.db.drop_database().await;
+        }
     }
 }
 

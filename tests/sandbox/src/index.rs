@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::response::Html;
 
 use crate::activecampaign::ActiveCampaign;
+use crate::chargebee::Chargebee;
 use crate::kit::Tenant as _;
 use crate::pipedrive::Pipedrive;
 use crate::zoho::Zoho;
@@ -15,7 +16,7 @@ use crate::zoho::Zoho;
 const RECENT_CONTACTS: usize = 20;
 
 pub(crate) async fn page(
-    State((ac, zoho, pd)): State<(ActiveCampaign, Zoho, Pipedrive)>,
+    State((ac, cb, zoho, pd)): State<(ActiveCampaign, Chargebee, Zoho, Pipedrive)>,
 ) -> Html<String> {
     let mut html = String::from(concat!(
         "<!doctype html><html><head><meta charset=\"utf-8\">",
@@ -63,10 +64,59 @@ pub(crate) async fn page(
         }
         html.push_str("</table>");
     }
+    chargebee_sites(&cb, &mut html);
     zoho.index_section(&mut html);
     html.push_str(&pd.index_section());
     html.push_str("</body></html>");
     Html(html)
+}
+
+/// Each Chargebee site: where its API is, and its newest customers with their subscriptions.
+fn chargebee_sites(cb: &Chargebee, html: &mut String) {
+    html.push_str("<h2>Chargebee</h2>");
+    let sites = cb.site_names();
+    if sites.is_empty() {
+        html.push_str("<p>No sites. Start with <code>serve --cb-site NAME:API_KEY</code>.</p>");
+    }
+    for site in sites {
+        let snapshot = cb.snapshot(&site);
+        let name = escape(&site);
+        let _ = write!(
+            html,
+            "<h3>{name}</h3><p>{} customers, {} subscriptions, {} events, {} API requests served. \
+             API base (<code>base_url</code>): <code>{}</code> &middot; \
+             <a href=\"/__sandbox/chargebee/{name}\">state as JSON</a></p>",
+            snapshot.customers.len(),
+            snapshot.subscriptions.len(),
+            snapshot.events.len(),
+            cb.request_count(&site),
+            escape(&cb.base_url(&site)),
+        );
+        if snapshot.customers.is_empty() {
+            continue;
+        }
+        html.push_str(
+            "<table><tr><th>id</th><th>email</th><th>name</th><th>subscriptions</th></tr>",
+        );
+        for customer in snapshot.customers.iter().rev().take(RECENT_CONTACTS) {
+            let subscriptions: Vec<String> = snapshot
+                .subscriptions
+                .iter()
+                .filter(|s| s.customer_id == customer.id)
+                .map(|s| format!("{} ({})", s.id, s.status))
+                .collect();
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td></tr>",
+                escape(&customer.id),
+                escape(customer.email.as_deref().unwrap_or_default()),
+                escape(customer.first_name.as_deref().unwrap_or_default()),
+                escape(customer.last_name.as_deref().unwrap_or_default()),
+                escape(&subscriptions.join(", ")),
+            );
+        }
+        html.push_str("</table>");
+    }
 }
 
 pub(crate) fn escape(text: &str) -> String {

@@ -110,7 +110,12 @@ pub async fn start(
         .merge(pipedrive::routes::control(pipedrive.clone()))
         .route(
             "/",
-            get(index::page).with_state((activecampaign.clone(), zoho.clone(), pipedrive.clone())),
+            get(index::page).with_state((
+                activecampaign.clone(),
+                chargebee.clone(),
+                zoho.clone(),
+                pipedrive.clone(),
+            )),
         )
         .fallback(not_found);
 

@@ -48,6 +48,20 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         interval_ms: u64,
     },
+    /// Create a list in a served ActiveCampaign account through its API, as a person would
+    /// under Lists > Add a list; prints the list's id (what `list_id` takes).
+    ActivecampaignList {
+        /// The sandbox, e.g. http://127.0.0.1:9100.
+        #[arg(long, default_value = "http://127.0.0.1:9100")]
+        url: String,
+        #[arg(long)]
+        account: String,
+        /// The account's API token.
+        #[arg(long)]
+        token: String,
+        #[arg(long)]
+        name: String,
+    },
     /// Send signed `customer.created` events for made-up customers, as Stripe would.
     StripeDemo {
         /// The webhook endpoint, e.g. http://127.0.0.1:8080/webhooks/stripe/stripe-demo.
@@ -141,6 +155,12 @@ async fn main() -> anyhow::Result<()> {
             count,
             interval_ms,
         } => chargebee_demo(&url, &site, count, Duration::from_millis(interval_ms)).await,
+        Command::ActivecampaignList {
+            url,
+            account,
+            token,
+            name,
+        } => activecampaign_list(&url, &account, &token, &name).await,
         Command::StripeDemo {
             url,
             secret_env,
@@ -233,6 +253,44 @@ async fn stripe_demo(
     Ok(())
 }
 
+/// `POST /api/3/lists` on a served ActiveCampaign account; prints `list ID: NAME`.
+async fn activecampaign_list(
+    url: &str,
+    account: &str,
+    token: &str,
+    name: &str,
+) -> anyhow::Result<()> {
+    let stringid: String = name
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/activecampaign/{account}/api/3/lists",
+            url.trim_end_matches('/')
+        ))
+        .header("Api-Token", token)
+        .json(&serde_json::json!({"list": {
+            "name": name,
+            "stringid": stringid,
+            "sender_url": "https://example.com",
+            "sender_reminder": "You signed up on our site.",
+        }}))
+        .send()
+        .await
+        .context("reaching the sandbox")?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.context("reading the answer")?;
+    anyhow::ensure!(status.is_success(), "the sandbox answered {status}: {body}");
+    let id = match &body["list"]["id"] {
+        serde_json::Value::String(id) => id.clone(),
+        other => other.to_string(),
+    };
+    println!("list {id}: {name}");
+    Ok(())
+}
+
 /// Drives a served Chargebee site through its `/__sandbox/chargebee` routes: `count`
 /// customers, each with a subscription, then a change to each.
 async fn chargebee_demo(
@@ -261,9 +319,13 @@ async fn chargebee_demo(
             .name
             .split_once(' ')
             .unwrap_or((customer.name.as_str(), ""));
+        // Not the Stripe demo's addresses: in `make run` both feed one ActiveCampaign account.
+        let email = customer
+            .email
+            .replace("@example.com", "@chargebee.example.com");
         let created = post(
             "/customers".into(),
-            serde_json::json!({"first_name": first, "last_name": last, "email": customer.email}),
+            serde_json::json!({"first_name": first, "last_name": last, "email": email}),
         )
         .await?;
         let id = created["record"]["id"]

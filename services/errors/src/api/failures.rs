@@ -3,6 +3,7 @@
 use super::params::{encode_cursor, FailureParams, Page};
 use super::{csv as csv_format, ApiPath, ApiQuery, ApiState};
 use crate::error::ApiError;
+use crate::retry;
 use crate::store::{self, FailureFilter, FailureRow, FailureStatus, RecordIdentity};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -27,7 +28,8 @@ pub async fn list(
     let filter = params.filter()?;
     let Page { limit, after } = params.page()?;
     let pool = state.db.pool()?;
-    let mut items = store::list_failures(pool, &filter, after, limit + 1).await?;
+    let mut items =
+        store::list_failures(pool, state.db.deployment(), &filter, after, limit + 1).await?;
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);
         items.last().map(|row| encode_cursor(row.last_seen, row.id))
@@ -43,7 +45,7 @@ pub async fn list(
 /// `GET /api/v1/failures/summary`: how many failures are open at each destination
 /// connection that has any (`billsync status` shows them).
 pub async fn summary(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
-    let items = store::open_failure_counts(state.db.pool()?).await?;
+    let items = store::open_failure_counts(state.db.pool()?, state.db.deployment()).await?;
     Ok(Json(json!({ "items": items })))
 }
 
@@ -53,7 +55,7 @@ pub async fn get_one(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = failure_id(&id)?;
-    let mut detail = store::get_failure(state.db.pool()?, id)
+    let mut detail = store::get_failure(state.db.pool()?, state.db.deployment(), id)
         .await?
         .ok_or_else(|| not_found(id))?;
     scrub_row(&state, &mut detail.failure);
@@ -70,7 +72,7 @@ pub async fn ignore_one(
     let id = failure_id(&id)?;
     let pool = state.db.pool()?;
     let mut tx = pool.begin().await?;
-    let changed = store::ignore_failure(&mut tx, id).await?;
+    let changed = store::ignore_failure(&mut tx, state.db.deployment(), id).await?;
     if let Some(record) = &changed {
         record_ignores(&state, std::slice::from_ref(record)).await?;
     }
@@ -79,7 +81,7 @@ pub async fn ignore_one(
     if changed {
         state.open_failures.changed();
     }
-    let mut detail = store::get_failure(pool, id)
+    let mut detail = store::get_failure(pool, state.db.deployment(), id)
         .await?
         .ok_or_else(|| not_found(id))?;
     if !changed && detail.failure.status == FailureStatus::Resolved.as_str() {
@@ -101,7 +103,7 @@ pub async fn ignore_matching(
 ) -> Result<Json<Value>, ApiError> {
     let filter = FailureParams::from_body(&body)?.action_filter(Some(FailureStatus::Open))?;
     let mut tx = state.db.pool()?.begin().await?;
-    let records = store::ignore_matching(&mut tx, &filter).await?;
+    let records = store::ignore_matching(&mut tx, state.db.deployment(), &filter).await?;
     record_ignores(&state, &records).await?;
     tx.commit().await?;
     let ignored = records.len();
@@ -202,7 +204,8 @@ pub async fn retry_matching(
     let mut skipped = 0u64;
     let mut after_id = 0;
     loop {
-        let ids = store::failure_ids(pool, &filter, after_id, WALK_PAGE).await?;
+        let ids =
+            store::failure_ids(pool, state.db.deployment(), &filter, after_id, WALK_PAGE).await?;
         for &id in &ids {
             match replay(&state, pool, id, retried).await {
                 Ok(true) => retried += 1,
@@ -229,21 +232,18 @@ pub async fn retry_matching(
     Ok(Json(json!({ "retried": retried, "skipped": skipped })))
 }
 
-/// Publishes failure `id`'s event on its destination connection's replay subject.
-///
-/// The row stays locked from reading `retry_count` to counting the retry, so concurrent
-/// retries of one failure get distinct message ids (`retry:{id}:{n}`), and a retry whose
-/// count was not stored reuses its id and is deduplicated by JetStream. False when there
-/// is no such failure.
+/// Publishes failure `id`'s event on its destination connection's replay subject
+/// ([`retry::send_again`]); retrying an ignored failure lifts its ignore first. False when
+/// there is no such failure.
 async fn replay(state: &ApiState, pool: &PgPool, id: i64, done: u64) -> Result<bool, ApiError> {
     let mut tx = pool.begin().await?;
-    let Some(target) = store::lock_for_retry(&mut tx, id).await? else {
+    let Some(target) = store::lock_for_retry(&mut tx, state.db.deployment(), id).await? else {
         return Ok(false);
     };
     let record = &target.record;
-    let event: BillingEvent = serde_json::from_value(record.event.clone())
-        .map_err(|source| ApiError::StoredEvent { id, source })?;
-    if record.status == FailureStatus::Ignored.as_str() {
+    retry::stored_event(&target).map_err(|e| e.into_api(done))?;
+    let ignored = record.status == FailureStatus::Ignored.as_str();
+    if ignored {
         // Retrying is asking for the record to sync: the ignore would make the worker skip it.
         let (key, _) = ignore_entry(record)?;
         state
@@ -251,28 +251,16 @@ async fn replay(state: &ApiState, pool: &PgPool, id: i64, done: u64) -> Result<b
             .delete(key)
             .await
             .map_err(|e| ApiError::Ignores { source: e.into() })?;
-        store::unignore(&mut tx, id).await?;
+        store::unignore(&mut tx, record).await?;
         tracing::info!(failure_id = id, "Ignore lifted by a retry.");
     }
-    let msg_id = format!("retry:{id}:{}", target.retry_count);
-    let published = state
-        .publisher
-        .publish_replay(&record.destination_connection, &event, &msg_id)
+    retry::send_again(&state.publisher, &mut tx, &target)
         .await
-        .map_err(|source| ApiError::Replay { done, source })?;
-    store::mark_retried(&mut tx, id).await?;
+        .map_err(|e| e.into_api(done))?;
     tx.commit().await?;
-    if record.status == FailureStatus::Ignored.as_str() {
+    if ignored {
         state.open_failures.changed();
     }
-    tracing::info!(
-        failure_id = id,
-        destination_connection = %record.destination_connection,
-        event_id = %event.v1().id,
-        duplicate = published.duplicate,
-        "Failure replayed to its destination."
-    );
-    metrics::counter!("billsync_errors_retries_total").increment(1);
     Ok(true)
 }
 
@@ -285,7 +273,8 @@ pub async fn csv(
     let pool = state.db.pool()?.clone();
     // The first page is read before answering, so an unavailable database is a proper
     // JSON error rather than a truncated download.
-    let first = store::list_failures(&pool, &filter, None, WALK_PAGE).await?;
+    let first =
+        store::list_failures(&pool, state.db.deployment(), &filter, None, WALK_PAGE).await?;
     let pages = CsvPages {
         pool,
         filter,
@@ -328,7 +317,15 @@ impl CsvPages {
         let rows = match self.pending.take() {
             Some(rows) => rows,
             None => {
-                match store::list_failures(&self.pool, &self.filter, self.after, WALK_PAGE).await {
+                match store::list_failures(
+                    &self.pool,
+                    self.state.db.deployment(),
+                    &self.filter,
+                    self.after,
+                    WALK_PAGE,
+                )
+                .await
+                {
                     Ok(rows) => rows,
                     Err(error) => {
                         tracing::warn!(%error, "Reading failures for the CSV failed; the download is cut short.");

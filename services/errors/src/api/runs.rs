@@ -14,7 +14,8 @@ pub async fn list(
     ApiQuery(params): ApiQuery<RunListParams>,
 ) -> Result<Json<Value>, ApiError> {
     let Page { limit, after } = params.page()?;
-    let mut items = store::list_runs(state.db.pool()?, after, limit + 1).await?;
+    let mut items =
+        store::list_runs(state.db.pool()?, state.db.deployment(), after, limit + 1).await?;
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);
         items
@@ -35,10 +36,18 @@ pub async fn get_one(
     let status = params.status()?;
     let (limit, after_id) = params.page()?;
     let pool = state.db.pool()?;
-    let summary = store::get_run(pool, &run_id)
+    let summary = store::get_run(pool, state.db.deployment(), &run_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no run with id {run_id:?}")))?;
-    let mut records = store::run_records(pool, &run_id, status, after_id, limit + 1).await?;
+    let mut records = store::run_records(
+        pool,
+        state.db.deployment(),
+        &run_id,
+        status,
+        after_id,
+        limit + 1,
+    )
+    .await?;
     let next_cursor = if records.len() > limit as usize {
         records.truncate(limit as usize);
         records.last().map(|record| record.id.to_string())

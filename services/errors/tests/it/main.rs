@@ -703,3 +703,32 @@ async fn an_outcome_this_version_cannot_read_is_kept_not_dropped() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn failures_stored_before_rows_were_kept_per_deployment_are_taken_over() {
+    let app = spawn_app().await;
+    let published = app.publish(&simple_failure(PD, "cus_older", 1)).await;
+    app.wait_consumed(published.sequence).await;
+    // The row as an errors service before this version left it: no deployment.
+    sqlx::query("UPDATE sync_failures SET deployment = ''")
+        .execute(app.pool())
+        .await
+        .expect("unscope the row");
+    let listed = app.get_json("/api/v1/failures").await;
+    assert_eq!(listed["items"], json!([]), "{listed}");
+
+    // What the errors service does at start, after its migrations.
+    let (failures, runs) =
+        billsync_errors::store::adopt_unscoped_rows(app.pool(), app.topology.prefix())
+            .await
+            .expect("adopt");
+    assert_eq!((failures, runs), (1, 0));
+    let listed = app.get_json("/api/v1/failures").await;
+    assert_eq!(listed["items"][0]["record_key"], "customer/cus_older");
+    // Taken once: another deployment starting later finds nothing left to take.
+    let again = billsync_errors::store::adopt_unscoped_rows(app.pool(), "another")
+        .await
+        .expect("adopt");
+    assert_eq!(again, (0, 0));
+    app.stop().await;
+}

@@ -98,6 +98,7 @@ async fn sync_now(
             let status = match &error {
                 PollError::AlreadyRunning { .. } => StatusCode::CONFLICT,
                 PollError::UnknownConnection(_) => StatusCode::NOT_FOUND,
+                PollError::Unlinked(_) => StatusCode::CONFLICT,
                 PollError::Chargebee { .. } => StatusCode::BAD_GATEWAY,
                 _ => StatusCode::SERVICE_UNAVAILABLE,
             };

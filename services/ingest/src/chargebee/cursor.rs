@@ -76,6 +76,14 @@ impl CursorStore {
         }
     }
 
+    /// Drops the cursor: the next poll starts from now, as a new connection's first does.
+    pub async fn forget(&self) -> Result<(), CursorError> {
+        self.kv
+            .delete(&self.key)
+            .await
+            .map_err(|e| CursorError::Store(e.to_string()))
+    }
+
     /// Writes the cursor if nobody else wrote since `revision` (`None`: if none exists).
     pub async fn save(
         &self,

@@ -66,6 +66,8 @@ pub enum SetupError {
 /// Every Chargebee connection's poller in this process.
 pub struct ChargebeeSources {
     pollers: BTreeMap<String, Arc<ConnectionPoller>>,
+    /// Connections configured but unlinked (`enabled = false`), not polled.
+    unlinked: Vec<String>,
     holder: String,
     reports: broadcast::Sender<PollReport>,
     leases: async_nats::jetstream::kv::Store,
@@ -74,15 +76,35 @@ pub struct ChargebeeSources {
 
 /// This process's identity as a lease holder: unique per process, readable in `nats kv get`.
 impl ChargebeeSources {
-    /// The pollers of every configured Chargebee connection.
+    /// The pollers of every linked Chargebee connection ([`Config::source_linked`]). An
+    /// unlinked one is not polled and its cursor is dropped, so that once linked again it is
+    /// polled from then on, as a new connection is (`sync all` or `billsync replay` catch up).
     pub async fn new(config: &Config, publisher: Publisher) -> Result<Self, SetupError> {
-        let connections = config
+        let (linked, unlinked): (Vec<_>, Vec<_>) = config
             .sources
             .chargebee
             .iter()
+            .partition(|c| config.source_linked(&c.name));
+        let connections = linked
+            .into_iter()
             .map(ConnectionSettings::from_config)
             .collect();
-        Self::with_settings(connections, publisher, &StreamSettings::from(&config.nats)).await
+        let mut sources =
+            Self::with_settings(connections, publisher, &StreamSettings::from(&config.nats))
+                .await?;
+        for connection in unlinked {
+            sources.unlinked.push(connection.name.clone());
+            let dropped = CursorStore::new(sources.cursors.clone(), &connection.name)
+                .forget()
+                .await;
+            match dropped {
+                Ok(()) => tracing::info!(connection = %connection.name,
+                    "Chargebee connection is unlinked (enabled = false): not polled; once linked again it is polled from then on."),
+                Err(error) => tracing::warn!(connection = %connection.name, %error,
+                    "Chargebee connection is unlinked, but its poll cursor could not be dropped; once linked again, polling resumes from it."),
+            }
+        }
+        Ok(sources)
     }
 
     /// The pollers of `connections`, for tests and tools that build settings themselves.
@@ -145,6 +167,7 @@ impl ChargebeeSources {
         }
         Ok(Self {
             pollers,
+            unlinked: Vec::new(),
             holder,
             reports,
             leases,
@@ -195,6 +218,9 @@ impl ChargebeeSources {
         connection: &str,
         shutdown: &CancellationToken,
     ) -> Result<PollReport, PollError> {
+        if self.unlinked.iter().any(|c| c == connection) {
+            return Err(PollError::Unlinked(connection.to_string()));
+        }
         let poller = self
             .pollers
             .get(connection)
@@ -267,12 +293,24 @@ pub async fn sync_now(
     if settings.is_empty() {
         return Err(PollError::UnknownConnection(connection.to_string()));
     }
-    let sources =
-        ChargebeeSources::with_settings(settings, publisher, &StreamSettings::from(&config.nats))
-            .await
-            .map_err(|e| PollError::Store {
-                connection: connection.to_string(),
-                message: e.to_string(),
-            })?;
+    if !config.source_linked(connection) {
+        return Err(PollError::Unlinked(connection.to_string()));
+    }
+    // Run from the CLI, this may come before ingest has ever started and declared it.
+    let streams = StreamSettings::from(&config.nats);
+    publisher
+        .topology()
+        .ensure_events_stream(publisher.jetstream(), &streams)
+        .await
+        .map_err(|e| PollError::Store {
+            connection: connection.to_string(),
+            message: e.to_string(),
+        })?;
+    let sources = ChargebeeSources::with_settings(settings, publisher, &streams)
+        .await
+        .map_err(|e| PollError::Store {
+            connection: connection.to_string(),
+            message: e.to_string(),
+        })?;
     sources.sync_now(connection, shutdown).await
 }

@@ -74,6 +74,11 @@ pub enum PollError {
     },
     #[error("no Chargebee connection named {0:?} is configured")]
     UnknownConnection(String),
+    #[error(
+        "Chargebee connection {0} is unlinked (enabled = false on it or on every sync of it), \
+         so it is not polled; link it again first"
+    )]
+    Unlinked(String),
     #[error("polling Chargebee connection {connection}: {source}")]
     Chargebee {
         connection: String,
@@ -99,6 +104,7 @@ impl PollError {
         match self {
             PollError::AlreadyRunning { .. } => "already_running",
             PollError::UnknownConnection(_) => "unknown_connection",
+            PollError::Unlinked(_) => "unlinked",
             PollError::Chargebee { source, .. } if source.is_retryable() => "chargebee_unavailable",
             PollError::Chargebee { .. } => "chargebee_refused",
             PollError::Publish { .. } => "publish_failed",

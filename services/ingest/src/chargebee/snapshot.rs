@@ -13,8 +13,8 @@ use super::types::Resource;
 use billsync_bus::{Publisher, StreamSettings, Topology};
 use billsync_config::{Config, ConnectionKind};
 use billsync_events::{
-    BillingEvent, BillingEventV1, ObjectKind, Outcome, OutcomeResult, OutcomeV1, RecordVersion,
-    SourceKind,
+    BillingEvent, BillingEventV1, Failure, FailureClass, ObjectKind, Outcome, OutcomeResult,
+    OutcomeV1, RecordVersion, SourceKind,
 };
 use futures::StreamExt;
 use serde_json::{Map, Value};
@@ -58,6 +58,11 @@ pub enum RunError {
     UnknownDestination(String),
     #[error("no sync from {from} to {to} is configured; add a [[syncs]] entry")]
     NoSync { from: String, to: String },
+    #[error(
+        "the sync from {from} to {to} is unlinked (enabled = false on it or on {from}); link it \
+         again first"
+    )]
+    Unlinked { from: String, to: String },
     #[error("Chargebee: {0}")]
     Chargebee(#[from] ChargebeeError),
     #[error("NATS: {0}")]
@@ -217,6 +222,17 @@ pub fn snapshot_events(
     collected: &Collected,
     skip: &HashSet<String>,
 ) -> Vec<BillingEvent> {
+    split_snapshot_events(connection, run_id, collected, skip).0
+}
+
+/// The snapshot events of a run: those to send, and those of the customers in `skip` with
+/// their subscriptions and invoices, which become sync errors instead.
+pub fn split_snapshot_events(
+    connection: &str,
+    run_id: &str,
+    collected: &Collected,
+    skip: &HashSet<String>,
+) -> (Vec<BillingEvent>, Vec<BillingEvent>) {
     let customers: HashMap<String, &Map<String, Value>> = collected
         .customers
         .iter()
@@ -260,25 +276,55 @@ pub fn snapshot_events(
             related,
         })
     };
-    let mut events = Vec::new();
+    let (mut sent, mut skipped) = (Vec::new(), Vec::new());
+    let mut add = |kind: ObjectKind, record: &Map<String, Value>, customer: String| {
+        let list = if skip.contains(&customer) {
+            &mut skipped
+        } else {
+            &mut sent
+        };
+        list.push(event(kind, record, customer));
+    };
     for customer in &collected.customers {
-        let id = text(customer, "id");
-        if !skip.contains(&id) {
-            events.push(event(ObjectKind::Customer, customer, id));
-        }
+        add(ObjectKind::Customer, customer, text(customer, "id"));
     }
     for (kind, records) in [
         (ObjectKind::Subscription, &collected.subscriptions),
         (ObjectKind::Invoice, &collected.invoices),
     ] {
         for record in records {
-            let customer = text(record, "customer_id");
-            if !skip.contains(&customer) {
-                events.push(event(kind, record, customer));
-            }
+            add(kind, record, text(record, "customer_id"));
         }
     }
-    events
+    (sent, skipped)
+}
+
+/// The sync error of a record a run did not send because validation skipped its customer:
+/// listed with the other errors (and in their CSV) until it syncs or is ignored. Fixed in
+/// Chargebee, the customer syncs with that change, and the errors service then retries its
+/// subscriptions and invoices by themselves.
+fn skipped_by_validation(event: &BillingEventV1, problem: &str) -> OutcomeResult {
+    let customer = event.customer_id.as_deref().unwrap_or_default();
+    let message = if event.object == ObjectKind::Customer {
+        format!(
+            "skipped by validation before syncing all records: Chargebee customer {customer} \
+             has {problem}. Fix it in Chargebee: the change syncs the customer, and its \
+             subscriptions and invoices follow by themselves. Or ignore this error"
+        )
+    } else {
+        format!(
+            "skipped by validation before syncing all records: its Chargebee customer \
+             {customer} has {problem}; retried by itself once the customer syncs"
+        )
+    };
+    OutcomeResult::Failed(Failure {
+        class: FailureClass::InvalidEvent,
+        message,
+        http_status: None,
+        vendor_detail: Value::Null,
+        attempts: 0,
+        event: BillingEvent::V1(event.clone()),
+    })
 }
 
 /// One record's result in a run.
@@ -315,7 +361,7 @@ impl RunReport {
         }
         for issue in &self.skipped_by_validation {
             out.push_str(&format!(
-                "{:<8} customer/{:<31} {}\n",
+                "{:<8} customer/{:<31} {} (a sync error until fixed or ignored)\n",
                 "skipped", issue.customer_id, issue.problem
             ));
         }
@@ -369,12 +415,18 @@ pub async fn run(
             ))
         }
     };
-    if !config
+    let Some(sync) = config
         .syncs
         .iter()
-        .any(|s| s.source == request.source && s.destination == request.destination)
-    {
+        .find(|s| s.source == request.source && s.destination == request.destination)
+    else {
         return Err(RunError::NoSync {
+            from: request.source.to_string(),
+            to: request.destination.to_string(),
+        });
+    };
+    if !config.sync_active(sync) {
+        return Err(RunError::Unlinked {
             from: request.source.to_string(),
             to: request.destination.to_string(),
         });
@@ -423,8 +475,12 @@ pub async fn run(
         // them before syncing all records.
         RunScope::LatestCustomers(_) => Vec::new(),
     };
+    let problems: HashMap<&str, &str> = issues
+        .iter()
+        .map(|i| (i.customer_id.as_str(), i.problem.as_str()))
+        .collect();
     let skip: HashSet<String> = issues.iter().map(|i| i.customer_id.clone()).collect();
-    let events = snapshot_events(request.source, &run_id, &collected, &skip);
+    let (events, skipped) = split_snapshot_events(request.source, &run_id, &collected, &skip);
     let mut waiting: BTreeMap<String, ()> = BTreeMap::new();
     for (sent, event) in events.iter().enumerate() {
         publisher
@@ -434,20 +490,25 @@ pub async fn run(
         waiting.insert(event.v1().record_key(), ());
         progress("sent", sent + 1);
     }
-    for issue in &issues {
+    for event in &skipped {
+        let event = event.v1();
+        let problem = event
+            .customer_id
+            .as_deref()
+            .and_then(|c| problems.get(c))
+            .copied()
+            .unwrap_or_default();
         let outcome = Outcome::V1(OutcomeV1 {
             destination: destination_kind,
             destination_connection: request.destination.to_string(),
             source: SourceKind::Chargebee,
             source_connection: request.source.to_string(),
-            record_key: format!("customer/{}", issue.customer_id),
-            event_id: format!("snap_{run_id}_customer_{}", issue.customer_id),
-            event_type: "customer_snapshot".into(),
+            record_key: event.record_key(),
+            event_id: event.id.clone(),
+            event_type: event.event_type.clone(),
             run_id: Some(run_id.clone()),
             at: chrono::Utc::now(),
-            result: OutcomeResult::Skipped {
-                reason: format!("validation: {}", issue.problem),
-            },
+            result: skipped_by_validation(event, problem),
         });
         publisher
             .publish_outcome(&outcome)

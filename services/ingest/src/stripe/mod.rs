@@ -23,6 +23,9 @@ pub struct StripeEndpoint {
     /// event types outside the seed's table. `None` when no sync reads the connection yet:
     /// everything is kept, for a sync added later to replay.
     pub resources: Option<Vec<ObjectKind>>,
+    /// False when the connection is unlinked (`enabled = false` on it, or on every sync of
+    /// it): its webhooks are answered 2xx and dropped.
+    pub linked: bool,
 }
 
 impl StripeEndpoint {
@@ -40,6 +43,7 @@ impl StripeEndpoint {
                 connection.signature_tolerance_secs,
             ),
             resources,
+            linked: config.source_linked(&connection.name),
         }
     }
 

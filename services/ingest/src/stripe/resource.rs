@@ -77,12 +77,11 @@ impl fmt::Display for StripeResource {
     }
 }
 
-/// The resources a connection feeds: the union of `resources` over the syncs reading from
-/// it, where a sync that names none takes all five. `None` when no sync reads the connection.
+/// The resources a connection feeds: the union of `resources` over the syncs in force
+/// reading from it, where a sync that names none takes all five. `None` when none does.
 pub fn synced_resources(config: &Config, connection: &str) -> Option<Vec<StripeResource>> {
     let mut syncs = config
-        .syncs
-        .iter()
+        .active_syncs()
         .filter(|s| s.source == connection)
         .peekable();
     syncs.peek()?;

@@ -26,6 +26,7 @@ pub async fn receive(
         Ok(Outcome::Published { duplicate: true }) => "duplicate",
         Ok(Outcome::Unsubscribed) => "unsubscribed_type",
         Ok(Outcome::ResourceNotSynced) => "resource_not_synced",
+        Ok(Outcome::Unlinked) => "unlinked",
         Err(error) => error.label(),
     };
     // Unknown connection names come from the URL; keep the label set bounded.
@@ -52,6 +53,12 @@ pub async fn receive(
                 json!({ "received": true, "ignored": "no sync of this connection takes this resource" }),
             ),
         )),
+        Ok(Outcome::Unlinked) => Ok((
+            StatusCode::OK,
+            Json(
+                json!({ "received": true, "ignored": "the connection is unlinked (enabled = false)" }),
+            ),
+        )),
         Err(error) => {
             if error.status().is_server_error() {
                 tracing::warn!(reason = %error, "Webhook not stored; Stripe will retry.");
@@ -64,9 +71,13 @@ pub async fn receive(
 }
 
 enum Outcome {
-    Published { duplicate: bool },
+    Published {
+        duplicate: bool,
+    },
     Unsubscribed,
     ResourceNotSynced,
+    /// The connection, or every sync of it, is switched off.
+    Unlinked,
 }
 
 async fn handle(
@@ -99,6 +110,9 @@ async fn handle(
         .verifier
         .verify(signature, &body, chrono::Utc::now().timestamp())?;
 
+    if !endpoint.linked {
+        return Ok(Outcome::Unlinked);
+    }
     let stripe_event: StripeEvent =
         serde_json::from_slice(&body).map_err(|e| IngestError::MalformedEvent(e.to_string()))?;
     let span = tracing::Span::current();

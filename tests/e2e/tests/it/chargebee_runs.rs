@@ -1,9 +1,10 @@
 //! Runs from Chargebee (seeds 000, 004): the initial sync of the 10 latest customers with
 //! each record's outcome, the validation step and its CSV, and "sync all records".
 
+use crate::operator_api::{api_csv, api_get, wait_failure};
 use billsync_e2e::{Stack, StackOptions};
 use billsync_ingest::chargebee::snapshot::{self, RunRequest, RunScope};
-use billsync_sandbox::CbCustomerInput;
+use billsync_sandbox::{CbCustomerInput, CbSubscriptionInput};
 use std::time::Duration;
 
 async fn stack_with_customers(count: usize, without_email: &[usize]) -> (Stack, Vec<String>) {
@@ -141,5 +142,105 @@ async fn validation_lists_exactly_the_customers_without_email_and_sync_all_skips
     assert_eq!(report.count("failed"), 0, "{}", report.render());
     let snapshot = stack.sandbox.activecampaign.snapshot(&stack.ac_account);
     assert_eq!(snapshot.contacts.len(), 4);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_skipped_by_sync_all_are_sync_errors_until_fixed() {
+    // Polled only on sync-now, so the run alone decides what the errors list holds.
+    let stack = Stack::start(StackOptions {
+        chargebee_sync: Some(String::new()),
+        chargebee_source_extra: "auto_sync = false".into(),
+        ..Default::default()
+    })
+    .await;
+    let cb = &stack.sandbox.chargebee;
+    let site = &stack.chargebee_site;
+    for (id, email) in [("cust_ok", Some("ok@example.com")), ("cust_nomail", None)] {
+        cb.create_customer(
+            site,
+            CbCustomerInput {
+                id: Some(id.into()),
+                first_name: Some("No".into()),
+                last_name: Some("Mail".into()),
+                email: email.map(str::to_owned),
+                ..Default::default()
+            },
+        )
+        .expect("customer");
+        cb.create_subscription(
+            site,
+            id,
+            CbSubscriptionInput {
+                id: Some(format!("sub_{id}")),
+                plan_id: Some("basic".into()),
+                status: Some("active".into()),
+                ..Default::default()
+            },
+        )
+        .expect("subscription");
+    }
+    let report = snapshot::run(
+        &stack.config,
+        stack.nats.clone(),
+        &request(RunScope::All),
+        |_, _| {},
+    )
+    .await
+    .expect("sync all runs");
+    assert_eq!(report.skipped_by_validation.len(), 1, "{}", report.render());
+    assert_eq!(report.count("synced"), 2, "{}", report.render());
+
+    // The skipped customer and its subscription are in the errors list and its CSV.
+    for record in ["customer/cust_nomail", "subscription/sub_cust_nomail"] {
+        let failure = wait_failure(&stack, "open", "ac-test", record).await;
+        assert_eq!(failure["error_class"], "invalid_event", "{failure}");
+        assert!(
+            failure["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("skipped by validation") && m.contains("no email")),
+            "{failure}"
+        );
+        assert_eq!(failure["run_id"], report.run_id.as_str());
+    }
+    let csv = api_csv(&stack).await;
+    assert!(
+        csv.contains("customer/cust_nomail") && csv.contains("subscription/sub_cust_nomail"),
+        "{csv}"
+    );
+    let listed = api_get(&stack, "/api/v1/failures").await;
+    assert_eq!(
+        listed["items"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
+
+    // Fixed in Chargebee and polled: the customer syncs, its subscription follows by itself.
+    cb.update_customer(
+        site,
+        "cust_nomail",
+        CbCustomerInput {
+            email: Some("found@example.com".into()),
+            ..Default::default()
+        },
+    )
+    .expect("email added");
+    assert_eq!(stack.sync_now("cb-test").await.status(), 200);
+    for record in ["customer/cust_nomail", "subscription/sub_cust_nomail"] {
+        wait_failure(&stack, "resolved", "ac-test", record).await;
+    }
+    let snapshot = stack.sandbox.activecampaign.snapshot(&stack.ac_account);
+    let contact = snapshot
+        .contact_by_email("found@example.com")
+        .expect("the fixed customer's contact");
+    assert_eq!(
+        snapshot
+            .field_value(&contact.id, "Cb_subscriptionID")
+            .as_deref(),
+        Some("sub_cust_nomail")
+    );
+    assert_eq!(snapshot.contacts.len(), 2);
+    let listed = api_get(&stack, "/api/v1/failures").await;
+    assert_eq!(listed["items"], serde_json::json!([]), "{listed}");
     stack.stop().await;
 }

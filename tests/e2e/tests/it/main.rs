@@ -9,6 +9,7 @@ mod chargebee_runs;
 mod chargebee_to_activecampaign;
 mod operator_api;
 mod operator_cli;
+mod readme;
 mod replay;
 mod secrets_in_logs;
 mod stripe_deep_data;

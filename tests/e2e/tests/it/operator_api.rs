@@ -186,3 +186,34 @@ pub async fn send(stack: &Stack, event: &Value) {
     let status = response.status();
     assert_eq!(status, 200, "{:?}", response.text().await);
 }
+
+/// A new Stripe customer that the stack's ActiveCampaign account refuses (`reject_emails`),
+/// so that it becomes a sync error at `ac-test`.
+pub async fn send_refused_customer(stack: &Stack, customer: &str, email: &str, name: &str) {
+    stack.sandbox.activecampaign.set_faults(
+        &stack.ac_account,
+        billsync_sandbox::AcFaults {
+            reject_emails: vec![email.into()],
+            ..Default::default()
+        },
+    );
+    send(
+        stack,
+        &billsync_sandbox::stripe::customer_created_event(customer, email, name),
+    )
+    .await;
+}
+
+/// The admin API's CSV of the open failures.
+pub async fn api_csv(stack: &Stack) -> String {
+    stack
+        .http
+        .get(format!("{}/api/v1/failures.csv", stack.errors_url))
+        .bearer_auth(&stack.admin_token)
+        .send()
+        .await
+        .expect("CSV")
+        .text()
+        .await
+        .expect("CSV text")
+}

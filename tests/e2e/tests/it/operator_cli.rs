@@ -1,7 +1,7 @@
 //! `billsync errors list|ignore|retry|export` and `billsync runs` (the real binary) against
 //! a running stack, through the admin API.
 
-use crate::operator_api::{api_get, send, wait_failure, WAIT};
+use crate::operator_api::{api_get, send, send_refused_customer, wait_failure, WAIT};
 use billsync_e2e::{billsync_binary, eventually, Stack, StackOptions};
 use billsync_sandbox::{stripe, AcFaults};
 use serde_json::Value;
@@ -11,11 +11,16 @@ use tokio::process::Command;
 /// Runs `billsync --config <config> <args> --url <errors>`; its stdout, or the failure.
 /// Asynchronously: the stack it talks to runs on this test's runtime.
 async fn billsync(stack: &Stack, config: &Path, args: &[&str]) -> Result<String, String> {
+    let url = ["--url", stack.errors_url.as_str()];
+    billsync_local(config, &[args, &url].concat()).await
+}
+
+/// Runs `billsync --config <config> <args>`: its stdout, or stdout and stderr on failure.
+async fn billsync_local(config: &Path, args: &[&str]) -> Result<String, String> {
     let output = Command::new(billsync_binary())
         .arg("--config")
         .arg(config)
         .args(args)
-        .args(["--url", stack.errors_url.as_str()])
         .output()
         .await
         .expect("run billsync");
@@ -256,5 +261,83 @@ async fn the_cli_shows_sync_runs_and_their_records() {
     assert!(records.contains("already applied"), "{records}");
     let missing = billsync(&stack, &config, &["runs", "no_such_run"]).await;
     assert!(missing.is_err_and(|e| e.contains("404") && e.contains("no run with id")));
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_takes_connection_names_and_says_plainly_what_a_poll_did() {
+    let stack = Stack::start(StackOptions {
+        chargebee_sync: Some(String::new()),
+        chargebee_source_extra: "auto_sync = false".into(),
+        ..StackOptions::default()
+    })
+    .await;
+    send_refused_customer(&stack, "cus_CLI3", "cli.named@example.com", "Nat Named").await;
+    wait_failure(&stack, "open", "ac-test", "customer/cus_CLI3").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = stack.write_config(dir.path());
+
+    // `--destination` with the connection's name, as `sync all`'s own hint used to say.
+    let table = ok(billsync(
+        &stack,
+        &config,
+        &["errors", "list", "--destination", "ac-test"],
+    )
+    .await);
+    assert!(table.contains("customer/cus_CLI3"), "{table}");
+    let refused = billsync(
+        &stack,
+        &config,
+        &["errors", "list", "--destination", "ac-nope"],
+    )
+    .await
+    .expect_err("neither a kind nor a connection");
+    assert!(
+        refused.contains("activecampaign, zoho, pipedrive") && refused.contains("ac-test"),
+        "{refused}"
+    );
+
+    // sync-now says what the poll did, in a sentence.
+    let polled = ok(billsync_local(&config, &["sync-now", "--connection", "cb-test"]).await);
+    assert!(
+        polled.starts_with("Polled cb-test: ") && polled.contains("The next poll starts from"),
+        "{polled}"
+    );
+    let json: Value = serde_json::from_str(&ok(billsync_local(
+        &config,
+        &["sync-now", "--connection", "cb-test", "--json"],
+    )
+    .await))
+    .expect("--json prints JSON");
+    assert_eq!(json["connection"], "cb-test");
+
+    // A refused API key is reported once.
+    let wrong_key = dir.path().join("wrong-cb-key");
+    std::fs::write(&wrong_key, "cb_wrong_key").expect("write the key");
+    let key_file = stack
+        .config_toml
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("api_key = { file = \"")
+                .and_then(|rest| rest.strip_suffix("\" }"))
+                .filter(|path| path.ends_with("cb-key"))
+        })
+        .expect("the Chargebee key file");
+    let wrong_config = dir.path().join("wrong.toml");
+    std::fs::write(
+        &wrong_config,
+        stack
+            .config_toml
+            .replace(key_file, &wrong_key.display().to_string()),
+    )
+    .expect("write the configuration");
+    let failed = billsync_local(&wrong_config, &["sync-now", "--connection", "cb-test"])
+        .await
+        .expect_err("a wrong key is refused");
+    assert_eq!(
+        failed.matches("check the connection's api_key").count(),
+        1,
+        "{failed}"
+    );
     stack.stop().await;
 }

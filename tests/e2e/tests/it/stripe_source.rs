@@ -785,3 +785,27 @@ async fn snapshots_reach_activecampaign_like_live_events() {
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlinked_stripe_connection_answers_webhooks_and_publishes_nothing() {
+    let stack = Stack::start(StackOptions {
+        stripe_connection_extra: "enabled = false".into(),
+        ..StackOptions::default()
+    })
+    .await;
+    let event = stripe::customer_created_event("cus_OFF1", "off@example.com", "Off Line");
+    let response = stack.send_stripe(&event).await;
+    assert_eq!(response.status(), 200, "Stripe must not retry for days");
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(
+        body,
+        json!({"received": true, "ignored": "the connection is unlinked (enabled = false)"})
+    );
+    // A forged one is still refused: switching off does not open the endpoint.
+    let forged = stack.post_stripe(&event, "whsec_wrong", 0).await;
+    assert_eq!(forged.status(), 400);
+    assert_eq!(stack.events_in_stream().await, 0);
+    let snapshot = stack.sandbox.activecampaign.snapshot(&stack.ac_account);
+    assert!(snapshot.contacts.is_empty());
+    stack.stop().await;
+}

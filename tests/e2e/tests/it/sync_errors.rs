@@ -2,8 +2,8 @@
 //! in Stripe (seed 004), and a retry goes to the one destination that failed.
 
 use crate::operator_api::{
-    api_get, api_post, delete_ac_contact, outcomes_of, send, stream_messages, stripe_event,
-    wait_failure, WAIT,
+    api_csv, api_get, api_post, delete_ac_contact, outcomes_of, send, send_refused_customer,
+    stream_messages, stripe_event, wait_failure, WAIT,
 };
 use billsync_e2e::{eventually, Stack, StackOptions};
 use billsync_sandbox::{stripe, AcFaults};
@@ -228,4 +228,64 @@ async fn a_retry_reaches_only_the_destination_that_failed() {
     let subjects: Vec<&str> = replays.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(subjects, vec![topology.replay_subject("ac-test").as_str()]);
     stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_deployments_sharing_one_database_keep_their_own_errors() {
+    let first = Stack::start(StackOptions::default()).await;
+    let second = Stack::start(StackOptions {
+        shared_database: Some(first.db.clone()),
+        ..StackOptions::default()
+    })
+    .await;
+    assert_ne!(first.prefix, second.prefix);
+    for (stack, customer, email) in [
+        (&first, "cus_DEP1", "first.deployment@example.com"),
+        (&second, "cus_DEP2", "second.deployment@example.com"),
+    ] {
+        send_refused_customer(stack, customer, email, "Dep Loyment").await;
+    }
+    let mine = wait_failure(&first, "open", "ac-test", "customer/cus_DEP1").await;
+    let theirs = wait_failure(&second, "open", "ac-test", "customer/cus_DEP2").await;
+
+    // Each deployment lists, counts, exports and acts on its own failures only.
+    for (stack, own) in [
+        (&first, "customer/cus_DEP1"),
+        (&second, "customer/cus_DEP2"),
+    ] {
+        let listed = api_get(stack, "/api/v1/failures").await;
+        let keys: Vec<&str> = listed["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter_map(|row| row["record_key"].as_str())
+            .collect();
+        assert_eq!(keys, vec![own], "{} lists {listed}", stack.prefix);
+        let summary = api_get(stack, "/api/v1/failures/summary").await;
+        assert_eq!(summary["items"][0]["open"], 1, "{summary}");
+        let csv = api_csv(stack).await;
+        assert_eq!(csv.matches("customer/cus_DEP").count(), 1, "{csv}");
+    }
+    let other = second
+        .http
+        .get(format!(
+            "{}/api/v1/failures/{}",
+            second.errors_url, mine["id"]
+        ))
+        .bearer_auth(&second.admin_token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(other.status(), 404, "a deployment sees another's failure");
+    let ignored = api_post(&second, "/api/v1/failures/ignore", json!({})).await;
+    assert_eq!(ignored["ignored"], 1);
+    let row = api_get(&first, &format!("/api/v1/failures/{}", mine["id"])).await;
+    assert_eq!(
+        row["status"], "open",
+        "another deployment's ignore reached it"
+    );
+    let row = api_get(&second, &format!("/api/v1/failures/{}", theirs["id"])).await;
+    assert_eq!(row["status"], "ignored");
+    second.stop().await;
+    first.stop().await;
 }

@@ -84,6 +84,62 @@ async fn index_lists_accounts_and_contacts() {
 }
 
 #[tokio::test]
+async fn index_lists_chargebee_sites_and_customers() {
+    let sandbox = spawn_sandbox().await;
+    let page = reqwest::get(sandbox.url())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("<h2>Chargebee</h2>") && page.contains("--cb-site"),
+        "{page}"
+    );
+    sandbox
+        .chargebee
+        .add_site(billsync_sandbox::CbSite::new("demo-site", "cb_key"));
+    sandbox
+        .chargebee
+        .create_customer(
+            "demo-site",
+            billsync_sandbox::CbCustomerInput {
+                id: Some("cb_ada".into()),
+                email: Some("ada@example.com".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    sandbox
+        .chargebee
+        .create_subscription(
+            "demo-site",
+            "cb_ada",
+            billsync_sandbox::CbSubscriptionInput {
+                id: Some("sub_ada".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let page = reqwest::get(sandbox.url())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<h3>demo-site</h3>"), "{page}");
+    assert!(page.contains("1 customers, 1 subscriptions"), "{page}");
+    assert!(
+        page.contains(&sandbox.chargebee_base_url("demo-site")),
+        "the site's base_url: {page}"
+    );
+    assert!(
+        page.contains("ada@example.com") && page.contains("sub_ada (active)"),
+        "{page}"
+    );
+}
+
+#[tokio::test]
 async fn shutdown_stops_serving() {
     let sandbox = spawn_sandbox().await;
     let url = sandbox.url();

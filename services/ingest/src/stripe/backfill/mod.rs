@@ -59,6 +59,11 @@ pub enum BackfillError {
     )]
     NoSync(String),
     #[error(
+        "connection {0} is unlinked (enabled = false on it or on every sync of it); link it \
+         again to backfill it"
+    )]
+    Unlinked(String),
+    #[error(
         "backfill run {run_id} of {resources} has not finished; run the same command without \
          --resource (or with exactly those) to finish it, or pass --fresh to abandon it"
     )]
@@ -184,6 +189,9 @@ impl StripeBackfill {
                     .collect::<Vec<_>>()
                     .join(", "),
             })?;
+        if !config.source_linked(connection) {
+            return Err(BackfillError::Unlinked(connection.to_string()));
+        }
         let api_key = api_key_of(config, index, source)?;
         let client = StripeClient::new(&source.api_base, api_key).map_err(|source| {
             BackfillError::Stripe {
@@ -532,7 +540,9 @@ pub fn spawn_historical_syncs(
 ) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
     for connection in &config.sources.stripe {
-        if connection.sync_type != SyncType::HistoricalAndNew {
+        if connection.sync_type != SyncType::HistoricalAndNew
+            || !config.source_linked(&connection.name)
+        {
             continue;
         }
         let (config, nats, shutdown) = (Arc::clone(&config), nats.clone(), shutdown.clone());
