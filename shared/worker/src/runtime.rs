@@ -435,6 +435,11 @@ impl<D: Destination> Processor<D> {
         );
         trace::adopt_parent(&span, job.delivery.headers());
         let started = Instant::now();
+        if let Err(settled) = self.route(&job).instrument(span.clone()).await {
+            job.seat = None;
+            self.finish(job, settled, started).instrument(span).await;
+            return;
+        }
         // Shutting down, a message that has not started is handed back, not worked off.
         let turn = tokio::select! {
             biased;
@@ -547,19 +552,30 @@ impl<D: Destination> Processor<D> {
         settled
     }
 
-    async fn settle(&self, job: &Job) -> Settled {
+    /// Settles at once an event this connection writes nothing for: its source has no sync
+    /// here (unlinked, routed elsewhere, or not known yet), or the sync does not take its
+    /// resource. Such an event needs neither a turn of the CRM's budget nor the customer's
+    /// writer claim: every worker's consumer sees every source's events, and those of other
+    /// destinations must not queue behind this CRM's rate limit.
+    async fn route(&self, job: &Job) -> Result<(), Settled> {
         let event = job.event.v1();
         let Some(sync) = self.syncs.get(&event.connection) else {
             if self.unlinked.contains(&event.connection) {
                 tracing::debug!(source_connection = %event.connection, "The sync is unlinked; not writing.");
-                return Settled::Ack("unlinked");
+                return Err(Settled::Ack("unlinked"));
             }
-            return self.settle_without_sync(job).await;
+            return Err(self.settle_without_sync(job).await);
         };
         if !sync.resources.is_empty() && !sync.resources.iter().any(|r| r == event.object.as_str())
         {
-            return Settled::Ack("resource_not_synced");
+            return Err(Settled::Ack("resource_not_synced"));
         }
+        Ok(())
+    }
+
+    /// Settles an event [`Processor::route`] found a sync for.
+    async fn settle(&self, job: &Job) -> Settled {
+        let event = job.event.v1();
         let version_key = self.version_key(event);
         // A replay applies the record's newest event again (the operator is repairing the
         // CRM) but never an older one: a stale event must not overwrite newer data.
