@@ -23,4 +23,4 @@ mod transport;
 
 pub use budget::{Budget, CostFn, Overspent};
 pub use rate_limit::RateLimiter;
-pub use transport::{reword, Answer, Call, CrmTransport, Vendor};
+pub use transport::{http_client, reword, Answer, Call, CrmTransport, Vendor};

@@ -150,13 +150,8 @@ impl<V: Vendor> CrmTransport<V> {
     /// A transport to `base` (requests go to `{base}{path}`) with a timeout per request, no
     /// credentials and no limits until they are added.
     pub fn new(base: &str, timeout: Duration) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .user_agent(concat!("billsync/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("a client with only a timeout and user agent always builds");
         Self {
-            http,
+            http: http_client(timeout),
             base: base.trim_end_matches('/').to_string(),
             connection: String::new(),
             auth: None,
@@ -397,6 +392,16 @@ fn with_context(
 
 /// `error` with its message rewritten by `reword`, everything else kept: how a client puts
 /// what it was doing in front of the transport's message.
+/// The HTTP client of every call billsync makes to a CRM (API or OAuth): a timeout per
+/// request and billsync's user agent.
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .user_agent(concat!("billsync/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("a client with only a timeout and user agent always builds")
+}
+
 pub fn reword(error: DeliveryError, reword: impl FnOnce(&str) -> String) -> DeliveryError {
     match error {
         DeliveryError::Retryable {

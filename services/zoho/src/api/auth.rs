@@ -104,17 +104,12 @@ impl TokenSource {
         store: RecordStore,
         timeout: Duration,
     ) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .user_agent(concat!("billsync/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("a client with only a timeout and user agent always builds");
         Self {
             connection: connection.to_string(),
             settings,
-            http,
+            http: billsync_crm_http::http_client(timeout),
             store,
-            holder: format!("{:016x}", rand_u64()),
+            holder: billsync_bus::lease::holder_id("zoho"),
             cached: Mutex::new(None),
             failure: Mutex::new(None),
             requested: AtomicU64::new(0),
@@ -340,11 +335,6 @@ fn access(token: &StoredToken) -> AccessToken {
         token: token.access_token.clone().into(),
         api_domain: token.api_domain.clone(),
     }
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(now_ms())
 }
 
 /// `application/x-www-form-urlencoded` value encoding.
