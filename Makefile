@@ -9,7 +9,7 @@ CARGO ?= cargo
 
 .DEFAULT_GOAL := help
 
-.PHONY: help run test lint fmt build k8s clean-run services shellcheck bench-ingest bench-activecampaign
+.PHONY: help run test lint check-deploy fmt build k8s clean-run services shellcheck bench-ingest bench-activecampaign
 
 help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_-]+:.*## / { printf "  make %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -31,9 +31,12 @@ test: services ## Run every test (ensures NATS, Postgres, Chromium first)
 		$(CARGO) test --workspace --all-targets; \
 	fi
 
-lint: ## Check formatting and run clippy with warnings as errors
+lint: check-deploy ## Check formatting, clippy with warnings as errors, and the deployment files
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+check-deploy: ## Validate k8s/ against the Kubernetes API schemas, unit-test the alerts (promtool)
+	deploy/check-deploy.sh
 
 fmt: ## Format all Rust code
 	$(CARGO) fmt --all
