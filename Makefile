@@ -21,8 +21,9 @@ services: ## Install/start NATS (JetStream) and PostgreSQL if they are not runni
 	deploy/ensure-nats.sh
 	deploy/ensure-postgres.sh
 
-test: services ## Run every test (ensures NATS, Postgres, Chromium first)
+test: services ## Run every test (ensures NATS, Postgres, Chromium, Prometheus first)
 	deploy/ensure-chromium.sh
+	deploy/ensure-check-tools.sh >/dev/null
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		echo "$(CARGO) nextest run --workspace"; \
 		$(CARGO) nextest run --workspace; \

@@ -12,14 +12,14 @@
 # 5. a self-test: broken copies of the manifests must fail steps 2 and 3, so a check that
 #    stopped checking shows up here.
 #
-# Tools are installed when missing (deploy/ensure-k8s-tools.sh).
+# Tools are installed when missing (deploy/ensure-check-tools.sh).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
-tools=$(deploy/ensure-k8s-tools.sh | tail -n 1)
+tools=$(deploy/ensure-check-tools.sh | tail -n 1)
 PATH="$tools:$PATH"
 python="$tools/python3"
 # Kubernetes releases still supported upstream when this was written, oldest and newest.

@@ -11,8 +11,7 @@
 //! that falls behind its load is caught even when it would catch up in the end).
 
 use billsync_e2e::{
-    ensure_nats, eventually, fresh_database, unique_prefix, OtlpCollector, ProcessConfig,
-    ProcessDeployment,
+    ensure_nats, fresh_database, unique_prefix, OtlpCollector, ProcessConfig, ProcessDeployment,
 };
 use billsync_sandbox::{AcAccount, RunningSandbox, SandboxConfig};
 use std::path::PathBuf;
@@ -107,22 +106,7 @@ impl Deployment {
     }
 
     async fn wait_ready(&self) {
-        let http = reqwest::Client::new();
-        for port in self.files.ready_ports() {
-            let url = format!("http://127.0.0.1:{port}/readyz");
-            eventually(
-                &format!("{url} to answer 200"),
-                Duration::from_secs(60),
-                || {
-                    let (http, url) = (http.clone(), url.clone());
-                    async move {
-                        let response = http.get(&url).send().await.ok()?;
-                        response.status().is_success().then_some(())
-                    }
-                },
-            )
-            .await;
-        }
+        billsync_e2e::wait_ready(&self.files.ready_ports()).await;
     }
 
     /// Fails the test if a process has exited, naming it and quoting its log.

@@ -65,6 +65,26 @@ where
     }
 }
 
+/// Waits up to 60 s for `/readyz` on each of these loopback ports to answer 200.
+pub async fn wait_ready(ports: &[u16]) {
+    let http = reqwest::Client::new();
+    for port in ports {
+        let url = format!("http://127.0.0.1:{port}/readyz");
+        eventually(
+            &format!("{url} to answer 200"),
+            Duration::from_secs(60),
+            || {
+                let (http, url) = (http.clone(), url.clone());
+                async move {
+                    let response = http.get(&url).send().await.ok()?;
+                    response.status().is_success().then_some(())
+                }
+            },
+        )
+        .await;
+    }
+}
+
 /// Deletes every stream and KV bucket of the deployment with NATS prefix `prefix`, so that
 /// a test leaves nothing behind on the shared server.
 pub async fn remove_deployment(nats: &async_nats::Client, prefix: &str) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Makes sure the tools that check the deployment files are installed: kubectl (for
-# `kubectl kustomize`), kubernetes-validate (the Kubernetes API schemas, offline) and
-# Prometheus's promtool.
+# Makes sure the tools that check the deployment and monitoring files are installed: kubectl
+# (for `kubectl kustomize`), kubernetes-validate (the Kubernetes API schemas, offline), and
+# Prometheus with promtool (`make lint` runs promtool; a test in `make test` runs Prometheus
+# against billsync to answer every dashboard query).
 #
 # kubectl and promtool: nothing to do when they are on PATH, else Debian's `kubernetes-client`
 # and `prometheus`. kubernetes-validate (and PyYAML, which deploy/check-deploy.py reads the
