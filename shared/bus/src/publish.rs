@@ -10,6 +10,7 @@ use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -147,7 +148,15 @@ impl Publisher {
         mut headers: HeaderMap,
     ) -> Result<Published, PublishError> {
         headers.insert(HEADER_MSG_ID, msg_id);
-        trace::inject_current(&mut headers);
+        // A span of its own, whose context the message carries: the consumer's span becomes
+        // its child, so a trace reads webhook → publish → deliver → CRM request.
+        let span = tracing::info_span!(
+            "publish",
+            subject = %subject,
+            stream_sequence = tracing::field::Empty,
+            duplicate = tracing::field::Empty,
+        );
+        trace::inject(&span, &mut headers);
         let publish = Publish::build().payload(payload).headers(headers);
         let attempt = async {
             let ack_future = self
@@ -164,11 +173,14 @@ impl Publisher {
             })
         };
         let ack = tokio::time::timeout(self.timeout, attempt)
+            .instrument(span.clone())
             .await
             .map_err(|_| PublishError::Timeout {
                 subject: subject.clone(),
                 timeout: self.timeout,
             })??;
+        span.record("stream_sequence", ack.sequence);
+        span.record("duplicate", ack.duplicate);
         Ok(Published {
             sequence: ack.sequence,
             duplicate: ack.duplicate,

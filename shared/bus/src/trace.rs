@@ -25,10 +25,10 @@ impl Extractor for HeaderExtractor<'_> {
     }
 }
 
-/// Writes the current span's trace context into `headers` (nothing when tracing export is off).
-pub fn inject_current(headers: &mut HeaderMap) {
-    let context = tracing::Span::current().context();
-    TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(headers));
+/// Writes `span`'s trace context into `headers`, making it the parent of the consumer's span
+/// (nothing when tracing export is off).
+pub fn inject(span: &tracing::Span, headers: &mut HeaderMap) {
+    TraceContextPropagator::new().inject_context(&span.context(), &mut HeaderInjector(headers));
 }
 
 /// Makes `span` a child of the trace whose context `headers` carry.

@@ -646,7 +646,10 @@ impl<D: Destination> Processor<D> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let delivered = call().await;
+            // Each try's CRM requests are children of a span saying which try it is.
+            let delivered = call()
+                .instrument(tracing::info_span!("attempt", attempt))
+                .await;
             self.health.observe(&delivered);
             match delivered {
                 Ok(delivered) => return Attempted::Done(delivered),

@@ -8,15 +8,39 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use std::collections::{HashMap, HashSet};
+use opentelemetry_proto::tonic::common::v1::AnyValue;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio_util::sync::CancellationToken;
 
-/// One span as received: which service sent it and its trace.
+/// One span as received: which service sent it, where it sits in its trace, its name and
+/// its attributes (values as text).
 #[derive(Debug, Clone)]
 pub struct ReceivedSpan {
     pub service: String,
     pub trace_id: Vec<u8>,
+    pub span_id: Vec<u8>,
+    /// Empty for a trace's root.
+    pub parent_span_id: Vec<u8>,
+    pub name: String,
+    pub attributes: HashMap<String, String>,
+}
+
+impl ReceivedSpan {
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).map(String::as_str)
+    }
+}
+
+fn text(value: Option<&AnyValue>) -> String {
+    match value.and_then(|v| v.value.as_ref()) {
+        Some(Value::StringValue(s)) => s.clone(),
+        Some(Value::IntValue(i)) => i.to_string(),
+        Some(Value::BoolValue(b)) => b.to_string(),
+        Some(Value::DoubleValue(d)) => d.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
 }
 
 /// A running collector; stops when dropped.
@@ -39,21 +63,26 @@ impl TraceService for Receiver {
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let mut received = Vec::new();
         for resource_spans in request.into_inner().resource_spans {
-            let service = resource_spans
-                .resource
-                .iter()
-                .flat_map(|r| &r.attributes)
-                .find(|a| a.key == "service.name")
-                .and_then(|a| a.value.as_ref()?.value.as_ref())
-                .map(|v| match v {
-                    Value::StringValue(s) => s.clone(),
-                    other => format!("{other:?}"),
-                })
-                .unwrap_or_default();
+            let service = text(
+                resource_spans
+                    .resource
+                    .iter()
+                    .flat_map(|r| &r.attributes)
+                    .find(|a| a.key == "service.name")
+                    .and_then(|a| a.value.as_ref()),
+            );
             for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
                 received.push(ReceivedSpan {
                     service: service.clone(),
                     trace_id: span.trace_id,
+                    span_id: span.span_id,
+                    parent_span_id: span.parent_span_id,
+                    name: span.name,
+                    attributes: span
+                        .attributes
+                        .iter()
+                        .map(|a| (a.key.clone(), text(a.value.as_ref())))
+                        .collect(),
                 });
             }
         }
@@ -103,17 +132,103 @@ impl OtlpCollector {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
+}
 
-    /// Traces that hold spans of every one of `services`, e.g. a webhook received by ingest
-    /// and delivered by a worker in another process.
-    pub fn traces_spanning(&self, services: &[&str]) -> usize {
-        let mut seen: HashMap<Vec<u8>, HashSet<String>> = HashMap::new();
-        for span in self.spans() {
-            seen.entry(span.trace_id).or_default().insert(span.service);
+impl OtlpCollector {
+    /// For each span named `leaf`, its ancestors from the root down to it, as far as they
+    /// were received: `[stripe_webhook, publish, deliver, attempt, crm_request]` when the
+    /// whole chain arrived.
+    pub fn chains_to(&self, leaf: &str) -> Vec<Vec<ReceivedSpan>> {
+        let spans = self.spans();
+        let by_id: HashMap<(&[u8], &[u8]), &ReceivedSpan> = spans
+            .iter()
+            .map(|s| ((s.trace_id.as_slice(), s.span_id.as_slice()), s))
+            .collect();
+        spans
+            .iter()
+            .filter(|s| s.name == leaf)
+            .map(|s| {
+                let mut chain = vec![s.clone()];
+                let mut current = s;
+                while let Some(parent) = by_id.get(&(
+                    current.trace_id.as_slice(),
+                    current.parent_span_id.as_slice(),
+                )) {
+                    chain.push((*parent).clone());
+                    current = parent;
+                }
+                chain.reverse();
+                chain
+            })
+            .collect()
+    }
+}
+
+/// The spans a Stripe webhook's trace passes through, from the request to each CRM call.
+pub const WEBHOOK_TO_CRM: [&str; 5] = [
+    "stripe_webhook",
+    "publish",
+    "deliver",
+    "attempt",
+    "crm_request",
+];
+
+impl OtlpCollector {
+    /// Fails unless some trace runs the whole [`WEBHOOK_TO_CRM`] chain, parent to child, from
+    /// the `ingest` service into the `worker` service, with the CRM request's method, route
+    /// template and status and the attempt's number; and unless no span of any trace holds
+    /// an email address or one of `secrets`. Returns how many complete chains arrived.
+    pub fn assert_webhook_to_crm(&self, ingest: &str, worker: &str, secrets: &[&str]) -> usize {
+        let chains = self.chains_to("crm_request");
+        let complete: Vec<&Vec<ReceivedSpan>> = chains
+            .iter()
+            .filter(|chain| {
+                chain.iter().map(|s| s.name.as_str()).eq(WEBHOOK_TO_CRM)
+                    && chain[..2].iter().all(|s| s.service == ingest)
+                    && chain[2..].iter().all(|s| s.service == worker)
+            })
+            .collect();
+        let shapes: std::collections::BTreeSet<String> = chains
+            .iter()
+            .map(|chain| {
+                let names: Vec<String> = chain
+                    .iter()
+                    .map(|s| format!("{}:{}", s.service, s.name))
+                    .collect();
+                names.join(" > ")
+            })
+            .collect();
+        assert!(
+            !complete.is_empty(),
+            "no trace runs {WEBHOOK_TO_CRM:?} from {ingest} into {worker}; of {} CRM request \
+             spans, the chains received were: {shapes:#?}",
+            chains.len()
+        );
+        for chain in &complete {
+            let request = &chain[4];
+            for key in ["method", "endpoint", "status", "destination", "connection"] {
+                assert!(
+                    request.attribute(key).is_some_and(|v| !v.is_empty()),
+                    "a crm_request span without {key}: {request:?}"
+                );
+            }
+            assert!(
+                chain[3].attribute("attempt").is_some(),
+                "an attempt span without its number: {:?}",
+                chain[3]
+            );
         }
-        seen.values()
-            .filter(|found| services.iter().all(|s| found.contains(*s)))
-            .count()
+        for span in self.spans() {
+            for (key, value) in &span.attributes {
+                let leaked = value.contains('@') || secrets.iter().any(|s| value.contains(s));
+                assert!(
+                    !leaked,
+                    "span {} of {} carries personal data or a secret in {key}: {value}",
+                    span.name, span.service
+                );
+            }
+        }
+        complete.len()
     }
 }
 
