@@ -14,7 +14,7 @@ use billsync_e2e::{
     ensure_nats, fresh_database, unique_prefix, OtlpCollector, ProcessConfig, ProcessDeployment,
 };
 use billsync_sandbox::{AcAccount, RunningSandbox, SandboxConfig};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -107,6 +107,36 @@ impl Deployment {
 
     async fn wait_ready(&self) {
         billsync_e2e::wait_ready(&self.files.ready_ports()).await;
+    }
+
+    /// Each process's peak resident memory (MiB) and CPU time so far (s), from /proc.
+    fn resources(&self) -> Vec<(String, f64, f64)> {
+        let ticks: f64 = Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0);
+        self.processes
+            .iter()
+            .map(|(command, child)| {
+                let proc = PathBuf::from(format!("/proc/{}", child.id()));
+                let status = std::fs::read_to_string(proc.join("status")).unwrap_or_default();
+                let peak_kib: f64 = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                    .unwrap_or(0.0);
+                // Fields 14 and 15 of /proc/PID/stat, after the parenthesised name.
+                let stat = std::fs::read_to_string(proc.join("stat")).unwrap_or_default();
+                let fields: Vec<&str> = stat
+                    .rsplit_once(')')
+                    .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+                let cpu = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+                let cpu_secs = (cpu(11).unwrap_or(0.0) + cpu(12).unwrap_or(0.0)) / ticks;
+                (command.clone(), peak_kib / 1024.0, cpu_secs)
+            })
+            .collect()
     }
 
     /// Fails the test if a process has exited, naming it and quoting its log.
@@ -314,7 +344,35 @@ async fn survives_load(label: &str, log_format: &str, commands: &[&str]) -> Depl
         latencies.last().expect("some latencies").as_secs_f64() * 1e3,
         drain.elapsed().as_secs_f64(),
     );
+    // What k8s/*.yaml's requests and limits come from; a service past its memory limit at
+    // this load would be OOM-killed in a pod.
+    let run_secs = sent.elapsed.as_secs_f64() + drain.elapsed().as_secs_f64();
+    for (command, peak_mib, cpu_secs) in deployment.resources() {
+        println!(
+            "{label}: billsync {command}: peak RSS {peak_mib:.0} MiB, CPU {cpu_secs:.1} s \
+             ({:.2} cores over the {run_secs:.0} s of load)",
+            cpu_secs / run_secs
+        );
+        if let Some(limit) = k8s_memory_limit_mib(&command) {
+            assert!(
+                peak_mib < limit * 0.5,
+                "billsync {command} peaked at {peak_mib:.0} MiB under load, more than half its \
+                 memory limit in k8s ({limit} MiB): raise the limit"
+            );
+        }
+    }
     deployment
+}
+
+/// The memory limit (MiB) of the Deployment running `billsync <command>` in k8s/.
+fn k8s_memory_limit_mib(command: &str) -> Option<f64> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../k8s/{command}.yaml"));
+    let manifest = std::fs::read_to_string(path).ok()?;
+    let limits = &manifest[manifest.find("limits:")?..];
+    let memory = limits
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("memory:"))?;
+    memory.trim().strip_suffix("Mi")?.parse().ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
