@@ -9,7 +9,7 @@ CARGO ?= cargo
 
 .DEFAULT_GOAL := help
 
-.PHONY: help run test lint check-deploy fmt build k8s clean-run services shellcheck bench-ingest bench-activecampaign
+.PHONY: help run observe test lint check-deploy fmt build k8s clean-run services shellcheck bench-ingest bench-activecampaign
 
 help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_-]+:.*## / { printf "  make %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -50,6 +50,9 @@ bench-activecampaign: services ## Benchmark Stripe → ActiveCampaign through th
 
 bench-ingest: services ## Benchmark Stripe webhooks → JetStream against raw JetStream (release build; BENCH_ARGS=--help)
 	$(CARGO) run --release --quiet -p billsync-bench --bin bench-ingest -- $(BENCH_ARGS)
+
+observe: ## Prometheus on :9090 for the running demo, every dashboard panel recorded (run beside make run)
+	deploy/observe.sh
 
 k8s: ## Render the Kubernetes manifests (kubectl kustomize k8s)
 	@command -v kubectl >/dev/null 2>&1 || { echo "kubectl not found: see https://kubernetes.io/docs/tasks/tools/" >&2; exit 1; }

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Checks the deployment files with the tools that consume them (`make lint` runs this):
 #
-# 1. `kubectl kustomize k8s` and `k8s/monitoring` render;
+# 1. `kubectl kustomize k8s`, `k8s/monitoring` and `k8s/nats-cluster` render (the last one's
+#    nats.conf must also pass `nats-server -t`);
 # 2. every rendered object validates against the Kubernetes API schemas (kubernetes-validate,
 #    offline, strict: unknown fields are errors) of the oldest and the newest Kubernetes
 #    release billsync supports;
 # 3. deploy/check-deploy.py: probes, requests and limits, a PodDisruptionBudget per
 #    Deployment with more than one replica, NetworkPolicies leaving only ingest open;
 # 4. the alerting rules pass `promtool check rules` and their unit tests
-#    (`promtool test rules k8s/monitoring/tests/*.yaml`);
+#    (`promtool test rules k8s/monitoring/tests/*.yaml`), and so do the dashboard's queries
+#    as the recording rules `make observe` loads;
 # 5. a self-test: broken copies of the manifests must fail steps 2 and 3, so a check that
 #    stopped checking shows up here.
 #
@@ -41,6 +43,18 @@ validate "$tmp/base.yaml" || die "k8s/ does not validate against the Kubernetes 
 "$python" deploy/check-deploy.py <"$tmp/base.yaml" || die "k8s/ misses what billsync's deployment needs (above)"
 log "k8s/: $(grep -c '^kind:' "$tmp/base.yaml") objects valid for Kubernetes ${versions[*]}"
 
+# The reference JetStream cluster: its objects, and its nats.conf as nats-server reads it.
+kubectl kustomize k8s/nats-cluster >"$tmp/nats-cluster.yaml"
+validate "$tmp/nats-cluster.yaml" || die "k8s/nats-cluster does not validate against the Kubernetes API (above)"
+if command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ]; then
+    checked=$(SERVER_NAME=nats-0 "$(command -v nats-server || echo /usr/sbin/nats-server)" -t \
+        -c k8s/nats-cluster/nats.conf 2>&1) ||
+        die "k8s/nats-cluster/nats.conf: nats-server refuses it: $checked"
+else
+    die "nats-server not found: run deploy/ensure-nats.sh (make services) first"
+fi
+log "k8s/nats-cluster: $(grep -c '^kind:' "$tmp/nats-cluster.yaml") objects valid, nats.conf accepted by $(nats-server --version 2>/dev/null || /usr/sbin/nats-server --version)"
+
 # The Prometheus Operator's kinds have no schema in kubernetes-validate; promtool checks the
 # rules, which is what Prometheus loads from them.
 kubectl kustomize k8s/monitoring >"$tmp/monitoring.yaml"
@@ -57,6 +71,10 @@ cp k8s/monitoring/tests/*.yaml "$tmp/"
     cat "$tmp/promtool-test.log" >&2
     die "k8s/monitoring/tests: an alert fires when it should not or stays quiet when it should (above)"
 }
+# The recording rules `make observe` loads, one per dashboard query.
+"$python" deploy/dashboard-rules.py >"$tmp/dashboard-rules.yml"
+promtool check rules "$tmp/dashboard-rules.yml" >/dev/null ||
+    die "deploy/dashboard-rules.py: promtool refuses the dashboard's queries as rules (above)"
 alerts=$(grep -c -- '- alert:' k8s/monitoring/prometheus-rules.yaml)
 tested=$(grep -ho 'alertname: [A-Za-z]*' k8s/monitoring/tests/*.yaml | sort -u | wc -l)
 [ "$alerts" -eq "$tested" ] ||

@@ -208,6 +208,8 @@ Where to look:
   Health: http://$ingest/readyz  http://$errors/readyz
   Metrics (Prometheus):
 $metrics
+  Graphs: run 'make observe' in another terminal (Prometheus on http://127.0.0.1:9090 with
+    every dashboard panel recorded)
 
 Logs:
   billsync:    $billsync_log
