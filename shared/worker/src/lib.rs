@@ -10,6 +10,7 @@
 //! its effect is in the CRM or its failure is recorded on the outcomes stream. Records an
 //! operator ignored are skipped until an event shows them modified (seed 004).
 
+mod batch;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod destination;
@@ -22,6 +23,7 @@ mod store;
 mod unreadable;
 mod waiting;
 
+pub use batch::{BatchSink, Batcher};
 pub use destination::{
     Delivered, DeliveryError, Destination, Pass, DEFAULT_CONCURRENCY, NO_EVENT_EFFECTS,
 };
