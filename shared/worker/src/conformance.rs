@@ -1104,6 +1104,28 @@ macro_rules! conformance_tests {
             }
         }
     };
+    // A destination without per-event effects (no tags, tracked events or notes: Zoho CRM
+    // shows records' state only) runs every check but the effects one.
+    ($make:expr, backlog = $backlog:expr, no_event_effects) => {
+        mod conformance {
+            use super::*;
+            $crate::conformance_tests!(@each $make;
+                order_per_record,
+                ignored_records_wait_for_a_modification,
+                retries_honour_retry_after_and_refusals_fail_once,
+                two_replicas_keep_one_writer_per_record,
+                queued_events_are_never_redelivered,
+                shutdown_finishes_started_events_and_hands_back_the_rest,
+                unreadable_messages_become_failures,
+                events_without_a_sync_here_wait_then_fail_visibly
+            );
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_backlog_completes_in_arrival_order() {
+                $crate::conformance::a_backlog_completes_in_arrival_order($make.await, $backlog)
+                    .await;
+            }
+        }
+    };
     (@each $make:expr; $($check:ident),+) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
