@@ -26,7 +26,7 @@ use anyhow::Context;
 use async_nats::jetstream;
 use billsync_bus::{StreamSettings, Topology};
 use billsync_config::Config;
-use billsync_events::DestinationKind;
+use billsync_events::{DestinationKind, FailureClass};
 use billsync_worker::{serve_destinations, DeliveryError, DestinationStores};
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,13 +62,19 @@ pub async fn run(
             .with_context(|| format!("configuring Zoho CRM connection {}", connection.name))?;
             match destination.check_deal_settings().await {
                 Ok(()) => {}
-                Err(DeliveryError::Permanent { message, .. }) if !message.contains("OAuth") => {
-                    anyhow::bail!(
-                        "{}: Zoho CRM connection {}: {message}",
-                        config.origin.display(),
-                        connection.name
-                    )
-                }
+                // A pipeline, stage or owner Zoho does not have: fix the configuration.
+                Err(DeliveryError::Permanent {
+                    class: FailureClass::Configuration,
+                    message,
+                    http_status: None,
+                    ..
+                }) => anyhow::bail!(
+                    "{}: Zoho CRM connection {}: {message}",
+                    config.origin.display(),
+                    connection.name
+                ),
+                // Zoho out of reach, or refusing the credentials (readiness says so): the
+                // first deal checks again.
                 Err(error) => {
                     tracing::warn!(connection = %connection.name, %error, "Could not check the deal pipeline against Zoho CRM yet; checking before the first deal.");
                 }

@@ -82,6 +82,8 @@ pub struct Stack {
     pub chargebee_site: String,
     /// The emulated Zoho CRM organisation of `zoho-test`, when `zoho_sync` was given.
     pub zoho_org: String,
+    /// The in-process Zoho worker's `/healthz`, `/readyz` and `/metrics`, when it runs.
+    pub zoho_ops_url: String,
     worker_service: &'static str,
     pub stripe_connection: String,
     pub stripe_secret: String,
@@ -325,10 +327,12 @@ destination = "ac-test"
                 )
             });
         }
+        let mut zoho_ops_url = String::new();
         if options.zoho_sync.is_some()
             && !(options.worker_process && options.worker_service == "zoho")
         {
             let worker_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind worker");
+            zoho_ops_url = format!("http://{}", worker_listener.local_addr().expect("addr"));
             let (c, n, s) = (Arc::clone(&config), nats.clone(), shutdown.clone());
             tasks
                 .spawn(async move { ("zoho", billsync_zoho::run(c, n, worker_listener, s).await) });
@@ -344,6 +348,7 @@ destination = "ac-test"
             ac_token,
             chargebee_site,
             zoho_org,
+            zoho_ops_url,
             worker_service: options.worker_service,
             stripe_connection,
             stripe_secret,

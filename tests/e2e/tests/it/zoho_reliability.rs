@@ -236,3 +236,69 @@ async fn a_zoho_worker_killed_mid_run_leaves_the_expected_organisation_after_a_r
     assert_eq!((after.contacts.len(), after.deals.len()), (60, 60));
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_refresh_token_is_one_failure_and_readiness_false_without_a_refresh_storm() {
+    let stack = Stack::start(StackOptions {
+        chargebee_sync: Some(String::new()),
+        zoho_sync: Some(String::new()),
+        ..Default::default()
+    })
+    .await;
+    let ready = format!("{}/readyz", stack.zoho_ops_url);
+    let status = |stack: &Stack| {
+        let (http, ready) = (stack.http.clone(), ready.clone());
+        async move {
+            http.get(&ready)
+                .send()
+                .await
+                .ok()
+                .map(|r| r.status().as_u16())
+        }
+    };
+    let (cb, site) = (&stack.sandbox.chargebee, &stack.chargebee_site);
+    cb.create_customer(site, customer("cb_a", "a@example.com", "A", "One", ""))
+        .expect("customer");
+    crate::chargebee_to_zoho::zoho_when(&stack, "the first contact", |s| s.contacts.len() == 1)
+        .await;
+    assert_eq!(status(&stack).await, Some(200));
+
+    stack.sandbox.zoho.revoke_refresh_token(&stack.zoho_org);
+    for n in 0..5 {
+        cb.create_customer(
+            site,
+            customer(
+                &format!("cb_r{n}"),
+                &format!("r{n}@example.com"),
+                "R",
+                "Two",
+                "",
+            ),
+        )
+        .expect("customer");
+    }
+    let failure =
+        crate::operator_api::wait_failure(&stack, "open", "zoho-test", "customer/cb_r0").await;
+    assert_eq!(failure["error_class"], "configuration", "{failure}");
+    let message = failure["message"].as_str().unwrap_or_default();
+    assert!(message.contains("refresh token"), "{message}");
+    assert!(
+        !message.contains("1000.refresh"),
+        "no secret in the message: {message}"
+    );
+    eventually("readiness false", WAIT, || async {
+        (status(&stack).await == Some(503)).then_some(())
+    })
+    .await;
+    eventually("every event settled", WAIT, || async {
+        stack.worker_idle_for("zoho-test").await.then_some(())
+    })
+    .await;
+    let tokens = stack.sandbox.zoho.snapshot(&stack.zoho_org).tokens;
+    assert_eq!(
+        tokens.refused, 1,
+        "one refused refresh, not one per event: {tokens:?}"
+    );
+    assert_eq!(status(&stack).await, Some(503));
+    stack.stop().await;
+}
