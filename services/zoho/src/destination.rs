@@ -5,6 +5,7 @@
 use crate::api::{
     Module, OAuthSettings, RecordResult, Trigger, ZohoClient, MAX_RECORDS_PER_UPSERT,
 };
+use crate::pause::Pause;
 use crate::sync_rules::{sync_rules, SyncRules};
 use async_nats::jetstream::kv;
 use billsync_config::{Config, ZohoConnection};
@@ -17,6 +18,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
 
 /// How long a record waits for others to share its upsert: latency stays within a second.
 pub const BATCH_WAIT: Duration = Duration::from_millis(500);
@@ -35,6 +37,8 @@ pub struct ZohoDestination {
     syncs: HashMap<String, SyncRules>,
     /// Each deal-writing sync's pipeline and owner, checked against Zoho once.
     deal_settings: OnceCell<HashMap<String, DealSettings>>,
+    /// Set while the connection's API credits are spent.
+    pause: Pause,
 }
 
 /// A sync's deal pipeline and owner, as Zoho knows them.
@@ -85,7 +89,14 @@ impl ZohoDestination {
             records: RecordStore::new(links, DestinationKind::Zoho, &connection.name),
             syncs,
             deal_settings: OnceCell::new(),
+            pause: Pause::new(&connection.name, CancellationToken::new()),
         })
+    }
+
+    /// Events waiting for a paused connection go back to JetStream when `shutdown` fires.
+    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
+        self.pause = Pause::new(&self.name, shutdown);
+        self
     }
 
     /// Checks every deal-writing sync's pipeline, stages and owner against the Deals
@@ -192,24 +203,21 @@ impl Destination for ZohoDestination {
         &self.name
     }
 
+    /// Waits while the connection is paused, then applies the event; what happens tells
+    /// the pause whether the credits are spent.
     async fn deliver(
         &self,
         event: &BillingEventV1,
         pass: Pass,
     ) -> Result<Delivered, DeliveryError> {
-        let Some(rules) = self.syncs.get(&event.connection) else {
-            return Err(DeliveryError::permanent(
-                FailureClass::Configuration,
-                format!(
-                    "no sync from {} to {} is configured",
-                    event.connection, self.name
-                ),
-            ));
-        };
-        match rules.source {
-            SourceKind::Chargebee => self.apply_chargebee(rules, event, pass).await,
-            SourceKind::Stripe => self.apply_stripe(rules, event, pass).await,
-        }
+        self.pause.wait().await?;
+        let result = self.apply(event, pass).await;
+        self.pause.observe(&result);
+        result
+    }
+
+    fn paused(&self) -> Option<String> {
+        self.pause.reason()
     }
 
     fn concurrency(&self) -> usize {
@@ -228,6 +236,25 @@ impl Destination for ZohoDestination {
             });
         }
         self.zoho.tokens().token().await.map(|_| ())
+    }
+}
+
+impl ZohoDestination {
+    /// Which flow the event takes: its sync's source decides.
+    async fn apply(&self, event: &BillingEventV1, pass: Pass) -> Result<Delivered, DeliveryError> {
+        let Some(rules) = self.syncs.get(&event.connection) else {
+            return Err(DeliveryError::permanent(
+                FailureClass::Configuration,
+                format!(
+                    "no sync from {} to {} is configured",
+                    event.connection, self.name
+                ),
+            ));
+        };
+        match rules.source {
+            SourceKind::Chargebee => self.apply_chargebee(rules, event, pass).await,
+            SourceKind::Stripe => self.apply_stripe(rules, event, pass).await,
+        }
     }
 }
 

@@ -13,6 +13,7 @@ mod contacts;
 mod deals;
 mod destination;
 mod options;
+mod pause;
 mod stripe_flow;
 mod sync_rules;
 
@@ -59,7 +60,8 @@ pub async fn run(
                 budgets.clone(),
                 timeout,
             )
-            .with_context(|| format!("configuring Zoho CRM connection {}", connection.name))?;
+            .with_context(|| format!("configuring Zoho CRM connection {}", connection.name))?
+            .with_shutdown(shutdown.clone());
             match destination.check_deal_settings().await {
                 Ok(()) => {}
                 // A pipeline, stage or owner Zoho does not have: fix the configuration.

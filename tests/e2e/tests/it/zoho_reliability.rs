@@ -302,3 +302,80 @@ async fn a_revoked_refresh_token_is_one_failure_and_readiness_false_without_a_re
     assert_eq!(status(&stack).await, Some(503));
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spent_credits_pause_the_connection_and_it_resumes_by_itself_without_failures() {
+    let stack = Stack::start(StackOptions {
+        chargebee_sync: Some(String::new()),
+        zoho_sync: Some(String::new()),
+        ..Default::default()
+    })
+    .await;
+    let (zoho, org) = (&stack.sandbox.zoho, &stack.zoho_org);
+    let get = |path: &str| {
+        let (http, url) = (stack.http.clone(), format!("{}{path}", stack.zoho_ops_url));
+        async move {
+            let response = http.get(&url).send().await.ok()?;
+            Some((response.status().as_u16(), response.text().await.ok()?))
+        }
+    };
+    let (cb, site) = (&stack.sandbox.chargebee, &stack.chargebee_site);
+    cb.create_customer(site, customer("cb_a", "a@example.com", "A", "One", ""))
+        .expect("customer");
+    crate::chargebee_to_zoho::zoho_when(&stack, "the first contact", |s| s.contacts.len() == 1)
+        .await;
+
+    // The organisation's credits for the day are spent (other apps share them).
+    let used = zoho.snapshot(org).credits_used;
+    zoho.set_limits(org, used, 10);
+    for n in 0..5 {
+        cb.create_customer(
+            site,
+            customer(
+                &format!("cb_p{n}"),
+                &format!("p{n}@example.com"),
+                "P",
+                "Two",
+                "",
+            ),
+        )
+        .expect("customer");
+    }
+    eventually(
+        "the connection paused: not ready, the gauge at 1",
+        WAIT,
+        || async {
+            let (status, body) = get("/readyz").await?;
+            let (_, metrics) = get("/metrics").await?;
+            (status == 503
+                && body.contains("paused")
+                && metrics
+                    .lines()
+                    .any(|l| l.starts_with("billsync_destination_paused{") && l.ends_with(" 1")))
+            .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(zoho.snapshot(org).contacts.len(), 1);
+
+    // Credits come back (the rolling day moves on): the connection resumes by itself.
+    zoho.set_limits(org, 51_000, 10);
+    let snapshot =
+        crate::chargebee_to_zoho::zoho_when(&stack, "every contact", |s| s.contacts.len() == 6)
+            .await;
+    assert_eq!(snapshot.contacts.len(), 6);
+    eventually("ready again", WAIT, || async {
+        (get("/readyz").await?.0 == 200).then_some(())
+    })
+    .await;
+    let failures = crate::operator_api::api_get(&stack, "/api/v1/failures").await;
+    assert_eq!(
+        failures["items"].as_array().map(|items| items
+            .iter()
+            .filter(|f| f["destination_connection"] == "zoho-test")
+            .count()),
+        Some(0),
+        "no event failed for the pause: {failures}"
+    );
+    stack.stop().await;
+}
