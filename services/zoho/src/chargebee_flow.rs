@@ -67,30 +67,39 @@ impl ZohoDestination {
         let contact = self
             .write_contact(rules, &event.connection, customer_id, fields, pass)
             .await?;
-        let deal = match (event.object, rules.options.sync_deals) {
+        // A subscription event writes its deal; a customer event rewrites the deals of the
+        // customer's subscriptions, whose contact and account it may have changed (a deal
+        // whose record did not change costs no call).
+        let deals: Vec<DealSource> = match (event.object, rules.options.sync_deals) {
+            (_, false) => Vec::new(),
             (ObjectKind::Subscription, true) => seen
                 .subscriptions
                 .get(&event.object_id)
-                .and_then(deal_source),
-            _ => None,
+                .and_then(deal_source)
+                .into_iter()
+                .collect(),
+            (_, true) => seen
+                .subscriptions
+                .values()
+                .filter_map(deal_source)
+                .collect(),
         };
-        let Some(deal) = deal else {
-            return Ok(delivered(contact.contact_id, || {
-                contact.skipped.unwrap_or_default()
-            }));
-        };
-        let deal_id = self
-            .write_deal(
-                rules,
-                &event.connection,
-                &deal,
-                contact.contact_id.as_deref(),
-                contact.account_id.as_deref(),
-                pass,
-            )
-            .await?;
-        Ok(Delivered::Written {
-            crm_id: Some(deal_id),
-        })
+        let mut written = contact.contact_id.clone();
+        for deal in &deals {
+            let deal_id = self
+                .write_deal(
+                    rules,
+                    &event.connection,
+                    deal,
+                    contact.contact_id.as_deref(),
+                    contact.account_id.as_deref(),
+                    pass,
+                )
+                .await?;
+            if event.object == ObjectKind::Subscription {
+                written = Some(deal_id);
+            }
+        }
+        Ok(delivered(written, || contact.skipped.unwrap_or_default()))
     }
 }

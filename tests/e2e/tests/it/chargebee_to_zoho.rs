@@ -152,6 +152,39 @@ async fn customers_become_contacts_with_accounts_and_subscriptions_deals_kept_cu
     assert_eq!(snapshot.deals.len(), 1, "{:?}", snapshot.deals);
     assert_eq!(snapshot.contacts.len(), 1);
     assert_eq!(snapshot.accounts.len(), 1);
+
+    // The customer moves to another company: the contact and the deal follow its account.
+    cb.update_customer(
+        site,
+        "cb_ada",
+        CbCustomerInput {
+            company: Some("Babbage & Co".into()),
+            ..Default::default()
+        },
+    )
+    .expect("update");
+    let snapshot = zoho_when(&stack, "the deal on the new account", |s| {
+        let account = s.find("Accounts", "Account_Name", "Babbage & Co");
+        account.is_some_and(|a| {
+            s.deals
+                .first()
+                .is_some_and(|d| lookup_id(d, "Account_Name") == text(a, "id"))
+        })
+    })
+    .await;
+    let account = snapshot
+        .find("Accounts", "Account_Name", "Babbage & Co")
+        .expect("account");
+    assert_eq!(
+        lookup_id(&snapshot.contacts[0], "Account_Name"),
+        text(account, "id")
+    );
+    assert_eq!(
+        text(&snapshot.deals[0], "Stage"),
+        Some("Closed Lost"),
+        "the rest of the deal stays"
+    );
+    assert_eq!(snapshot.deals.len(), 1);
     stack.stop().await;
 }
 
