@@ -123,6 +123,15 @@ async fn customers_become_contacts_with_accounts_and_subscriptions_deals_kept_cu
         Some(today_of(created_at).as_str())
     );
 
+    // Someone renames the deal in Zoho: billsync finds it by the subscription id, not by
+    // its name, and leaves the name alone.
+    let deal_id = text(deal, "id").expect("id").to_string();
+    stack.sandbox.zoho.edit(
+        &stack.zoho_org,
+        "Deals",
+        &deal_id,
+        json!({"Deal_Name": "Ada's Analytical Engines renewal"}),
+    );
     // Every change updates the one deal; non-renewing and cancelled take their stages.
     cb.update_subscription(
         site,
@@ -135,12 +144,18 @@ async fn customers_become_contacts_with_accounts_and_subscriptions_deals_kept_cu
     )
     .expect("update");
     let snapshot = zoho_when(&stack, "the deal's new amount", |s| {
-        s.find("Deals", "Deal_Name", "sub_ada")
+        s.find("Deals", "Billsync_Subscription_Id", "sub_ada")
             .is_some_and(|d| d["Amount"] == json!(99.0))
     })
     .await;
     assert_eq!(snapshot.deals.len(), 1);
     assert_eq!(text(&snapshot.deals[0], "Stage"), Some("Closed Won"));
+    assert_eq!(text(&snapshot.deals[0], "id"), Some(deal_id.as_str()));
+    assert_eq!(
+        text(&snapshot.deals[0], "Deal_Name"),
+        Some("Ada's Analytical Engines renewal"),
+        "the name people gave it stays"
+    );
     cb.cancel_subscription(site, "sub_ada", Some("not_paid"))
         .expect("cancel");
     let snapshot = zoho_when(&stack, "the deal closed lost", |s| {
