@@ -230,3 +230,49 @@ impl SyncOptions {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    fn read(text: &str) -> Result<SyncOptions, String> {
+        let table: BTreeMap<String, toml::Value> = toml::from_str(text).expect("TOML");
+        let reader = OptionReader::new(Path::new("b.toml"), "syncs[0]", &table, "Zoho CRM", KNOWN)
+            .map_err(|e| e.to_string())?;
+        SyncOptions::read(&reader).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_follow_the_seed_and_trigger_nothing() {
+        let options = read("").expect("defaults");
+        assert_eq!(options.missing_contact, MissingContact::Create);
+        assert_eq!(options.existing_contact, ExistingContact::Overwrite);
+        assert_eq!(options.missing_account, MissingAccount::Create);
+        assert!(options.sync_deals);
+        assert!(options.trigger.is_empty(), "bulk runs set off no workflows");
+        assert_eq!(options.stages.cancelled, "Closed Lost");
+    }
+
+    #[test]
+    fn trigger_is_a_list_of_zohos_actions_and_mistakes_say_what_to_write() {
+        let options = read("trigger = [\"workflow\", \"blueprint\"]").expect("valid");
+        assert_eq!(options.trigger, vec![Trigger::Workflow, Trigger::Blueprint]);
+        assert_eq!(
+            read("trigger = \"workflow\"").expect_err("not a list"),
+            "b.toml: syncs[0].options.trigger: \"workflow\" must be a list such as \
+             [\"workflow\"] (empty: nothing is triggered)"
+        );
+        assert_eq!(
+            read("trigger = [\"macro\"]").expect_err("unknown action"),
+            "b.toml: syncs[0].options.trigger: \"macro\" must be \"workflow\", \"approval\" or \
+             \"blueprint\""
+        );
+        assert_eq!(
+            read("deal_owner = \"Patricia\"").expect_err("not an email"),
+            "b.toml: syncs[0].options.deal_owner: must be the email of an active Zoho CRM user \
+             (Setup > Users)"
+        );
+    }
+}
