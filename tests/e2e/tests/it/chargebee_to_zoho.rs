@@ -433,6 +433,36 @@ async fn an_email_shared_by_two_zoho_contacts_is_a_sync_error_naming_both() {
     {
         assert!(twin.get("First_Name").is_none(), "{twin}");
     }
+
+    // Someone gives the second twin its own email in Zoho, and retries the sync error: the
+    // customer's contact is now the one with its email, and the error is resolved.
+    zoho.edit(
+        org,
+        "Contacts",
+        &ids[1],
+        json!({"Email": "twin.two@example.com"}),
+    );
+    crate::operator_api::api_post(
+        &stack,
+        &format!("/api/v1/failures/{}/retry", failure["id"]),
+        json!({}),
+    )
+    .await;
+    wait_failure(&stack, "resolved", "zoho-test", "customer/cb_twin").await;
+    let snapshot = zoho_when(&stack, "the customer on the first twin", |s| {
+        s.find("Contacts", "Email", "twin@example.com")
+            .is_some_and(|c| text(c, "First_Name") == Some("Tw"))
+    })
+    .await;
+    let contact = snapshot
+        .find("Contacts", "Email", "twin@example.com")
+        .expect("contact");
+    assert_eq!(text(contact, "id"), Some(ids[0].as_str()));
+    assert_eq!(
+        text(contact, "Billsync_Customer_Id"),
+        Some("cb-test/cb_twin")
+    );
+    assert_eq!(snapshot.contacts.len(), 3);
     stack.stop().await;
 }
 
