@@ -5,13 +5,12 @@
 use crate::api::{
     Module, OAuthSettings, RecordResult, Trigger, ZohoClient, MAX_RECORDS_PER_UPSERT,
 };
-use crate::pause::Pause;
 use crate::sync_rules::{sync_rules, SyncRules};
 use async_nats::jetstream::kv;
 use billsync_config::{Config, ZohoConnection};
 use billsync_events::{BillingEventV1, DestinationKind, FailureClass, SourceKind};
 use billsync_worker::{
-    BatchSink, Batcher, Delivered, DeliveryError, Destination, Pass, RecordStore,
+    BatchSink, Batcher, Delivered, DeliveryError, Destination, Pass, Pause, RecordStore,
 };
 use serde_json::Value;
 use std::collections::HashMap;
@@ -89,13 +88,18 @@ impl ZohoDestination {
             records: RecordStore::new(links, DestinationKind::Zoho, &connection.name),
             syncs,
             deal_settings: OnceCell::new(),
-            pause: Pause::new(&connection.name, CancellationToken::new()),
+            pause: Pause::new(
+                "zoho",
+                "credits",
+                &connection.name,
+                CancellationToken::new(),
+            ),
         })
     }
 
     /// Events waiting for a paused connection go back to JetStream when `shutdown` fires.
     pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
-        self.pause = Pause::new(&self.name, shutdown);
+        self.pause = Pause::new("zoho", "credits", &self.name, shutdown);
         self
     }
 

@@ -13,7 +13,6 @@ mod contacts;
 mod deals;
 mod destination;
 mod options;
-mod pause;
 mod stripe_flow;
 mod sync_rules;
 

@@ -16,6 +16,7 @@ pub mod conformance;
 mod destination;
 mod health;
 mod lanes;
+mod pause;
 mod retry;
 mod runtime;
 mod service;
@@ -28,6 +29,7 @@ pub use destination::{
     Delivered, DeliveryError, Destination, Pass, DEFAULT_CONCURRENCY, NO_EVENT_EFFECTS,
 };
 pub use health::{ConnectionHealth, PROBE_EVERY};
+pub use pause::Pause;
 pub use retry::RetrySchedule;
 pub use runtime::{run_worker, WorkerContext, WorkerError, IGNORED_REASON};
 pub use service::{serve_destinations, DestinationStores, Unavailable};

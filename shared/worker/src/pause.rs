@@ -1,11 +1,12 @@
-//! A Zoho CRM connection paused while its API credits are spent: the credits ledger cannot
-//! pay for a call (it says when it can), or Zoho answers 429 (`TOO_MANY_REQUESTS`, credits or
-//! concurrent calls, without `Retry-After`). Events then wait for the pause to end instead of
-//! failing one after another — the runtime keeps them alive meanwhile — and the connection
-//! resumes by itself. Readiness is false, `billsync_destination_paused` is 1 and one message
-//! says why while it lasts.
+//! A destination connection paused while its CRM allowance is spent: the budget ledger
+//! cannot pay for a call (it says when it can: Zoho's credits, Pipedrive's tokens), or the CRM
+//! answers 429 (Zoho's `TOO_MANY_REQUESTS` carries no `Retry-After`). Events then wait for
+//! the pause to end instead of failing one after another — the runtime keeps them alive
+//! meanwhile — and the connection resumes by itself. Readiness is false (the destination's
+//! [`crate::Destination::paused`] says why), `billsync_destination_paused` is 1 and one
+//! message says why while it lasts.
 
-use billsync_worker::DeliveryError;
+use crate::destination::DeliveryError;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -16,7 +17,10 @@ use tokio_util::sync::CancellationToken;
 const FIRST_THROTTLE_PAUSE: Duration = Duration::from_secs(2);
 const MAX_THROTTLE_PAUSE: Duration = Duration::from_secs(300);
 
-pub(crate) struct Pause {
+pub struct Pause {
+    destination: &'static str,
+    /// The budget's unit (`credits`), as the transport's "not sent" messages name it.
+    unit: &'static str,
     connection: String,
     state: Mutex<State>,
     /// Cancelled at shutdown: waiting events go back to JetStream.
@@ -32,8 +36,16 @@ struct State {
 }
 
 impl Pause {
-    pub(crate) fn new(connection: &str, shutdown: CancellationToken) -> Self {
+    /// The pause of `destination`'s connection `connection`, whose budget counts `unit`.
+    pub fn new(
+        destination: &'static str,
+        unit: &'static str,
+        connection: &str,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
+            destination,
+            unit,
             connection: connection.to_string(),
             state: Mutex::default(),
             shutdown,
@@ -46,12 +58,12 @@ impl Pause {
 
     fn gauge(&self, paused: bool) {
         metrics::gauge!("billsync_destination_paused",
-            "destination" => "zoho", "connection" => self.connection.clone())
+            "destination" => self.destination, "connection" => self.connection.clone())
         .set(if paused { 1.0 } else { 0.0 });
     }
 
     /// Why the connection is paused, while it is.
-    pub(crate) fn reason(&self) -> Option<String> {
+    pub fn reason(&self) -> Option<String> {
         let state = self.state();
         match state.until {
             Some(until) if until > Instant::now() => Some(format!(
@@ -64,7 +76,7 @@ impl Pause {
     }
 
     /// Waits while the connection is paused; an error only when shutting down meanwhile.
-    pub(crate) async fn wait(&self) -> Result<(), DeliveryError> {
+    pub async fn wait(&self) -> Result<(), DeliveryError> {
         loop {
             let until = {
                 let mut state = self.state();
@@ -74,7 +86,7 @@ impl Pause {
                         state.until = None;
                         drop(state);
                         self.gauge(false);
-                        tracing::info!(connection = %self.connection, "Zoho CRM connection resumed.");
+                        tracing::info!(destination = self.destination, connection = %self.connection, "The connection resumed.");
                         return Ok(());
                     }
                     None => return Ok(()),
@@ -84,8 +96,7 @@ impl Pause {
                 _ = tokio::time::sleep_until(until) => {}
                 _ = self.shutdown.cancelled() => {
                     return Err(DeliveryError::Retryable {
-                        message: "the Zoho CRM connection was paused when the worker stopped"
-                            .into(),
+                        message: "the connection was paused when the worker stopped".into(),
                         retry_after: None,
                         http_status: None,
                     })
@@ -95,14 +106,16 @@ impl Pause {
     }
 
     /// Notes what a delivery's outcome says of the connection's allowance.
-    pub(crate) fn observe<T>(&self, result: &Result<T, DeliveryError>) {
+    pub fn observe<T>(&self, result: &Result<T, DeliveryError>) {
         let (wait, reason) = match result {
-            // The credits ledger cannot pay for the call: it says when it can.
+            // The budget ledger cannot pay for the call: it says when it can.
             Err(DeliveryError::Retryable {
                 message,
                 retry_after: Some(wait),
                 http_status: None,
-            }) if message.contains("credits") => (*wait, message.clone()),
+            }) if message.starts_with("not sent") && message.contains(self.unit) => {
+                (*wait, message.clone())
+            }
             Err(DeliveryError::Retryable {
                 message,
                 http_status: Some(429),
@@ -131,7 +144,7 @@ impl Pause {
             let reason = state.reason.clone();
             drop(state);
             self.gauge(true);
-            tracing::error!(connection = %self.connection, pause_secs = wait.as_secs(), %reason, "Zoho CRM's API credits are spent; the connection is paused (not ready) and its events wait until it resumes by itself.");
+            tracing::error!(destination = self.destination, connection = %self.connection, pause_secs = wait.as_secs(), %reason, "The CRM's allowance is spent; the connection is paused (not ready) and its events wait until it resumes by itself.");
         }
     }
 }
@@ -150,7 +163,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_429_pauses_with_a_growing_wait_and_the_connection_resumes_by_itself() {
-        let pause = Pause::new("z", CancellationToken::new());
+        let pause = Pause::new("zoho", "credits", "z", CancellationToken::new());
         assert!(pause.reason().is_none());
         pause.observe(&throttled());
         assert!(pause.reason().is_some_and(|r| r.contains("credits")));
@@ -174,7 +187,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_spent_ledger_pauses_until_it_can_pay_and_shutdown_ends_the_wait() {
         let shutdown = CancellationToken::new();
-        let pause = Pause::new("z", shutdown.clone());
+        let pause = Pause::new("zoho", "credits", "z", shutdown.clone());
         pause.observe::<()>(&Err(DeliveryError::Retryable {
             message: "not sent: the call costs 1 credits and 0 are left".into(),
             retry_after: Some(Duration::from_secs(3600)),
