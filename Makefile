@@ -9,7 +9,7 @@ CARGO ?= cargo
 
 .DEFAULT_GOAL := help
 
-.PHONY: help run observe test lint check-deploy fmt build k8s clean-run services shellcheck bench-ingest bench-activecampaign
+.PHONY: help run observe test lint check-deploy fmt build k8s clean-run services shellcheck bench-ingest bench-activecampaign bench-zoho
 
 help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_-]+:.*## / { printf "  make %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -47,6 +47,9 @@ build: ## Build the workspace (debug)
 
 bench-activecampaign: services ## Benchmark Stripe → ActiveCampaign through the whole pipeline at AC's 5 req/s (BENCH_ARGS=--help)
 	$(CARGO) run --release --quiet -p billsync-bench --bin bench-activecampaign -- $(BENCH_ARGS)
+
+bench-zoho: services ## Benchmark Stripe → Zoho CRM through the whole pipeline: API calls per change, credits, time (BENCH_ARGS=--help)
+	$(CARGO) run --release --quiet -p billsync-bench --bin bench-zoho -- $(BENCH_ARGS)
 
 bench-ingest: services ## Benchmark Stripe webhooks → JetStream against raw JetStream (release build; BENCH_ARGS=--help)
 	$(CARGO) run --release --quiet -p billsync-bench --bin bench-ingest -- $(BENCH_ARGS)

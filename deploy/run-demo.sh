@@ -35,12 +35,15 @@ stripe_connection=stripe-demo
 ac_account=demo
 cb_site=demo-site
 cb_connection=cb-demo
+zoho_org=demo-org
 
 # Demo values only: the sandbox accepts them, no real vendor ever sees them.
 export STRIPE_WEBHOOK_SECRET=whsec_demo_0123456789abcdefghijklmnopqrstuv
 export AC_API_TOKEN=demo-token
 export CHARGEBEE_API_KEY=cb_demo_key
 export BILLSYNC_ADMIN_TOKEN=demo-admin
+export ZOHO_CLIENT_ID=1000.DEMOCLIENT ZOHO_CLIENT_SECRET=demo-zoho-secret \
+    ZOHO_REFRESH_TOKEN=1000.demo-refresh-token
 # Plain log files, without terminal colour codes.
 export NO_COLOR=1
 
@@ -149,7 +152,9 @@ wait_ready() {
 
 step "Starting the sandbox and billsync"
 "$bin/billsync-sandbox" serve --listen "$sandbox" --ac-account "$ac_account:$AC_API_TOKEN" \
-    --cb-site "$cb_site:$CHARGEBEE_API_KEY" >"$sandbox_log" 2>&1 &
+    --cb-site "$cb_site:$CHARGEBEE_API_KEY" \
+    --zoho-org "$zoho_org:$ZOHO_CLIENT_ID:$ZOHO_CLIENT_SECRET:$ZOHO_REFRESH_TOKEN" \
+    >"$sandbox_log" 2>&1 &
 sandbox_pid=$!
 echo "$sandbox_pid" >"$run_dir/sandbox.pid"
 wait_ready sandbox "$sandbox_pid" "$sandbox_log" "$sandbox" /
@@ -196,12 +201,15 @@ What happened: $events signed Stripe webhooks went to ingest (connection '$strip
 through JetStream to the ActiveCampaign worker, into the sandbox's emulated ActiveCampaign
 account '$ac_account' (connection 'ac-demo' in $config). 3 customers were created in the
 emulated Chargebee site '$cb_site' (connection '$cb_connection'): ingest polls it every 10 s,
-and their contacts, with the Cb_* fields, join list 1 of the same account.
+and their contacts, with the Cb_* fields, join list 1 of the same account. The same
+customers become contacts (company: account "Demo Inc.") and their subscriptions deals in the
+sandbox's emulated Zoho CRM organisation '$zoho_org' (connection 'zoho-demo').
 
 Where to look:
   Sandbox (emulated vendors, index):   http://$sandbox/
   ActiveCampaign account state (JSON): http://$sandbox/__sandbox/activecampaign/$ac_account
   Chargebee site state (JSON):         http://$sandbox/__sandbox/chargebee/$cb_site
+  Zoho CRM organisation (JSON):        http://$sandbox/__sandbox/zoho/$zoho_org
   Errors service (admin API, web page): http://$errors/
     admin token (demo): $BILLSYNC_ADMIN_TOKEN
     e.g. curl -H 'Authorization: Bearer $BILLSYNC_ADMIN_TOKEN' http://$errors/

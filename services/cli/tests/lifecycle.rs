@@ -38,10 +38,11 @@ fn a_bad_configuration_fails_at_start_with_file_key_and_reason() {
     );
 }
 
-/// The Zoho CRM and Pipedrive services run on the destination kit before their destinations
-/// exist: with no connection they serve health; a configured one stops them at start.
+/// The Zoho CRM and Pipedrive services run on the destination kit: with no connection they
+/// serve health. A configured Pipedrive connection stops its service at start (its
+/// destination does not exist yet); a configured Zoho CRM connection without syncs runs.
 #[tokio::test]
-async fn zoho_and_pipedrive_serve_health_and_refuse_a_configured_connection() {
+async fn zoho_and_pipedrive_serve_health_and_pipedrive_refuses_a_configured_connection() {
     let dir = tempfile::tempdir().expect("tempdir");
     let secret = dir.path().join("secret");
     std::fs::write(&secret, "not-a-real-secret").expect("write secret");
@@ -97,6 +98,34 @@ async fn zoho_and_pipedrive_serve_health_and_refuse_a_configured_connection() {
         let configured =
             format!("{base}[[destinations.{command}]]\nname = \"{command}-one\"\n{connection}\n");
         std::fs::write(&path, configured).expect("write config");
+        if command == "zoho" {
+            let mut child = Command::new(BIN)
+                .arg("--config")
+                .arg(&path)
+                .arg(command)
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start the service");
+            eventually(
+                "zoho to serve health with a connection",
+                Duration::from_secs(30),
+                || async {
+                    let response = http
+                        .get(format!("http://127.0.0.1:{port}/healthz"))
+                        .send()
+                        .await
+                        .ok()?;
+                    response.status().is_success().then_some(())
+                },
+            )
+            .await;
+            Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(child.wait().expect("wait").success(), "zoho stops cleanly");
+            continue;
+        }
         let output = Command::new(BIN)
             .arg("--config")
             .arg(&path)
@@ -153,6 +182,43 @@ fn check_config_checks_sync_options_as_the_worker_would() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("syncs[0].options.list_idd") && stderr.contains("list_id"),
+        "{stderr}"
+    );
+
+    // Zoho CRM syncs: their options and mappings, as the Zoho worker reads them.
+    let zoho = |options: &str| {
+        format!(
+            "[[sources.stripe]]\nname = \"stripe\"\nwebhook_secrets = [{{ file = {secret:?} }}]\n\n\
+             [[destinations.zoho]]\nname = \"zoho\"\naccounts_url = \"http://127.0.0.1:1\"\n\
+             client_id = {{ file = {secret:?} }}\nclient_secret = {{ file = {secret:?} }}\n\
+             refresh_token = {{ file = {secret:?} }}\n\n[[syncs]]\nsource = \"stripe\"\n\
+             destination = \"zoho\"\n{options}\n"
+        )
+    };
+    let output = check(zoho(
+        "[syncs.options]\non_existing_contact = \"update_blanks\"",
+    ));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = check(zoho("[syncs.options]\non_existing_contact = \"merge\""));
+    assert!(
+        !output.status.success(),
+        "an unknown sync rule must not pass"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("syncs[0].options.on_existing_contact")
+            && stderr.contains("overwrite, update_blanks or skip"),
+        "{stderr}"
+    );
+    let output = check(zoho("[syncs.mapping]\nLast_Name = false"));
+    assert!(!output.status.success(), "Last_Name cannot be dropped");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("syncs[0].mapping.Last_Name") && stderr.contains("last name"),
         "{stderr}"
     );
 }

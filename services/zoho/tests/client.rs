@@ -254,6 +254,10 @@ async fn a_revoked_refresh_token_fails_once_clearly_and_logs_no_secret() {
         panic!("expected a configuration failure, got {first:?}");
     };
     assert!(message.contains("invalid_code"), "{message}");
+    assert!(
+        first.refuses_credentials(),
+        "the worker's readiness turns false on it"
+    );
     for _ in 0..3 {
         assert!(matches!(
             one.users().await,

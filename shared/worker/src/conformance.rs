@@ -1084,11 +1084,18 @@ pub async fn events_without_a_sync_here_wait_then_fail_visibly<S: Subject>(subje
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:expr, backlog = $backlog:expr) => {
+        $crate::conformance_tests!(@suite $make, $backlog; stale_events_apply_their_effects_once);
+    };
+    // A destination without per-event effects (no tags, tracked events or notes: Zoho CRM
+    // shows records' state only) runs every check but the effects one.
+    ($make:expr, backlog = $backlog:expr, no_event_effects) => {
+        $crate::conformance_tests!(@suite $make, $backlog;);
+    };
+    (@suite $make:expr, $backlog:expr; $($extra:ident),*) => {
         mod conformance {
             use super::*;
             $crate::conformance_tests!(@each $make;
                 order_per_record,
-                stale_events_apply_their_effects_once,
                 ignored_records_wait_for_a_modification,
                 retries_honour_retry_after_and_refusals_fail_once,
                 two_replicas_keep_one_writer_per_record,
@@ -1096,6 +1103,7 @@ macro_rules! conformance_tests {
                 shutdown_finishes_started_events_and_hands_back_the_rest,
                 unreadable_messages_become_failures,
                 events_without_a_sync_here_wait_then_fail_visibly
+                $(, $extra)*
             );
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_backlog_completes_in_arrival_order() {

@@ -104,6 +104,13 @@ pub trait Destination: Send + Sync + 'static {
         DEFAULT_CONCURRENCY
     }
 
+    /// Why the connection is paused, while it is: its CRM's allowance is spent (Zoho's API
+    /// credits) and its events wait for it to come back instead of failing one by one.
+    /// Readiness is false meanwhile.
+    fn paused(&self) -> Option<String> {
+        None
+    }
+
     /// One cheap authenticated call: whether the CRM accepts the credentials now. The
     /// runtime calls it only while they are refused (see [`crate::ConnectionHealth`]), at
     /// most every 30 s, to turn readiness back on without waiting for an event.

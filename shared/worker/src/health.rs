@@ -69,9 +69,16 @@ impl ConnectionHealth {
         }
     }
 
-    /// Why the connection is not ready, if it is not. While refused, probes the CRM with the
-    /// destination's `healthcheck` at most once per [`PROBE_EVERY`].
+    /// Why the connection is not ready, if it is not: paused (see [`Destination::paused`]),
+    /// or its credentials refused. While refused, probes the CRM with the destination's
+    /// `healthcheck` at most once per [`PROBE_EVERY`].
     pub async fn check<D: Destination>(&self, destination: &D) -> Result<(), String> {
+        if let Some(reason) = destination.paused() {
+            return Err(format!(
+                "connection {} is paused: {reason}",
+                destination.connection()
+            ));
+        }
         let refusal = {
             let mut state = self.state();
             let Some(reason) = state.refused.clone() else {

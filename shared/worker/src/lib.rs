@@ -10,11 +10,13 @@
 //! its effect is in the CRM or its failure is recorded on the outcomes stream. Records an
 //! operator ignored are skipped until an event shows them modified (seed 004).
 
+mod batch;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod destination;
 mod health;
 mod lanes;
+mod pause;
 mod retry;
 mod runtime;
 mod service;
@@ -22,10 +24,12 @@ mod store;
 mod unreadable;
 mod waiting;
 
+pub use batch::{BatchSink, Batcher};
 pub use destination::{
     Delivered, DeliveryError, Destination, Pass, DEFAULT_CONCURRENCY, NO_EVENT_EFFECTS,
 };
 pub use health::{ConnectionHealth, PROBE_EVERY};
+pub use pause::Pause;
 pub use retry::RetrySchedule;
 pub use runtime::{run_worker, WorkerContext, WorkerError, IGNORED_REASON};
 pub use service::{serve_destinations, DestinationStores, Unavailable};

@@ -42,6 +42,13 @@ pub struct StackOptions {
     /// In-process ActiveCampaign workers, each with its own NATS connection, standing for
     /// replicas of one Deployment (they share the durable consumer).
     pub worker_replicas: usize,
+    /// Adds an emulated Zoho CRM organisation as destination `zoho-test`, fed by
+    /// `stripe-test` (and `cb-test` when `chargebee_sync` is set), each `[[syncs]]` table
+    /// with these lines appended; its worker runs in-process unless `worker_service` is
+    /// `"zoho"` and `worker_process` is set.
+    pub zoho_sync: Option<String>,
+    /// The worker `worker_process` runs as a child process: `activecampaign` or `zoho`.
+    pub worker_service: &'static str,
 }
 
 impl Default for StackOptions {
@@ -57,6 +64,8 @@ impl Default for StackOptions {
             worker_process: false,
             worker_max_in_flight: 512,
             worker_replicas: 1,
+            zoho_sync: None,
+            worker_service: "activecampaign",
         }
     }
 }
@@ -71,6 +80,11 @@ pub struct Stack {
     pub ac_token: String,
     /// The emulated Chargebee site, when `chargebee_sync` was given.
     pub chargebee_site: String,
+    /// The emulated Zoho CRM organisation of `zoho-test`, when `zoho_sync` was given.
+    pub zoho_org: String,
+    /// The in-process Zoho worker's `/healthz`, `/readyz` and `/metrics`, when it runs.
+    pub zoho_ops_url: String,
+    worker_service: &'static str,
     pub stripe_connection: String,
     pub stripe_secret: String,
     pub admin_token: String,
@@ -160,6 +174,39 @@ impl Stack {
             None => String::new(),
         };
         let stripe_connection = "stripe-test".to_string();
+        let zoho_org = format!("zoho-{prefix}");
+        let zoho = match &options.zoho_sync {
+            Some(sync_lines) => {
+                let refresh = format!("1000.refresh.{}", uuid::Uuid::new_v4().simple());
+                let secret = format!("zoho-secret-{}", uuid::Uuid::new_v4().simple());
+                sandbox.zoho.add_org(billsync_sandbox::ZohoOrg::new(
+                    zoho_org.clone(),
+                    "1000.E2ECLIENT",
+                    secret.clone(),
+                    refresh.clone(),
+                ));
+                let (id_file, secret_file, refresh_file) = (
+                    write("zoho-client-id", "1000.E2ECLIENT"),
+                    write("zoho-client-secret", &secret),
+                    write("zoho-refresh-token", &refresh),
+                );
+                let mut text = format!(
+                    "\n[[destinations.zoho]]\nname = \"zoho-test\"\naccounts_url = \"{accounts}\"\n\
+                     client_id = {{ file = \"{id_file}\" }}\n\
+                     client_secret = {{ file = \"{secret_file}\" }}\n\
+                     refresh_token = {{ file = \"{refresh_file}\" }}\n\n\
+                     [[syncs]]\nsource = \"{stripe_connection}\"\ndestination = \"zoho-test\"\n{sync_lines}\n",
+                    accounts = sandbox.zoho.accounts_url(&zoho_org),
+                );
+                if options.chargebee_sync.is_some() {
+                    text.push_str(&format!(
+                        "\n[[syncs]]\nsource = \"cb-test\"\ndestination = \"zoho-test\"\n{sync_lines}\n"
+                    ));
+                }
+                text
+            }
+            None => String::new(),
+        };
         let mut extra_ac_accounts = Vec::new();
         let mut extra_destinations = String::new();
         for connection in &options.extra_activecampaign {
@@ -223,6 +270,7 @@ source = "{stripe_connection}"
 destination = "ac-test"
 {extra}
 {chargebee}
+{zoho}
 "#,
             db_url = db.url,
             ac_base = sandbox.activecampaign_base_url(&ac_account),
@@ -260,11 +308,12 @@ destination = "ac-test"
                 billsync_ingest::run(c, n, ingest_listener, s).await,
             )
         });
-        let in_process_workers = if options.worker_process {
-            0
-        } else {
-            options.worker_replicas.max(1)
-        };
+        let in_process_workers =
+            if options.worker_process && options.worker_service == "activecampaign" {
+                0
+            } else {
+                options.worker_replicas.max(1)
+            };
         for _ in 0..in_process_workers {
             let worker_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind worker");
             let n = billsync_bus::connect(&nats_url, "billsync-e2e-worker")
@@ -278,6 +327,16 @@ destination = "ac-test"
                 )
             });
         }
+        let mut zoho_ops_url = String::new();
+        if options.zoho_sync.is_some()
+            && !(options.worker_process && options.worker_service == "zoho")
+        {
+            let worker_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind worker");
+            zoho_ops_url = format!("http://{}", worker_listener.local_addr().expect("addr"));
+            let (c, n, s) = (Arc::clone(&config), nats.clone(), shutdown.clone());
+            tasks
+                .spawn(async move { ("zoho", billsync_zoho::run(c, n, worker_listener, s).await) });
+        }
         let config_path = secrets.path().join("billsync.toml");
         std::fs::write(&config_path, &text).expect("write the configuration");
 
@@ -288,6 +347,9 @@ destination = "ac-test"
             ac_account,
             ac_token,
             chargebee_site,
+            zoho_org,
+            zoho_ops_url,
+            worker_service: options.worker_service,
             stripe_connection,
             stripe_secret,
             admin_token,
@@ -575,7 +637,8 @@ destination = "ac-test"
         copied
     }
 
-    /// Starts `billsync activecampaign` as a child process (`StackOptions::worker_process`).
+    /// Starts `billsync activecampaign` (or `StackOptions::worker_service`) as a child
+    /// process (`StackOptions::worker_process`).
     /// Its log goes to stderr at `warn` unless `RUST_LOG` says otherwise.
     pub fn start_worker(&self) {
         let mut worker = self.worker.lock().expect("worker lock");
@@ -583,7 +646,7 @@ destination = "ac-test"
         let child = tokio::process::Command::new(crate::billsync_binary())
             .arg("--config")
             .arg(&self.config_path)
-            .arg("activecampaign")
+            .arg(self.worker_service)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -592,7 +655,7 @@ destination = "ac-test"
             .stdout(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .expect("start billsync activecampaign");
+            .unwrap_or_else(|e| panic!("start billsync {}: {e}", self.worker_service));
         *worker = Some(child);
     }
 

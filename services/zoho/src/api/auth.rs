@@ -146,10 +146,7 @@ impl TokenSource {
 
     fn check_failure(&self) -> Result<(), DeliveryError> {
         match self.failure() {
-            Some(message) => Err(DeliveryError::permanent(
-                FailureClass::Configuration,
-                message,
-            )),
+            Some(message) => Err(refused_credentials(message)),
             None => Ok(()),
         }
     }
@@ -179,10 +176,7 @@ impl TokenSource {
             if let Some(failure) = self.store.get::<StoredFailure>(FAILURE_RECORD).await? {
                 if failure.at_ms >= started {
                     *self.failure.lock().expect("failure poisoned") = Some(failure.message.clone());
-                    return Err(DeliveryError::permanent(
-                        FailureClass::Configuration,
-                        failure.message,
-                    ));
+                    return Err(refused_credentials(failure.message));
                 }
             }
             let lease = self.store.get_text(LEASE_RECORD).await?;
@@ -310,7 +304,7 @@ impl TokenSource {
                     .store
                     .put(FAILURE_RECORD, &StoredFailure { message: message.clone(), at_ms: now_ms() })
                     .await;
-                Err(DeliveryError::permanent(FailureClass::Configuration, message))
+                Err(refused_credentials(message))
             }
             _ if status == reqwest::StatusCode::BAD_REQUEST && error == "Access Denied" => Err(retryable(
                 "Zoho's accounts server refused a token: more than 10 access tokens for this refresh \
@@ -323,6 +317,18 @@ impl TokenSource {
                 None,
             )),
         }
+    }
+}
+
+/// Zoho refused the connection's OAuth credentials: a configuration failure that turns the
+/// connection's readiness off (the kit reads a 401 `Configuration` failure as refused
+/// credentials), whether this replica or another one asked.
+fn refused_credentials(message: String) -> DeliveryError {
+    DeliveryError::Permanent {
+        class: FailureClass::Configuration,
+        message,
+        http_status: Some(401),
+        detail: serde_json::Value::Null,
     }
 }
 

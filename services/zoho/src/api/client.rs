@@ -109,6 +109,26 @@ impl ZohoClient {
         }
     }
 
+    /// Keeps the credits ledger in `budgets` (NATS KV), shared by every replica: Zoho counts
+    /// credits per organisation, whatever the number of workers.
+    pub fn with_shared_credits(
+        mut self,
+        budgets: async_nats::jetstream::kv::Store,
+        connection: &str,
+        credits_per_day: u64,
+    ) -> Self {
+        let ledger = billsync_bus::SharedBudget::new(
+            budgets,
+            &format!("zoho.{connection}"),
+            credits_per_day,
+            CREDIT_WINDOW,
+        );
+        self.transport = self
+            .transport
+            .with_budget(Budget::rolling(credits_per_day, CREDIT_WINDOW, "credits").shared(ledger));
+        self
+    }
+
     pub fn tokens(&self) -> &TokenSource {
         &self.tokens
     }
@@ -210,6 +230,34 @@ impl ZohoClient {
                 let url = reqwest::Url::parse_with_params(
                     &format!("{}{}", token.api_domain, module.search_endpoint()),
                     [("email", email)],
+                )
+                .map_or_else(|_| String::new(), String::from);
+                Call::get(url).endpoint(module.search_endpoint())
+            })
+            .await?;
+        Ok(found.map(|f| f.data).unwrap_or_default())
+    }
+
+    /// `GET /crm/v8/{module}/search?criteria=(field:equals:value)`: every record whose
+    /// `field` is `value` (none: 204). Parentheses and commas in the value are escaped as
+    /// Zoho's criteria syntax asks.
+    pub async fn search_equal(
+        &self,
+        module: Module,
+        field: &str,
+        value: &str,
+    ) -> Result<Vec<Value>, DeliveryError> {
+        let escaped = value
+            .replace('\\', "\\\\")
+            .replace('(', "\\(")
+            .replace(')', "\\)")
+            .replace(',', "\\,");
+        let criteria = format!("({field}:equals:{escaped})");
+        let found: Option<DataAnswer<Value>> = self
+            .json(|token| {
+                let url = reqwest::Url::parse_with_params(
+                    &format!("{}{}", token.api_domain, module.search_endpoint()),
+                    [("criteria", criteria.as_str())],
                 )
                 .map_or_else(|_| String::new(), String::from);
                 Call::get(url).endpoint(module.search_endpoint())

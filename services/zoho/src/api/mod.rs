@@ -7,5 +7,5 @@ pub mod client;
 pub mod types;
 
 pub use auth::{OAuthSettings, TokenSource};
-pub use client::{ZohoClient, ZohoCrm};
+pub use client::{ZohoClient, ZohoCrm, MAX_RECORDS_PER_UPSERT};
 pub use types::{Layout, Module, Pipeline, RecordResult, Stage, Trigger, User};

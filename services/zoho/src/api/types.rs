@@ -49,7 +49,7 @@ impl Module {
 }
 
 /// What an upsert may set off in Zoho (`trigger`); none unless asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Trigger {
     Workflow,

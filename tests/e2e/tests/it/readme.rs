@@ -169,7 +169,37 @@ async fn readme_chargebee_quick_start() {
         stop_group(group).await;
         panic!("the promised contacts did not arrive\n{}", log());
     };
+    // The same customers in the emulated Zoho CRM organisation, as the README says.
+    let zoho_url = format!("{sandbox_url}/__sandbox/zoho/demo-org");
+    let zoho = tokio::time::timeout(
+        Duration::from_secs(60),
+        eventually(
+            "the promised Zoho records",
+            Duration::from_secs(60),
+            || async {
+                let zoho: billsync_sandbox::ZohoSnapshot =
+                    http.get(&zoho_url).send().await.ok()?.json().await.ok()?;
+                let complete = promised.iter().all(|(email, company, _)| {
+                    let account = zoho.find("Accounts", "Account_Name", company);
+                    zoho.find("Contacts", "Email", email).is_some_and(|c| {
+                        account.is_some_and(|a| c.pointer("/Account_Name/id") == a.get("id"))
+                    })
+                }) && zoho.deals.len() == 4;
+                complete.then_some(zoho)
+            },
+        ),
+    )
+    .await;
+    let Ok(zoho) = zoho else {
+        stop_group(group).await;
+        panic!("the promised Zoho records did not arrive\n{}", log());
+    };
     stop_group(group).await;
+    assert_eq!(zoho.contacts.len(), 4, "{:#?}", zoho.contacts);
+    assert_eq!(zoho.accounts.len(), 2, "{:#?}", zoho.accounts);
+    for deal in &zoho.deals {
+        assert_eq!(deal["Stage"], "Closed Won", "{deal}");
+    }
     assert_eq!(snapshot.contacts.len(), 4, "{:#?}", snapshot.contacts);
     for (email, company, plan) in promised {
         let contact = snapshot.contact_by_email(email).expect("contact");

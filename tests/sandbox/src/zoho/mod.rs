@@ -410,6 +410,21 @@ impl Zoho {
         self.expect(org).data().write(module, records, Some(&[]))
     }
 
+    /// Changes `fields` of record `id` as a person does in Zoho's web app (renames a deal,
+    /// say).
+    ///
+    /// # Panics
+    /// If there is no such organisation, module or record.
+    pub fn edit(&self, org: &str, module: &str, id: &str, fields: serde_json::Value) {
+        let module = state::Module::parse(module).expect("Contacts, Accounts or Deals");
+        let fields = fields.as_object().cloned().expect("an object of fields");
+        assert!(
+            self.expect(org).data().edit(module, id, &fields),
+            "no {} record {id}",
+            module.api_name()
+        );
+    }
+
     /// Every access token issued so far stops working now, as an hour later.
     ///
     /// # Panics

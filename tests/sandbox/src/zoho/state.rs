@@ -162,6 +162,24 @@ impl OrgData {
             .map(|r| Value::Object(r.clone()))
     }
 
+    /// Sets `fields` of record `id` as a person does in Zoho's web app (no checks): false
+    /// when there is no such record.
+    pub(crate) fn edit(&mut self, module: Module, id: &str, fields: &Map<String, Value>) -> bool {
+        let Some(record) = self.records.get_mut(&module).and_then(|records| {
+            records
+                .iter_mut()
+                .find(|r| r.get("id").and_then(Value::as_str) == Some(id))
+        }) else {
+            return false;
+        };
+        for (name, value) in fields {
+            record.insert(name.clone(), value.clone());
+        }
+        record.insert("Modified_Time".into(), json!(now()));
+        fill_full_name(module, record);
+        true
+    }
+
     pub(crate) fn delete(&mut self, module: Module, id: &str) -> bool {
         let Some(records) = self.records.get_mut(&module) else {
             return false;

@@ -1,0 +1,126 @@
+//! Stripe → Zoho CRM end to end, through the same mappings as Chargebee: customers become
+//! contacts with their company's account, subscriptions deals whose Amount is the MRR of
+//! their items, and a cancelled subscription's deal takes the configured closed stage.
+
+use crate::chargebee_to_zoho::{text, zoho_when};
+use billsync_e2e::{Stack, StackOptions};
+use billsync_sandbox::stripe;
+use serde_json::{json, Value};
+
+/// A Stripe event of `event_type` created at `created` (Stripe orders by it).
+fn event_at(event_type: &str, object: Value, created: i64) -> Value {
+    let mut event = stripe::event(event_type, object);
+    event["created"] = json!(created);
+    event
+}
+
+fn subscription(status: &str, quantity: i64, cancel_at_period_end: bool) -> Value {
+    json!({
+        "id": "sub_1Zoho", "object": "subscription", "customer": "cus_ZADA",
+        "status": status, "created": 1_700_000_000, "start_date": 1_700_000_000,
+        "cancel_at_period_end": cancel_at_period_end, "currency": "usd",
+        "items": {"object": "list", "data": [
+            {"id": "si_1", "object": "subscription_item", "quantity": quantity,
+             "price": {"id": "price_m", "object": "price", "unit_amount": 1000, "currency": "usd",
+                       "recurring": {"interval": "month", "interval_count": 1}}},
+            {"id": "si_2", "object": "subscription_item", "quantity": 1,
+             "price": {"id": "price_y", "object": "price", "unit_amount": 12000, "currency": "usd",
+                       "recurring": {"interval": "year", "interval_count": 1}}},
+        ]},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_customers_become_contacts_and_subscriptions_deals_with_their_mrr() {
+    let stack = Stack::start(StackOptions {
+        zoho_sync: Some(
+            "[syncs.options]\nstage_cancelled = \"Closed Lost to Competition\"\n".into(),
+        ),
+        ..Default::default()
+    })
+    .await;
+    let base = chrono::Utc::now().timestamp() - 100;
+    let mut ada = stripe::customer("cus_ZADA", "ada@example.com", "Ada King Lovelace");
+    ada["metadata"] = json!({"company": "Analytical Engines"});
+    ada["phone"] = json!("+1 555 0100");
+    let send = |event: Value| {
+        let stack = &stack;
+        async move {
+            let response = stack.send_stripe(&event).await;
+            assert_eq!(response.status(), 200);
+        }
+    };
+    send(event_at("customer.created", ada, base)).await;
+    send(event_at(
+        "customer.created",
+        stripe::customer("cus_ZCHER", "cher@example.com", "Cher"),
+        base,
+    ))
+    .await;
+    let snapshot = zoho_when(&stack, "both contacts", |s| s.contacts.len() == 2).await;
+    let cher = snapshot
+        .find("Contacts", "Email", "cher@example.com")
+        .expect("cher");
+    assert_eq!(text(cher, "First_Name"), Some("Cher"));
+    assert_eq!(
+        text(cher, "Last_Name"),
+        Some("Cher"),
+        "the fallback: the first name"
+    );
+    send(event_at(
+        "customer.subscription.created",
+        subscription("active", 2, false),
+        base + 1,
+    ))
+    .await;
+
+    let snapshot = zoho_when(&stack, "the deal", |s| !s.deals.is_empty()).await;
+    let ada = snapshot
+        .find("Contacts", "Email", "ada@example.com")
+        .expect("ada");
+    assert_eq!(text(ada, "First_Name"), Some("Ada"));
+    assert_eq!(text(ada, "Last_Name"), Some("King Lovelace"));
+    assert_eq!(text(ada, "Phone"), Some("+1 555 0100"));
+    let account = snapshot
+        .find("Accounts", "Account_Name", "Analytical Engines")
+        .expect("account");
+    assert_eq!(ada.pointer("/Account_Name/id"), account.get("id"));
+    let deal = &snapshot.deals[0];
+    assert_eq!(text(deal, "Deal_Name"), Some("sub_1Zoho"));
+    // 2 × $10 a month + $120 a year = $30 a month.
+    assert_eq!(deal["Amount"], json!(30.0));
+    assert_eq!(text(deal, "Stage"), Some("Closed Won"));
+    assert_eq!(text(deal, "Closing_Date"), Some("2023-11-14"));
+    assert_eq!(deal.pointer("/Contact_Name/id"), ada.get("id"));
+    assert_eq!(deal.pointer("/Account_Name/id"), account.get("id"));
+
+    send(event_at(
+        "customer.subscription.updated",
+        subscription("active", 5, true),
+        base + 2,
+    ))
+    .await;
+    let snapshot = zoho_when(&stack, "the deal's new MRR", |s| {
+        s.deals.first().is_some_and(|d| d["Amount"] == json!(60.0))
+    })
+    .await;
+    assert_eq!(snapshot.deals.len(), 1);
+    // Non-renewing (cancel_at_period_end) takes its own stage: Closed Won by default.
+    assert_eq!(text(&snapshot.deals[0], "Stage"), Some("Closed Won"));
+    send(event_at(
+        "customer.subscription.deleted",
+        subscription("canceled", 5, false),
+        base + 3,
+    ))
+    .await;
+    let snapshot = zoho_when(&stack, "the deal in the configured closed stage", |s| {
+        s.deals
+            .first()
+            .is_some_and(|d| text(d, "Stage") == Some("Closed Lost to Competition"))
+    })
+    .await;
+    assert_eq!(snapshot.deals.len(), 1);
+    assert_eq!(snapshot.contacts.len(), 2);
+    assert_eq!(snapshot.accounts.len(), 1);
+    stack.stop().await;
+}
