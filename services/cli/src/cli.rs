@@ -125,9 +125,12 @@ pub async fn execute(args: Args) -> anyhow::Result<()> {
                     DestinationKind::Activecampaign => {
                         billsync_activecampaign::check_syncs(&config, &connection)?
                     }
-                    // They declare no options or mappings yet (their workers refuse every
+                    DestinationKind::Pipedrive => {
+                        billsync_pipedrive::check_syncs(&config, &connection)?
+                    }
+                    // It declares no options or mappings yet (its worker refuses every
                     // connection): the checks of Config::load are all there is.
-                    DestinationKind::Zoho | DestinationKind::Pipedrive => {}
+                    DestinationKind::Zoho => {}
                 }
             }
             println!(

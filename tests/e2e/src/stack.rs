@@ -42,6 +42,16 @@ pub struct StackOptions {
     /// In-process ActiveCampaign workers, each with its own NATS connection, standing for
     /// replicas of one Deployment (they share the durable consumer).
     pub worker_replicas: usize,
+    /// Adds an emulated Pipedrive company as destination `pd-test`, fed by `cb-test` (needs
+    /// `chargebee_sync`) with these lines appended to its `[[syncs]]` table.
+    pub pipedrive_chargebee_sync: Option<String>,
+    /// Feeds `pd-test` from `stripe-test` too, with these lines appended to its `[[syncs]]`.
+    pub pipedrive_stripe_sync: Option<String>,
+    /// Extra keys of the `[[destinations.pipedrive]]` table (`daily_token_budget`).
+    pub pipedrive_extra: String,
+    /// Runs the Pipedrive worker as a `billsync pipedrive` child process (see
+    /// `worker_process`) instead of in-process.
+    pub pipedrive_worker_process: bool,
 }
 
 impl Default for StackOptions {
@@ -57,6 +67,10 @@ impl Default for StackOptions {
             worker_process: false,
             worker_max_in_flight: 512,
             worker_replicas: 1,
+            pipedrive_chargebee_sync: None,
+            pipedrive_stripe_sync: None,
+            pipedrive_extra: String::new(),
+            pipedrive_worker_process: false,
         }
     }
 }
@@ -89,6 +103,10 @@ pub struct Stack {
     /// The sandbox account's event tracking URL and actid (for `track_url`, `track_actid`).
     pub ac_track_url: String,
     pub ac_track_actid: String,
+    /// The emulated Pipedrive company of `pd-test`, when it is configured.
+    pub pd_company: String,
+    /// The `billsync` subcommand `start_worker` runs as a child process.
+    worker_command: &'static str,
     shutdown: CancellationToken,
     tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
     /// The worker's child process under `StackOptions::worker_process`.
@@ -160,6 +178,38 @@ impl Stack {
             None => String::new(),
         };
         let stripe_connection = "stripe-test".to_string();
+        let pd_company = format!("pd-{prefix}");
+        let with_pipedrive =
+            options.pipedrive_chargebee_sync.is_some() || options.pipedrive_stripe_sync.is_some();
+        let pipedrive = if with_pipedrive {
+            let token = format!("pd-token-{}", uuid::Uuid::new_v4().simple());
+            sandbox
+                .pipedrive
+                .add_company(billsync_sandbox::PdCompany::new(
+                    pd_company.clone(),
+                    token.clone(),
+                ));
+            let token_file = write("pd-token", &token);
+            let mut text = format!(
+                "\n[[destinations.pipedrive]]\nname = \"pd-test\"\nbase_url = \"{base}\"\n\
+                 api_token = {{ file = \"{token_file}\" }}\n{extra}\n",
+                base = sandbox.pipedrive.base_url(&pd_company),
+                extra = options.pipedrive_extra,
+            );
+            if let Some(lines) = &options.pipedrive_chargebee_sync {
+                text.push_str(&format!(
+                    "\n[[syncs]]\nsource = \"cb-test\"\ndestination = \"pd-test\"\n{lines}\n"
+                ));
+            }
+            if let Some(lines) = &options.pipedrive_stripe_sync {
+                text.push_str(&format!(
+                    "\n[[syncs]]\nsource = \"stripe-test\"\ndestination = \"pd-test\"\n{lines}\n"
+                ));
+            }
+            text
+        } else {
+            String::new()
+        };
         let mut extra_ac_accounts = Vec::new();
         let mut extra_destinations = String::new();
         for connection in &options.extra_activecampaign {
@@ -205,6 +255,7 @@ max_attempts = 3
 ack_wait_secs = 10
 max_in_flight = {max_in_flight}
 activecampaign_listen = "127.0.0.1:0"
+pipedrive_listen = "127.0.0.1:0"
 
 [[sources.stripe]]
 name = "{stripe_connection}"
@@ -223,6 +274,7 @@ source = "{stripe_connection}"
 destination = "ac-test"
 {extra}
 {chargebee}
+{pipedrive}
 "#,
             db_url = db.url,
             ac_base = sandbox.activecampaign_base_url(&ac_account),
@@ -278,6 +330,16 @@ destination = "ac-test"
                 )
             });
         }
+        if with_pipedrive && !options.pipedrive_worker_process {
+            let worker_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind worker");
+            let (c, n, s) = (Arc::clone(&config), nats.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                (
+                    "pipedrive",
+                    billsync_pipedrive::run(c, n, worker_listener, s).await,
+                )
+            });
+        }
         let config_path = secrets.path().join("billsync.toml");
         std::fs::write(&config_path, &text).expect("write the configuration");
 
@@ -301,13 +363,19 @@ destination = "ac-test"
             extra_ac_accounts,
             ac_track_url,
             ac_track_actid,
+            pd_company,
+            worker_command: if options.pipedrive_worker_process {
+                "pipedrive"
+            } else {
+                "activecampaign"
+            },
             shutdown,
             tasks,
             worker: std::sync::Mutex::new(None),
             config_path,
             _secrets: secrets,
         };
-        if options.worker_process {
+        if options.worker_process || options.pipedrive_worker_process {
             stack.start_worker();
         }
         stack.wait_ready().await;
@@ -575,7 +643,8 @@ destination = "ac-test"
         copied
     }
 
-    /// Starts `billsync activecampaign` as a child process (`StackOptions::worker_process`).
+    /// Starts `billsync activecampaign` (or `billsync pipedrive` under
+    /// `StackOptions::pipedrive_worker_process`) as a child process.
     /// Its log goes to stderr at `warn` unless `RUST_LOG` says otherwise.
     pub fn start_worker(&self) {
         let mut worker = self.worker.lock().expect("worker lock");
@@ -583,7 +652,7 @@ destination = "ac-test"
         let child = tokio::process::Command::new(crate::billsync_binary())
             .arg("--config")
             .arg(&self.config_path)
-            .arg("activecampaign")
+            .arg(self.worker_command)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -592,7 +661,7 @@ destination = "ac-test"
             .stdout(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .expect("start billsync activecampaign");
+            .unwrap_or_else(|e| panic!("start billsync {}: {e}", self.worker_command));
         *worker = Some(child);
     }
 

@@ -14,7 +14,7 @@ use billsync_bus::{Publisher, StreamSettings, Topology};
 use billsync_config::{Config, ConnectionKind};
 use billsync_events::{
     BillingEvent, BillingEventV1, Failure, FailureClass, ObjectKind, Outcome, OutcomeResult,
-    OutcomeV1, RecordVersion, SourceKind,
+    OutcomeV1, RecordVersion, RunKind, SourceKind,
 };
 use futures::StreamExt;
 use serde_json::{Map, Value};
@@ -467,7 +467,11 @@ pub async fn run(
         .map_err(|e| bus(&e))?;
     let mut outcomes = consumer.messages().await.map_err(|e| bus(&e))?;
 
-    let run_id = format!("run_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let kind = match request.scope {
+        RunScope::LatestCustomers(_) => RunKind::Initial,
+        RunScope::All => RunKind::Full,
+    };
+    let run_id = kind.new_run_id(&uuid::Uuid::new_v4().simple().to_string()[..12]);
     let collected = collect(&chargebee, request.scope, &mut progress).await?;
     let issues = match request.scope {
         RunScope::All => validate(&collected, request.require_subscription),

@@ -7,6 +7,7 @@
 mod chargebee_redelivery;
 mod chargebee_runs;
 mod chargebee_to_activecampaign;
+mod chargebee_to_pipedrive;
 mod operator_api;
 mod operator_cli;
 mod readme;
