@@ -22,7 +22,7 @@ mod sync_rules;
 pub use destination::PipedriveDestination;
 pub use first_sync::FirstFullSync;
 pub use options::{PipedriveSyncs, CUSTOMER_ID_FIELD};
-pub use sync_rules::check_syncs;
+pub use sync_rules::{check_syncs, validation_rule, ValidationRule};
 
 use anyhow::Context;
 use billsync_bus::{StreamSettings, Topology};

@@ -68,3 +68,59 @@ pub(crate) fn sync_rules(
 pub fn check_syncs(config: &Config, connection: &str) -> Result<(), ConfigError> {
     sync_rules(config, connection).map(|_| ())
 }
+
+/// What `billsync sync validate` checks for the sync from `source` into the Pipedrive
+/// connection `destination` (seed 004, step 3).
+pub struct ValidationRule {
+    /// The unique id persons are matched by, as messages name it.
+    pub label: String,
+    /// `None` for the email (every destination's default check); else reads the unique id
+    /// from a Chargebee customer through the sync's mapping.
+    pub unique_id: Option<UniqueIdReader>,
+    /// Subscriptions go to persons or organizations, so every customer needs one.
+    pub require_subscription: bool,
+}
+
+pub type UniqueIdReader = Box<dyn Fn(&serde_json::Value) -> String + Send + Sync>;
+
+/// The validation of the sync from `source` into `destination`, if that is a Pipedrive
+/// connection with such a sync.
+pub fn validation_rule(
+    config: &Config,
+    source: &str,
+    destination: &str,
+) -> Result<Option<ValidationRule>, ConfigError> {
+    if !config
+        .destinations
+        .pipedrive
+        .iter()
+        .any(|c| c.name == destination)
+    {
+        return Ok(None);
+    }
+    let Some(rules) = sync_rules(config, destination)?.remove(source) else {
+        return Ok(None);
+    };
+    let require_subscription = rules.options.subscriptions_to != SubscriptionsTo::Deals;
+    let (label, unique_id) = match rules.options.unique_id {
+        UniqueId::Email => ("email".to_string(), None),
+        UniqueId::Field(field) => {
+            let mapping = rules.mapping;
+            let name = field.clone();
+            let reader: UniqueIdReader = Box::new(move |customer| {
+                let view = billsync_sources::chargebee::view(customer, None);
+                match mapping.apply(&view).get(&name) {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(serde_json::Value::Number(n)) => n.to_string(),
+                    _ => String::new(),
+                }
+            });
+            (field, Some(reader))
+        }
+    };
+    Ok(Some(ValidationRule {
+        label,
+        unique_id,
+        require_subscription,
+    }))
+}

@@ -65,6 +65,7 @@ pub(crate) async fn run(stack: &Stack, scope: RunScope) -> RunReport {
             scope,
             require_subscription: false,
             wait: Duration::from_secs(60),
+            unique_id: None,
         },
         |_, _| {},
     )
@@ -430,6 +431,99 @@ async fn the_unique_id_is_locked_once_the_first_full_sync_ran() {
     assert!(
         message.contains(&format!("nats kv del {}_links", stack.prefix)),
         "{message}"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validation_checks_the_unique_id_and_subscriptions_and_sync_all_skips_those_customers() {
+    let stack = start(
+        "[syncs.options]\nunique_id = \"Billing customer id\"\nsubscriptions_to = \"person\"\n\
+         [syncs.mapping]\n\"Billing customer id\" = \"customer.meta_data.billing_id\"",
+    )
+    .await;
+    let (cb, site) = (&stack.sandbox.chargebee, &stack.chargebee_site);
+    let with_id = |id: &str, billing: Option<&str>| CbCustomerInput {
+        meta_data: billing.map(|b| json!({"billing_id": b})),
+        ..customer(id, &format!("{id}@example.com"), "Val", id, "")
+    };
+    cb.create_customer(site, with_id("cb_ok", Some("B-1")))
+        .expect("customer");
+    cb.create_subscription(site, "cb_ok", subscription("sub_ok", "active", 1_000))
+        .expect("subscription");
+    cb.create_customer(site, with_id("cb_nosub", Some("B-2")))
+        .expect("customer");
+    cb.create_customer(site, with_id("cb_noid", None))
+        .expect("customer");
+    cb.create_subscription(site, "cb_noid", subscription("sub_noid", "active", 1_000))
+        .expect("subscription");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = stack.write_config(dir.path());
+    let csv = dir.path().join("validation.csv");
+    let csv_arg = csv.display().to_string();
+    let printed = crate::operator_cli::billsync_local(
+        &config,
+        &[
+            "sync",
+            "validate",
+            "--connection",
+            "cb-test",
+            "--to",
+            "pd-test",
+            "--csv",
+            &csv_arg,
+        ],
+    )
+    .await
+    .expect("validate runs");
+    assert!(
+        printed
+            .contains("2 customers would be skipped (no Billing customer id, or no subscription)"),
+        "{printed}"
+    );
+    let written = std::fs::read_to_string(&csv).expect("the CSV");
+    let mut rows: Vec<&str> = written.lines().skip(1).collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        vec![
+            "cb_noid,cb_noid@example.com,Val,cb_noid,,no Billing customer id (the unique id matching the CRM record)",
+            "cb_nosub,cb_nosub@example.com,Val,cb_nosub,,no subscription",
+        ],
+        "{written}"
+    );
+
+    // Sync all skips them: only the valid customer has a person.
+    let printed = crate::operator_cli::billsync_local(
+        &config,
+        &[
+            "sync",
+            "all",
+            "--connection",
+            "cb-test",
+            "--to",
+            "pd-test",
+            "--csv",
+            &csv_arg,
+        ],
+    )
+    .await
+    .expect("sync all runs");
+    assert!(
+        printed.contains("2 synced, 0 failed, 2 skipped"),
+        "{printed}"
+    );
+    let snapshot = stack.sandbox.pipedrive.snapshot(&stack.pd_company);
+    assert_eq!(snapshot.persons.len(), 1, "{:#?}", snapshot.persons);
+    let ok = person(&snapshot, "cb_ok@example.com");
+    assert_eq!(
+        custom(&snapshot, PdEntity::Person, ok, "Billing customer id"),
+        "B-1"
+    );
+    assert_eq!(
+        custom(&snapshot, PdEntity::Person, ok, "Subscription id"),
+        "sub_ok"
     );
     stack.stop().await;
 }
