@@ -40,6 +40,7 @@ cb_connection=cb-demo
 export STRIPE_WEBHOOK_SECRET=whsec_demo_0123456789abcdefghijklmnopqrstuv
 export AC_API_TOKEN=demo-token
 export CHARGEBEE_API_KEY=cb_demo_key
+export PIPEDRIVE_API_TOKEN=demo-pd-token
 export BILLSYNC_ADMIN_TOKEN=demo-admin
 # Plain log files, without terminal colour codes.
 export NO_COLOR=1
@@ -149,7 +150,8 @@ wait_ready() {
 
 step "Starting the sandbox and billsync"
 "$bin/billsync-sandbox" serve --listen "$sandbox" --ac-account "$ac_account:$AC_API_TOKEN" \
-    --cb-site "$cb_site:$CHARGEBEE_API_KEY" >"$sandbox_log" 2>&1 &
+    --cb-site "$cb_site:$CHARGEBEE_API_KEY" --pipedrive-company "demo:$PIPEDRIVE_API_TOKEN" \
+    >"$sandbox_log" 2>&1 &
 sandbox_pid=$!
 echo "$sandbox_pid" >"$run_dir/sandbox.pid"
 wait_ready sandbox "$sandbox_pid" "$sandbox_log" "$sandbox" /
@@ -196,12 +198,16 @@ What happened: $events signed Stripe webhooks went to ingest (connection '$strip
 through JetStream to the ActiveCampaign worker, into the sandbox's emulated ActiveCampaign
 account '$ac_account' (connection 'ac-demo' in $config). 3 customers were created in the
 emulated Chargebee site '$cb_site' (connection '$cb_connection'): ingest polls it every 10 s,
-and their contacts, with the Cb_* fields, join list 1 of the same account.
+and their contacts, with the Cb_* fields, join list 1 of the same account. The same Stripe
+and Chargebee customers are persons in the emulated Pipedrive company 'demo' (connection
+'pd-demo'), Stripe's subscriptions deals worth their MRR; Chargebee's deals follow once
+'billsync --config $config sync all --connection $cb_connection --to pd-demo' has run.
 
 Where to look:
   Sandbox (emulated vendors, index):   http://$sandbox/
   ActiveCampaign account state (JSON): http://$sandbox/__sandbox/activecampaign/$ac_account
   Chargebee site state (JSON):         http://$sandbox/__sandbox/chargebee/$cb_site
+  Pipedrive company state (JSON):      http://$sandbox/__sandbox/pipedrive/demo
   Errors service (admin API, web page): http://$errors/
     admin token (demo): $BILLSYNC_ADMIN_TOKEN
     e.g. curl -H 'Authorization: Bearer $BILLSYNC_ADMIN_TOKEN' http://$errors/
