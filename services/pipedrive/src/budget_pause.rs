@@ -32,6 +32,17 @@ impl BudgetPause {
             .set(if paused { 1.0 } else { 0.0 });
     }
 
+    /// Why the connection is paused, while it is.
+    pub(crate) fn reason(&self) -> Option<String> {
+        let until = *self.until.lock().unwrap_or_else(|e| e.into_inner());
+        until.filter(|at| *at > Instant::now()).map(|at| {
+            format!(
+                "Pipedrive's daily token budget is spent; paused, resuming by itself in {} s",
+                (at - Instant::now()).as_secs()
+            )
+        })
+    }
+
     /// Refuses to start an event while paused, saying when it resumes.
     pub(crate) fn check(&self) -> Result<(), DeliveryError> {
         let mut until = self.until.lock().unwrap_or_else(|e| e.into_inner());
@@ -114,7 +125,11 @@ mod tests {
             }
             other => panic!("expected a pause, got {other:?}"),
         }
+        assert!(pause
+            .reason()
+            .is_some_and(|r| r.contains("budget is spent")));
         tokio::time::advance(Duration::from_secs(601)).await;
+        assert_eq!(pause.reason(), None);
         assert!(pause.check().is_ok(), "resumes by itself");
     }
 }

@@ -208,6 +208,10 @@ impl Destination for PipedriveDestination {
         (self.requests_per_2s / 2).max(1) as usize
     }
 
+    fn paused(&self) -> Option<String> {
+        self.pause.reason()
+    }
+
     async fn healthcheck(&self) -> Result<(), DeliveryError> {
         self.client.pipelines().await.map(|_| ())
     }

@@ -104,6 +104,12 @@ pub trait Destination: Send + Sync + 'static {
         DEFAULT_CONCURRENCY
     }
 
+    /// Why the connection takes no work now although its credentials work — a CRM's daily
+    /// budget spent, say — or `None`. `/readyz` reports it as not ready while it lasts.
+    fn paused(&self) -> Option<String> {
+        None
+    }
+
     /// One cheap authenticated call: whether the CRM accepts the credentials now. The
     /// runtime calls it only while they are refused (see [`crate::ConnectionHealth`]), at
     /// most every 30 s, to turn readiness back on without waiting for an event.

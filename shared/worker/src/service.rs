@@ -66,6 +66,9 @@ where
             let checked = checked.clone();
             async move {
                 for (destination, health) in &checked {
+                    if let Some(reason) = destination.paused() {
+                        return Err(format!("connection {}: {reason}", destination.connection()));
+                    }
                     health.check(destination.as_ref()).await?;
                 }
                 Ok(())

@@ -105,6 +105,8 @@ pub struct Stack {
     pub ac_track_actid: String,
     /// The emulated Pipedrive company of `pd-test`, when it is configured.
     pub pd_company: String,
+    /// `http://host:port` of the in-process Pipedrive worker's `/readyz` and `/metrics`.
+    pub pd_worker_url: String,
     /// The `billsync` subcommand `start_worker` runs as a child process.
     worker_command: &'static str,
     shutdown: CancellationToken,
@@ -330,8 +332,10 @@ destination = "ac-test"
                 )
             });
         }
+        let mut pd_worker_url = String::new();
         if with_pipedrive && !options.pipedrive_worker_process {
             let worker_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind worker");
+            pd_worker_url = format!("http://{}", worker_listener.local_addr().expect("addr"));
             let (c, n, s) = (Arc::clone(&config), nats.clone(), shutdown.clone());
             tasks.spawn(async move {
                 (
@@ -364,6 +368,7 @@ destination = "ac-test"
             ac_track_url,
             ac_track_actid,
             pd_company,
+            pd_worker_url,
             worker_command: if options.pipedrive_worker_process {
                 "pipedrive"
             } else {

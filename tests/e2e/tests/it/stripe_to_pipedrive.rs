@@ -7,6 +7,7 @@ use billsync_e2e::workload::Clock;
 use billsync_e2e::{Stack, StackOptions};
 use billsync_sandbox::{stripe, PdEntity};
 use serde_json::json;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customers_subscriptions_and_one_time_invoices_become_persons_and_deals() {
@@ -82,5 +83,86 @@ async fn customers_subscriptions_and_one_time_invoices_become_persons_and_deals(
     assert_eq!(deal["lost_reason"], "too_expensive");
     assert_eq!(snapshot.live(PdEntity::Deal).len(), 2);
     assert_eq!(snapshot.live(PdEntity::Person).len(), 1);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_token_budget_pauses_the_connection_visibly() {
+    // 120 tokens: the first customer costs 40 (fields 10, search 20, field 5, person 5),
+    // each next one 25; the fifth cannot be paid for.
+    let stack = Stack::start(StackOptions {
+        pipedrive_stripe_sync: Some(String::new()),
+        pipedrive_extra: "daily_token_budget = 120".into(),
+        ..Default::default()
+    })
+    .await;
+    let mut clock = Clock::new();
+    for i in 0..6 {
+        let event = clock.event(
+            "customer.created",
+            stripe::customer(
+                &format!("cus_B{i}"),
+                &format!("b{i}@example.com"),
+                "Budget Person",
+            ),
+        );
+        assert_eq!(stack.send_stripe(&event).await.status(), 200);
+    }
+    let http = reqwest::Client::new();
+    let readyz = format!("{}/readyz", stack.pd_worker_url);
+    let reason = billsync_e2e::eventually(
+        "readiness to report the pause",
+        Duration::from_secs(40),
+        || async {
+            let response = http.get(&readyz).send().await.ok()?;
+            let status = response.status();
+            let body = response.text().await.ok()?;
+            (status == 503 && body.contains("daily token budget is spent")).then_some(body)
+        },
+    )
+    .await;
+    assert!(reason.contains("pd-test"), "{reason}");
+    let metrics = http
+        .get(format!("{}/metrics", stack.pd_worker_url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("billsync_pipedrive_paused{")
+                && l.contains("pd-test")
+                && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    // Nothing was sent past the budget, and nothing is sent while paused.
+    let spent = stack.sandbox.pipedrive.tokens(&stack.pd_company).spent;
+    assert!(spent <= 120, "{spent} tokens charged");
+    let requests = stack
+        .sandbox
+        .pipedrive
+        .request_counts(&stack.pd_company)
+        .accepted;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        stack
+            .sandbox
+            .pipedrive
+            .request_counts(&stack.pd_company)
+            .accepted,
+        requests
+    );
+    assert_eq!(
+        stack
+            .sandbox
+            .pipedrive
+            .snapshot(&stack.pd_company)
+            .persons
+            .len(),
+        4
+    );
     stack.stop().await;
 }
