@@ -79,7 +79,10 @@ pub(crate) async fn write(
         UniqueId::Field(_) => client.find_persons_by_custom_field(value).await?,
     };
     let id = match hits.as_slice() {
-        [] => client.create_person(&person.input).await?.id,
+        [] => {
+            claim_create(records, person.unique_id, value).await?;
+            client.create_person(&person.input).await?.id
+        }
         [one] => client.update_person(one.id, &person.input).await?.id,
         many => {
             let ids: Vec<String> = many.iter().map(|hit| hit.id.to_string()).collect();
@@ -98,4 +101,46 @@ pub(crate) async fn write(
     };
     links::save(records, &key, id, fingerprint).await?;
     Ok(id)
+}
+
+/// How long a claim to create the person of one unique id holds off other customers with
+/// that id: long enough for the create, short enough that a claim left by a crash expires.
+const CREATE_CLAIM: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Claims the create of the person of `value`, so that two customers with one unique id
+/// (the seed's shared person) syncing at once make one person: the second waits, and on
+/// its retry its search finds the first's person.
+async fn claim_create(
+    records: &RecordStore,
+    unique_id: &UniqueId,
+    value: &str,
+) -> Result<(), DeliveryError> {
+    let key = format!(
+        "creating/person/{}/{}",
+        unique_id.describe(),
+        value.trim().to_lowercase()
+    );
+    let now = chrono::Utc::now().timestamp_millis();
+    if records.create_text(&key, &now.to_string()).await? {
+        return Ok(());
+    }
+    let claimed_at = records
+        .get_text(&key)
+        .await?
+        .and_then(|t| t.parse::<i64>().ok())
+        .unwrap_or_default();
+    let age = std::time::Duration::from_millis(now.saturating_sub(claimed_at).max(0) as u64);
+    if age < CREATE_CLAIM {
+        return Err(DeliveryError::Retryable {
+            message: format!(
+                "another billing customer with {} {value:?} is creating its person; this one \
+                 links to it next",
+                unique_id.field()
+            ),
+            retry_after: Some(std::time::Duration::from_secs(1)),
+            http_status: None,
+        });
+    }
+    // An old claim: its create finished (the person was deleted since) or never happened.
+    records.put_text(&key, &now.to_string()).await
 }

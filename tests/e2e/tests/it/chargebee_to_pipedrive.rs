@@ -527,3 +527,35 @@ async fn validation_checks_the_unique_id_and_subscriptions_and_sync_all_skips_th
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_sharing_an_email_share_one_person() {
+    let stack = start("").await;
+    let (cb, site) = (&stack.sandbox.chargebee, &stack.chargebee_site);
+    for (id, first) in [
+        ("cb_twin_a", "Ann"),
+        ("cb_twin_b", "Bea"),
+        ("cb_twin_c", "Cy"),
+    ] {
+        cb.create_customer(site, customer(id, "twins@example.com", first, "Twin", ""))
+            .expect("customer");
+    }
+    // Slow answers, so that the three first-time searches all run before any create ends.
+    stack.sandbox.pipedrive.set_faults(
+        &stack.pd_company,
+        billsync_sandbox::PdFaults {
+            latency_ms: 400,
+            ..Default::default()
+        },
+    );
+    let report = run(&stack, RunScope::All).await;
+    assert_eq!(report.count("synced"), 3, "{}", report.render());
+    let snapshot = stack.sandbox.pipedrive.snapshot(&stack.pd_company);
+    assert_eq!(snapshot.persons.len(), 1, "{:#?}", snapshot.persons);
+    let shared = person(&snapshot, "twins@example.com");
+    assert!(
+        ["Ann Twin", "Bea Twin", "Cy Twin"].contains(&shared["name"].as_str().unwrap_or_default()),
+        "{shared}"
+    );
+    stack.stop().await;
+}
