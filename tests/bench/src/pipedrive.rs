@@ -10,7 +10,7 @@
 //! bound (minimum writes ÷ the rate) and the budget bound (minimum tokens ÷ the daily
 //! budget). Exits non-zero when the company differs from what the events describe.
 
-use billsync_e2e::workload::event_for;
+use billsync_e2e::workload::{self, event_for};
 use billsync_e2e::{eventually, Stack, StackOptions};
 use billsync_sandbox::{PdCompany, PdEntity, RequestCounts};
 use clap::Parser;
@@ -111,30 +111,7 @@ async fn main() -> anyhow::Result<()> {
         args.customers, args.requests_per_2s, args.daily_tokens
     );
     let started = Instant::now();
-    let stack = std::sync::Arc::new(stack);
-    let mut senders = tokio::task::JoinSet::new();
-    for chunk in (0..args.customers)
-        .collect::<Vec<_>>()
-        .chunks(args.customers.div_ceil(32))
-    {
-        let chunk = chunk.to_vec();
-        let stack = std::sync::Arc::clone(&stack);
-        senders.spawn(async move {
-            for step in 0..per_customer {
-                for &customer in &chunk {
-                    let response = stack.send_stripe(&event_for(customer, step)).await;
-                    assert!(
-                        response.status().is_success(),
-                        "webhook refused: {}",
-                        response.status()
-                    );
-                }
-            }
-        });
-    }
-    while let Some(done) = senders.join_next().await {
-        done?;
-    }
+    workload::send(&stack, args.customers, per_customer).await;
     println!(
         "webhooks accepted: {total_events} in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -264,9 +241,6 @@ async fn main() -> anyhow::Result<()> {
         persons.len(),
         deals.len()
     );
-    match std::sync::Arc::try_unwrap(stack) {
-        Ok(stack) => stack.stop().await,
-        Err(_) => anyhow::bail!("a sender still holds the stack"),
-    }
+    stack.stop().await;
     Ok(())
 }

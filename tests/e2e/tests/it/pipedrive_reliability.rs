@@ -35,9 +35,9 @@ fn records(snapshot: &PdSnapshot) -> Vec<Value> {
     .concat()
 }
 
-/// `CUSTOMERS` customers with a subscription each, synced in full, then each subscription's
-/// MRR changed live so that every one has a deal.
-async fn populated(stack: &Stack) {
+/// `CUSTOMERS` customers with a subscription each (every third with the shared company),
+/// synced in full.
+async fn synced_in_full(stack: &Stack) {
     let (cb, site) = (&stack.sandbox.chargebee, &stack.chargebee_site);
     for i in 0..CUSTOMERS {
         let company = if i % 3 == 0 { "Shared Org" } else { "" };
@@ -61,17 +61,29 @@ async fn populated(stack: &Stack) {
     }
     let report = run(stack, RunScope::All).await;
     assert_eq!(report.count("synced"), 2 * CUSTOMERS, "{}", report.render());
+}
+
+/// Every subscription's MRR changed live, so that every one gets its deal.
+fn change_every_subscription(stack: &Stack) {
     for i in 0..CUSTOMERS {
-        cb.update_subscription(
-            site,
-            &format!("sub_{i}"),
-            CbSubscriptionInput {
-                mrr: Some(1_000 + 100 * i as i64),
-                ..Default::default()
-            },
-        )
-        .expect("update");
+        stack
+            .sandbox
+            .chargebee
+            .update_subscription(
+                &stack.chargebee_site,
+                &format!("sub_{i}"),
+                CbSubscriptionInput {
+                    mrr: Some(1_000 + 100 * i as i64),
+                    ..Default::default()
+                },
+            )
+            .expect("update");
     }
+}
+
+async fn populated(stack: &Stack) {
+    synced_in_full(stack).await;
+    change_every_subscription(stack);
     sync_now(stack).await;
 }
 
@@ -159,40 +171,8 @@ async fn a_worker_killed_mid_run_leaves_the_expected_company_after_a_restart() {
     })
     .await;
     sync_now(&stack).await;
-    let (cb, site) = (&stack.sandbox.chargebee, &stack.chargebee_site);
-    for i in 0..CUSTOMERS {
-        let company = if i % 3 == 0 { "Shared Org" } else { "" };
-        cb.create_customer(
-            site,
-            customer(
-                &format!("cb_{i}"),
-                &format!("p{i}@example.com"),
-                "P",
-                &i.to_string(),
-                company,
-            ),
-        )
-        .expect("customer");
-        cb.create_subscription(
-            site,
-            &format!("cb_{i}"),
-            subscription(&format!("sub_{i}"), "active", 1_000),
-        )
-        .expect("subscription");
-    }
-    let report = run(&stack, RunScope::All).await;
-    assert_eq!(report.count("synced"), 2 * CUSTOMERS, "{}", report.render());
-    for i in 0..CUSTOMERS {
-        cb.update_subscription(
-            site,
-            &format!("sub_{i}"),
-            CbSubscriptionInput {
-                mrr: Some(1_000 + 100 * i as i64),
-                ..Default::default()
-            },
-        )
-        .expect("update");
-    }
+    synced_in_full(&stack).await;
+    change_every_subscription(&stack);
     // One request a second from now on, so that the kill lands mid-run.
     stack
         .restart_worker_with(
