@@ -559,3 +559,38 @@ async fn customers_sharing_an_email_share_one_person() {
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_fields_go_on_the_organization_when_configured() {
+    let stack = start("[syncs.options]\nsubscriptions_to = \"organization\"").await;
+    let (cb, site) = (&stack.sandbox.chargebee, &stack.chargebee_site);
+    cb.create_customer(
+        site,
+        customer("cb_org", "org@example.com", "Olga", "Orr", "Orr Ltd"),
+    )
+    .expect("customer");
+    cb.create_subscription(site, "cb_org", subscription("sub_org", "active", 7_900))
+        .expect("subscription");
+    run(&stack, RunScope::All).await;
+    let snapshot = stack.sandbox.pipedrive.snapshot(&stack.pd_company);
+    let org = &snapshot.live(PdEntity::Organization)[0];
+    assert_eq!(org["name"], "Orr Ltd");
+    let field = |name: &str| custom(&snapshot, PdEntity::Organization, org, name);
+    assert_eq!(field("Subscription id"), "sub_org");
+    assert_eq!(field("Subscription status"), "active");
+    assert_eq!(field("MRR").as_f64(), Some(79.0));
+    let olga = person(&snapshot, "org@example.com");
+    assert_eq!(olga["org_id"], org["id"]);
+    assert_eq!(
+        custom(&snapshot, PdEntity::Person, olga, "Billing customer id"),
+        "cb_org"
+    );
+    assert!(
+        snapshot
+            .field_code(PdEntity::Person, "Subscription id")
+            .is_none(),
+        "subscription fields stay off the person"
+    );
+    assert!(snapshot.deals.is_empty());
+    stack.stop().await;
+}
