@@ -222,6 +222,11 @@ async fn main() -> anyhow::Result<()> {
         per_event(counts.accepted),
         counts.refused
     );
+    let with_searches = (minimum_writes + args.customers as u64) as f64 / rate;
+    println!(
+        "burst bound with one search per new customer: {with_searches:.1} s, ratio {:.2}",
+        elapsed.as_secs_f64() / with_searches
+    );
     println!(
         "total time: {:.1} s; burst bound ({minimum_writes} writes at {rate} req/s): {burst_bound:.1} s, ratio {:.2}; budget bound: {budget_bound_days:.3} days of {} tokens",
         elapsed.as_secs_f64(),
