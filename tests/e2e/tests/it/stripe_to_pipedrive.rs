@@ -12,7 +12,8 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customers_subscriptions_and_one_time_invoices_become_persons_and_deals() {
     let stack = Stack::start(StackOptions {
-        pipedrive_stripe_sync: Some(String::new()),
+        // Deals into the default pipeline's third stage ("Proposal Made").
+        pipedrive_stripe_sync: Some("[syncs.options]\npipeline_id = 1\nstage_id = 3".into()),
         ..Default::default()
     })
     .await;
@@ -64,6 +65,10 @@ async fn customers_subscriptions_and_one_time_invoices_become_persons_and_deals(
     assert_eq!(deal["currency"], "USD");
     assert_eq!(deal["status"], "won");
     assert_eq!(deal["person_id"], grace["id"]);
+    assert_eq!(
+        (deal["pipeline_id"].as_u64(), deal["stage_id"].as_u64()),
+        (Some(1), Some(3))
+    );
     let invoice = deal_titled(&snapshot, "Invoice PD-0001").expect("deal");
     assert_eq!(invoice["value"].as_f64(), Some(150.0));
     assert_eq!(invoice["status"], "won");
