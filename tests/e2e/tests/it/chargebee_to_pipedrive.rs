@@ -2,6 +2,7 @@
 //! organizations, custom fields by name, and deals only after the first full sync — field by
 //! field in the emulated Pipedrive company.
 
+use crate::operator_api::{api_post, wait_failure};
 use billsync_e2e::{Stack, StackOptions};
 use billsync_ingest::chargebee::snapshot::{self, RunReport, RunRequest, RunScope};
 use billsync_sandbox::{
@@ -335,6 +336,27 @@ async fn persons_organizations_and_deals_follow_the_seed() {
         3,
         "{:#?}",
         snapshot.deals
+    );
+
+    // The multi-match is a sync error in the errors list; once the duplicate is merged away
+    // in Pipedrive, a retry links the customer to the person left.
+    let failure = wait_failure(&stack, "open", "pd-test", "customer/cb_dup").await;
+    assert_eq!(failure["error_class"], "rejected", "{failure}");
+    assert!(pd.delete(company, PdEntity::Person, dup_ids[1]));
+    api_post(
+        &stack,
+        &format!("/api/v1/failures/{}/retry", failure["id"]),
+        json!({}),
+    )
+    .await;
+    wait_failure(&stack, "resolved", "pd-test", "customer/cb_dup").await;
+    let snapshot = stack.sandbox.pipedrive.snapshot(&stack.pd_company);
+    let dee = person(&snapshot, "dup@example.com");
+    assert_eq!(dee["id"].as_u64(), Some(dup_ids[0]));
+    assert_eq!(dee["name"], "Dee Upton");
+    assert_eq!(
+        custom(&snapshot, PdEntity::Person, dee, "Billing customer id"),
+        "cb_dup"
     );
     stack.stop().await;
 }
