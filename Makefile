@@ -9,7 +9,7 @@ CARGO ?= cargo
 
 .DEFAULT_GOAL := help
 
-.PHONY: help run observe test lint check-deploy fmt build k8s clean-run services shellcheck bench-ingest bench-activecampaign bench-zoho
+.PHONY: help run observe test lint check-deploy fmt build k8s clean-run services shellcheck bench-ingest bench-activecampaign bench-zoho bench-pipedrive
 
 help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_-]+:.*## / { printf "  make %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -50,6 +50,9 @@ bench-activecampaign: services ## Benchmark Stripe → ActiveCampaign through th
 
 bench-zoho: services ## Benchmark Stripe → Zoho CRM through the whole pipeline: API calls per change, credits, time (BENCH_ARGS=--help)
 	$(CARGO) run --release --quiet -p billsync-bench --bin bench-zoho -- $(BENCH_ARGS)
+
+bench-pipedrive: services ## Benchmark Stripe → Pipedrive through the whole pipeline: tokens against the minimum, time against the burst and budget bounds (BENCH_ARGS=--help)
+	$(CARGO) run --release --quiet -p billsync-bench --bin bench-pipedrive -- $(BENCH_ARGS)
 
 bench-ingest: services ## Benchmark Stripe webhooks → JetStream against raw JetStream (release build; BENCH_ARGS=--help)
 	$(CARGO) run --release --quiet -p billsync-bench --bin bench-ingest -- $(BENCH_ARGS)

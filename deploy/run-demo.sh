@@ -41,6 +41,7 @@ zoho_org=demo-org
 export STRIPE_WEBHOOK_SECRET=whsec_demo_0123456789abcdefghijklmnopqrstuv
 export AC_API_TOKEN=demo-token
 export CHARGEBEE_API_KEY=cb_demo_key
+export PIPEDRIVE_API_TOKEN=demo-pd-token
 export BILLSYNC_ADMIN_TOKEN=demo-admin
 export ZOHO_CLIENT_ID=1000.DEMOCLIENT ZOHO_CLIENT_SECRET=demo-zoho-secret \
     ZOHO_REFRESH_TOKEN=1000.demo-refresh-token
@@ -154,6 +155,7 @@ step "Starting the sandbox and billsync"
 "$bin/billsync-sandbox" serve --listen "$sandbox" --ac-account "$ac_account:$AC_API_TOKEN" \
     --cb-site "$cb_site:$CHARGEBEE_API_KEY" \
     --zoho-org "$zoho_org:$ZOHO_CLIENT_ID:$ZOHO_CLIENT_SECRET:$ZOHO_REFRESH_TOKEN" \
+    --pipedrive-company "demo:$PIPEDRIVE_API_TOKEN" \
     >"$sandbox_log" 2>&1 &
 sandbox_pid=$!
 echo "$sandbox_pid" >"$run_dir/sandbox.pid"
@@ -203,13 +205,17 @@ account '$ac_account' (connection 'ac-demo' in $config). 3 customers were create
 emulated Chargebee site '$cb_site' (connection '$cb_connection'): ingest polls it every 10 s,
 and their contacts, with the Cb_* fields, join list 1 of the same account. The same
 customers become contacts (company: account "Demo Inc.") and their subscriptions deals in the
-sandbox's emulated Zoho CRM organisation '$zoho_org' (connection 'zoho-demo').
+sandbox's emulated Zoho CRM organisation '$zoho_org' (connection 'zoho-demo'). The same Stripe
+and Chargebee customers are persons in the emulated Pipedrive company 'demo' (connection
+'pd-demo'), Stripe's subscriptions deals worth their MRR; Chargebee's deals follow once
+'billsync --config $config sync all --connection $cb_connection --to pd-demo' has run.
 
 Where to look:
   Sandbox (emulated vendors, index):   http://$sandbox/
   ActiveCampaign account state (JSON): http://$sandbox/__sandbox/activecampaign/$ac_account
   Chargebee site state (JSON):         http://$sandbox/__sandbox/chargebee/$cb_site
   Zoho CRM organisation (JSON):        http://$sandbox/__sandbox/zoho/$zoho_org
+  Pipedrive company state (JSON):      http://$sandbox/__sandbox/pipedrive/demo
   Errors service (admin API, web page): http://$errors/
     admin token (demo): $BILLSYNC_ADMIN_TOKEN
     e.g. curl -H 'Authorization: Bearer $BILLSYNC_ADMIN_TOKEN' http://$errors/

@@ -126,9 +126,9 @@ pub async fn execute(args: Args) -> anyhow::Result<()> {
                         billsync_activecampaign::check_syncs(&config, &connection)?
                     }
                     DestinationKind::Zoho => billsync_zoho::check_syncs(&config, &connection)?,
-                    // It declares no options or mappings yet (its worker refuses every
-                    // connection): the checks of Config::load are all there is.
-                    DestinationKind::Pipedrive => {}
+                    DestinationKind::Pipedrive => {
+                        billsync_pipedrive::check_syncs(&config, &connection)?
+                    }
                 }
             }
             println!(

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context};
 use billsync_config::Config;
-use billsync_ingest::chargebee::snapshot::{self, RunRequest, RunScope};
+use billsync_ingest::chargebee::snapshot::{self, RunRequest, RunScope, UniqueIdRule};
 use billsync_ingest::chargebee::{self, PollReport};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -58,12 +58,28 @@ pub async fn execute(config: &Config, command: SyncCommand) -> anyhow::Result<()
         SyncCommand::All(args) => (args, Some(RunScope::All)),
         SyncCommand::Validate(args) => (args, None),
     };
+    // What the destination matches customers by, and whether it needs subscriptions.
+    let destination = billsync_pipedrive::validation_rule(config, &args.connection, &args.to)?;
+    let require_subscription =
+        args.require_subscription || destination.as_ref().is_some_and(|d| d.require_subscription);
+    let unique_id = match destination {
+        Some(billsync_pipedrive::ValidationRule {
+            label,
+            unique_id: Some(read),
+            ..
+        }) => UniqueIdRule {
+            label,
+            read: Box::new(move |customer| read(&serde_json::Value::Object(customer.clone()))),
+        },
+        _ => UniqueIdRule::email(),
+    };
     let bar = spinner();
     let Some(scope) = scope else {
         let issues = snapshot::validate_connection(
             config,
             &args.connection,
-            args.require_subscription,
+            require_subscription,
+            &unique_id,
             |what, n| bar.set_message(format!("read {n} {what}")),
         )
         .await?;
@@ -71,8 +87,14 @@ pub async fn execute(config: &Config, command: SyncCommand) -> anyhow::Result<()
         std::fs::write(&args.csv, snapshot::issues_csv(&issues))
             .with_context(|| format!("writing {}", args.csv.display()))?;
         println!(
-            "{} customers would be skipped; details in {}",
+            "{} customers would be skipped (no {}{}); details in {}",
             issues.len(),
+            unique_id.label,
+            if require_subscription {
+                ", or no subscription"
+            } else {
+                ""
+            },
             args.csv.display()
         );
         for issue in issues.iter().take(20) {
@@ -88,8 +110,9 @@ pub async fn execute(config: &Config, command: SyncCommand) -> anyhow::Result<()
         source: &args.connection,
         destination: &args.to,
         scope,
-        require_subscription: args.require_subscription,
+        require_subscription,
         wait: Duration::from_secs(args.wait_secs),
+        unique_id: Some(&unique_id),
     };
     let report = snapshot::run(config, client, &request, |what, n| {
         bar.set_message(format!("{what}: {n}"))

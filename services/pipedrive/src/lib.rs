@@ -1,30 +1,140 @@
-//! The Pipedrive worker, on the destination kit. This version runs no Pipedrive connection yet:
-//! the destination arrives in a later release, and configuring one fails at start with a
-//! message saying so. Without one it serves `/healthz`, `/readyz` and `/metrics`.
+//! The Pipedrive worker: applies billing events to Pipedrive companies (seed 004) — customers
+//! as persons matched by a unique id, companies as organizations, subscriptions and one-time
+//! invoices as deals — on Pipedrive's v2 API within its daily token budget.
+//!
+//! One worker loop per configured Pipedrive connection (see `billsync-worker`), all in one
+//! service that also serves `/healthz`, `/readyz` and `/metrics`.
 
 pub mod api;
+mod budget_pause;
+mod chargebee_flow;
+mod deals;
+mod destination;
+mod fields;
+mod first_sync;
+mod links;
+mod options;
+mod organizations;
+mod persons;
+mod stripe_flow;
+mod sync_rules;
 
+pub use destination::PipedriveDestination;
+pub use first_sync::FirstFullSync;
+pub use options::{PipedriveSyncs, CUSTOMER_ID_FIELD};
+pub use sync_rules::{check_syncs, validation_rule, ValidationRule};
+
+use anyhow::Context;
+use billsync_bus::{StreamSettings, Topology};
 use billsync_config::Config;
-use billsync_events::DestinationKind;
-use billsync_worker::{serve_destinations, Unavailable};
+use billsync_events::{DestinationKind, SourceKind};
+use billsync_worker::{serve_destinations, DestinationStores, RecordStore};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Serves health and metrics until `shutdown`; refuses configured Pipedrive connections.
+const PIPEDRIVE: &str = "Pipedrive";
+
+/// Runs a worker per Pipedrive connection until `shutdown`, then drains them. Refuses to
+/// start when a sync's unique id differs from the one its first full sync locked.
 pub async fn run(
     config: Arc<Config>,
     client: async_nats::Client,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let budgets = if config.destinations.pipedrive.is_empty() {
+        None
+    } else {
+        let stores = DestinationStores::open(&config, &client).await?;
+        check_unique_id_locks(&config, &stores).await?;
+        let topology = Topology::new(&config.nats.prefix);
+        let js = async_nats::jetstream::new(client.clone());
+        Some(
+            topology
+                .ensure_bucket(
+                    &js,
+                    topology.budgets_bucket(),
+                    &StreamSettings::from(&config.nats),
+                    Duration::ZERO,
+                )
+                .await
+                .context("opening the budgets bucket")?,
+        )
+    };
     serve_destinations(
         DestinationKind::Pipedrive,
         config,
         client,
         listener,
         shutdown,
-        |config, _stores| Unavailable::refuse(config, DestinationKind::Pipedrive, "Pipedrive"),
+        move |config, stores| {
+            let timeout = Duration::from_millis(config.workers.request_timeout_ms);
+            let budgets = budgets.expect("opened above when connections are configured");
+            config
+                .destinations
+                .pipedrive
+                .iter()
+                .map(|connection| {
+                    PipedriveDestination::new(
+                        config,
+                        connection,
+                        stores.links.clone(),
+                        stores.rate_limits.clone(),
+                        budgets.clone(),
+                        timeout,
+                    )
+                    .with_context(|| {
+                        format!("configuring Pipedrive connection {}", connection.name)
+                    })
+                })
+                .collect()
+        },
     )
     .await
+}
+
+/// The seed's rule: the unique id can only be changed before the first full sync.
+async fn check_unique_id_locks(config: &Config, stores: &DestinationStores) -> anyhow::Result<()> {
+    let topology = Topology::new(&config.nats.prefix);
+    for connection in &config.destinations.pipedrive {
+        let records = RecordStore::new(
+            stores.links.clone(),
+            DestinationKind::Pipedrive,
+            &connection.name,
+        );
+        let syncs = sync_rules::sync_rules(config, &connection.name)?;
+        for (source, rules) in syncs {
+            if rules.source != SourceKind::Chargebee {
+                continue;
+            }
+            let Some(locked) = first_sync::first_full_sync(&records, &source)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+            else {
+                continue;
+            };
+            let configured = rules.options.unique_id.describe();
+            if locked.unique_id != configured {
+                let key = records.key(&first_sync::record_key(&source));
+                let bucket = topology.links_bucket();
+                anyhow::bail!(
+                    "{file}: {sync}.options.unique_id: persons of {source} → {destination} are \
+                     matched by {locked_id:?}, locked when the first full sync ran at {at} (run \
+                     {run}); the configuration now says {configured:?}. Put it back, or reset \
+                     the lock deliberately: stop every billsync pipedrive replica, run `nats kv \
+                     del {bucket} {key}`, start again and run `billsync sync all` (customers \
+                     already linked keep their persons; new ones are matched by the new id)",
+                    file = config.origin.display(),
+                    sync = rules.key,
+                    destination = connection.name,
+                    locked_id = locked.unique_id,
+                    at = locked.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    run = locked.run_id,
+                );
+            }
+        }
+    }
+    Ok(())
 }

@@ -192,6 +192,40 @@ impl BillingEventV1 {
     }
 }
 
+/// Which kind of run produced a snapshot event, read from its `run_id`: the initial sync of
+/// the latest customers, or "sync all records" (seed 004). Destinations that hold some writes
+/// back until the first full sync (Pipedrive's deals) tell them apart by this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    Initial,
+    Full,
+    /// A backfill or another run.
+    Other,
+}
+
+impl RunKind {
+    /// The start of the run ids of this kind.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            RunKind::Initial => "run_initial_",
+            RunKind::Full => "run_all_",
+            RunKind::Other => "run_",
+        }
+    }
+
+    pub fn of(run_id: &str) -> RunKind {
+        [RunKind::Initial, RunKind::Full]
+            .into_iter()
+            .find(|kind| run_id.starts_with(kind.prefix()))
+            .unwrap_or(RunKind::Other)
+    }
+
+    /// A fresh run id of this kind.
+    pub fn new_run_id(self, unique: &str) -> String {
+        format!("{}{unique}", self.prefix())
+    }
+}
+
 /// What a destination did with one billing event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "schema")]

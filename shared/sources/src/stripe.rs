@@ -73,6 +73,48 @@ pub fn deletes_customer(event: &BillingEventV1) -> bool {
             || event.data.get("deleted").and_then(Value::as_bool) == Some(true))
 }
 
+/// A subscription's monthly recurring revenue in the currency's minor unit: each item's
+/// price × quantity, normalised from its interval (`day`, `week`, `month`, `year`, every
+/// `interval_count`) to a month. Metered prices without a unit amount count as zero.
+pub fn monthly_recurring_cents(subscription: &Value) -> i64 {
+    let items = subscription
+        .pointer("/items/data")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let monthly: f64 = items
+        .iter()
+        .filter_map(|item| {
+            let price = item.get("price").or_else(|| item.get("plan"))?;
+            let unit = price
+                .get("unit_amount")
+                .or_else(|| price.get("amount"))
+                .and_then(Value::as_i64)?;
+            let quantity = item.get("quantity").and_then(Value::as_i64).unwrap_or(1);
+            let interval = price
+                .pointer("/recurring/interval")
+                .or_else(|| price.get("interval"))
+                .and_then(Value::as_str)
+                .unwrap_or("month");
+            let every = price
+                .pointer("/recurring/interval_count")
+                .or_else(|| price.get("interval_count"))
+                .and_then(Value::as_i64)
+                .filter(|n| *n > 0)
+                .unwrap_or(1) as f64;
+            // Months per interval: a year is 12, a week 12/52, a day 12/365.
+            let months = match interval {
+                "year" => 12.0,
+                "week" => 12.0 / 52.0,
+                "day" => 12.0 / 365.0,
+                _ => 1.0,
+            } * every;
+            Some((unit.max(0) * quantity.max(0)) as f64 / months)
+        })
+        .sum();
+    monthly.round() as i64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +191,17 @@ mod tests {
             json!({"deleted": true}),
         );
         assert!(!deletes_customer(&charge));
+    }
+
+    #[test]
+    fn recurring_revenue_is_normalised_to_a_month() {
+        let subscription = json!({"items": {"data": [
+            {"quantity": 2, "price": {"unit_amount": 1500, "recurring": {"interval": "month", "interval_count": 1}}},
+            {"quantity": 1, "price": {"unit_amount": 12000, "recurring": {"interval": "year", "interval_count": 1}}},
+            {"quantity": 1, "price": {"unit_amount": 600, "recurring": {"interval": "month", "interval_count": 3}}},
+            {"quantity": 1, "price": {"unit_amount": null, "recurring": {"interval": "month"}}}
+        ]}});
+        assert_eq!(monthly_recurring_cents(&subscription), 3000 + 1000 + 200);
+        assert_eq!(monthly_recurring_cents(&json!({})), 0);
     }
 }

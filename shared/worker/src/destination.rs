@@ -104,9 +104,10 @@ pub trait Destination: Send + Sync + 'static {
         DEFAULT_CONCURRENCY
     }
 
-    /// Why the connection is paused, while it is: its CRM's allowance is spent (Zoho's API
-    /// credits) and its events wait for it to come back instead of failing one by one.
-    /// Readiness is false meanwhile.
+    /// Why the connection takes no work now although its credentials work — its CRM's
+    /// allowance spent (Zoho's API credits, Pipedrive's daily tokens) — or `None`. Its
+    /// events wait for it to come back instead of failing one by one, and `/readyz`
+    /// reports it as not ready while it lasts.
     fn paused(&self) -> Option<String> {
         None
     }

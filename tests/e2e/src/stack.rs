@@ -47,8 +47,15 @@ pub struct StackOptions {
     /// with these lines appended; its worker runs in-process unless `worker_service` is
     /// `"zoho"` and `worker_process` is set.
     pub zoho_sync: Option<String>,
-    /// The worker `worker_process` runs as a child process: `activecampaign` or `zoho`.
+    /// The worker `worker_process` runs as a child process: `activecampaign`, `zoho` or `pipedrive`.
     pub worker_service: &'static str,
+    /// Adds an emulated Pipedrive company as destination `pd-test`, fed by `cb-test` (needs
+    /// `chargebee_sync`) with these lines appended to its `[[syncs]]` table.
+    pub pipedrive_chargebee_sync: Option<String>,
+    /// Feeds `pd-test` from `stripe-test` too, with these lines appended to its `[[syncs]]`.
+    pub pipedrive_stripe_sync: Option<String>,
+    /// Extra keys of the `[[destinations.pipedrive]]` table (`daily_token_budget`).
+    pub pipedrive_extra: String,
 }
 
 impl Default for StackOptions {
@@ -66,6 +73,9 @@ impl Default for StackOptions {
             worker_replicas: 1,
             zoho_sync: None,
             worker_service: "activecampaign",
+            pipedrive_chargebee_sync: None,
+            pipedrive_stripe_sync: None,
+            pipedrive_extra: String::new(),
         }
     }
 }
@@ -103,6 +113,10 @@ pub struct Stack {
     /// The sandbox account's event tracking URL and actid (for `track_url`, `track_actid`).
     pub ac_track_url: String,
     pub ac_track_actid: String,
+    /// The emulated Pipedrive company of `pd-test`, when it is configured.
+    pub pd_company: String,
+    /// `http://host:port` of the in-process Pipedrive worker's `/readyz` and `/metrics`.
+    pub pd_worker_url: String,
     shutdown: CancellationToken,
     tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
     /// The worker's child process under `StackOptions::worker_process`.
@@ -207,6 +221,38 @@ impl Stack {
             }
             None => String::new(),
         };
+        let pd_company = format!("pd-{prefix}");
+        let with_pipedrive =
+            options.pipedrive_chargebee_sync.is_some() || options.pipedrive_stripe_sync.is_some();
+        let pipedrive = if with_pipedrive {
+            let token = format!("pd-token-{}", uuid::Uuid::new_v4().simple());
+            sandbox
+                .pipedrive
+                .add_company(billsync_sandbox::PdCompany::new(
+                    pd_company.clone(),
+                    token.clone(),
+                ));
+            let token_file = write("pd-token", &token);
+            let mut text = format!(
+                "\n[[destinations.pipedrive]]\nname = \"pd-test\"\nbase_url = \"{base}\"\n\
+                 api_token = {{ file = \"{token_file}\" }}\n{extra}\n",
+                base = sandbox.pipedrive.base_url(&pd_company),
+                extra = options.pipedrive_extra,
+            );
+            if let Some(lines) = &options.pipedrive_chargebee_sync {
+                text.push_str(&format!(
+                    "\n[[syncs]]\nsource = \"cb-test\"\ndestination = \"pd-test\"\n{lines}\n"
+                ));
+            }
+            if let Some(lines) = &options.pipedrive_stripe_sync {
+                text.push_str(&format!(
+                    "\n[[syncs]]\nsource = \"stripe-test\"\ndestination = \"pd-test\"\n{lines}\n"
+                ));
+            }
+            text
+        } else {
+            String::new()
+        };
         let mut extra_ac_accounts = Vec::new();
         let mut extra_destinations = String::new();
         for connection in &options.extra_activecampaign {
@@ -252,6 +298,7 @@ max_attempts = 3
 ack_wait_secs = 10
 max_in_flight = {max_in_flight}
 activecampaign_listen = "127.0.0.1:0"
+pipedrive_listen = "127.0.0.1:0"
 
 [[sources.stripe]]
 name = "{stripe_connection}"
@@ -271,6 +318,7 @@ destination = "ac-test"
 {extra}
 {chargebee}
 {zoho}
+{pipedrive}
 "#,
             db_url = db.url,
             ac_base = sandbox.activecampaign_base_url(&ac_account),
@@ -337,6 +385,18 @@ destination = "ac-test"
             tasks
                 .spawn(async move { ("zoho", billsync_zoho::run(c, n, worker_listener, s).await) });
         }
+        let mut pd_worker_url = String::new();
+        if with_pipedrive && !(options.worker_process && options.worker_service == "pipedrive") {
+            let worker_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind worker");
+            pd_worker_url = format!("http://{}", worker_listener.local_addr().expect("addr"));
+            let (c, n, s) = (Arc::clone(&config), nats.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                (
+                    "pipedrive",
+                    billsync_pipedrive::run(c, n, worker_listener, s).await,
+                )
+            });
+        }
         let config_path = secrets.path().join("billsync.toml");
         std::fs::write(&config_path, &text).expect("write the configuration");
 
@@ -363,6 +423,8 @@ destination = "ac-test"
             extra_ac_accounts,
             ac_track_url,
             ac_track_actid,
+            pd_company,
+            pd_worker_url,
             shutdown,
             tasks,
             worker: std::sync::Mutex::new(None),

@@ -14,7 +14,7 @@ use billsync_bus::{Publisher, StreamSettings, Topology};
 use billsync_config::{Config, ConnectionKind};
 use billsync_events::{
     BillingEvent, BillingEventV1, Failure, FailureClass, ObjectKind, Outcome, OutcomeResult,
-    OutcomeV1, RecordVersion, SourceKind,
+    OutcomeV1, RecordVersion, RunKind, SourceKind,
 };
 use futures::StreamExt;
 use serde_json::{Map, Value};
@@ -148,9 +148,38 @@ fn take(entries: Vec<Map<String, Value>>, key: &str) -> Vec<Map<String, Value>> 
         .collect()
 }
 
+/// The unique id a destination matches customers by, for validation: what to call it and
+/// how to read it from a Chargebee customer (blank when absent).
+pub struct UniqueIdRule {
+    pub label: String,
+    pub read: ReadUniqueId,
+}
+
+/// Reads a customer's unique id; blank when it has none.
+pub type ReadUniqueId = Box<dyn Fn(&Map<String, Value>) -> String + Send + Sync>;
+
+impl UniqueIdRule {
+    /// The email, every destination's default.
+    pub fn email() -> Self {
+        Self {
+            label: "email".into(),
+            read: Box::new(|customer| text(customer, "email")),
+        }
+    }
+}
+
 /// Seed 004's validation: customers without the unique id (email) and, when the sync needs
 /// subscriptions, customers without one.
 pub fn validate(collected: &Collected, require_subscription: bool) -> Vec<ValidationIssue> {
+    validate_with(collected, require_subscription, &UniqueIdRule::email())
+}
+
+/// [`validate`] with the destination's unique id.
+pub fn validate_with(
+    collected: &Collected,
+    require_subscription: bool,
+    unique_id: &UniqueIdRule,
+) -> Vec<ValidationIssue> {
     let with_subscription: HashSet<String> = collected
         .subscriptions
         .iter()
@@ -162,10 +191,13 @@ pub fn validate(collected: &Collected, require_subscription: bool) -> Vec<Valida
         .filter_map(|c| {
             let id = text(c, "id");
             let email = text(c, "email");
-            let problem = if email.trim().is_empty() {
-                "no email (the unique id matching the CRM record)"
+            let problem = if (unique_id.read)(c).trim().is_empty() {
+                format!(
+                    "no {} (the unique id matching the CRM record)",
+                    unique_id.label
+                )
             } else if require_subscription && !with_subscription.contains(&id) {
-                "no subscription"
+                "no subscription".to_string()
             } else {
                 return None;
             };
@@ -175,7 +207,7 @@ pub fn validate(collected: &Collected, require_subscription: bool) -> Vec<Valida
                 first_name: text(c, "first_name"),
                 last_name: text(c, "last_name"),
                 company: text(c, "company"),
-                problem: problem.to_string(),
+                problem,
             })
         })
         .collect()
@@ -392,6 +424,8 @@ pub struct RunRequest<'a> {
     pub require_subscription: bool,
     /// How long to wait for the destination's outcomes.
     pub wait: Duration,
+    /// The destination's unique id when it is not the email.
+    pub unique_id: Option<&'a UniqueIdRule>,
 }
 
 /// Runs an initial or full sync of `request.source` to `request.destination`.
@@ -467,10 +501,18 @@ pub async fn run(
         .map_err(|e| bus(&e))?;
     let mut outcomes = consumer.messages().await.map_err(|e| bus(&e))?;
 
-    let run_id = format!("run_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let kind = match request.scope {
+        RunScope::LatestCustomers(_) => RunKind::Initial,
+        RunScope::All => RunKind::Full,
+    };
+    let run_id = kind.new_run_id(&uuid::Uuid::new_v4().simple().to_string()[..12]);
     let collected = collect(&chargebee, request.scope, &mut progress).await?;
     let issues = match request.scope {
-        RunScope::All => validate(&collected, request.require_subscription),
+        RunScope::All => validate_with(
+            &collected,
+            request.require_subscription,
+            request.unique_id.unwrap_or(&UniqueIdRule::email()),
+        ),
         // The initial sync shows every error, validation ones included, so the user can fix
         // them before syncing all records.
         RunScope::LatestCustomers(_) => Vec::new(),
@@ -566,6 +608,7 @@ pub async fn validate_connection(
     config: &Config,
     source: &str,
     require_subscription: bool,
+    unique_id: &UniqueIdRule,
     progress: impl FnMut(&str, usize),
 ) -> Result<Vec<ValidationIssue>, RunError> {
     let connection = config
@@ -583,7 +626,7 @@ pub async fn validate_connection(
     )?;
     let mut collected = collect(&client, RunScope::All, progress).await?;
     collected.invoices.clear();
-    Ok(validate(&collected, require_subscription))
+    Ok(validate_with(&collected, require_subscription, unique_id))
 }
 
 #[cfg(test)]

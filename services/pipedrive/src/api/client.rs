@@ -372,6 +372,27 @@ impl PipedriveClient {
             .await
     }
 
+    /// The live deals titled exactly `title` (case-insensitive; 20 tokens).
+    pub async fn find_deals_by_title(&self, title: &str) -> Result<Vec<SearchHit>, DeliveryError> {
+        let hits = self
+            .search(
+                "deals",
+                format!(
+                    "term={}&fields=title&exact_match=true&limit=500",
+                    encode(title)
+                ),
+            )
+            .await?;
+        Ok(hits
+            .into_iter()
+            .filter(|hit| {
+                hit.title
+                    .as_deref()
+                    .is_some_and(|t| t.eq_ignore_ascii_case(title))
+            })
+            .collect())
+    }
+
     pub async fn get_deal(&self, id: u64) -> Result<Option<Deal>, DeliveryError> {
         self.get_by_id(format!("/api/v2/deals/{id}")).await
     }

@@ -47,6 +47,7 @@ fn request(scope: RunScope) -> RunRequest<'static> {
         scope,
         require_subscription: false,
         wait: Duration::from_secs(60),
+        unique_id: None,
     }
 }
 
@@ -114,9 +115,15 @@ async fn the_initial_sync_reports_exactly_the_ten_latest_customers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validation_lists_exactly_the_customers_without_email_and_sync_all_skips_them() {
     let (stack, ids) = stack_with_customers(6, &[1, 4]).await;
-    let issues = snapshot::validate_connection(&stack.config, "cb-test", false, |_, _| {})
-        .await
-        .expect("validation");
+    let issues = snapshot::validate_connection(
+        &stack.config,
+        "cb-test",
+        false,
+        &snapshot::UniqueIdRule::email(),
+        |_, _| {},
+    )
+    .await
+    .expect("validation");
     let mut flagged: Vec<&str> = issues.iter().map(|i| i.customer_id.as_str()).collect();
     flagged.sort();
     assert_eq!(flagged, vec![ids[1].as_str(), ids[4].as_str()]);

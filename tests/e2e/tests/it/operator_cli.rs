@@ -16,7 +16,7 @@ async fn billsync(stack: &Stack, config: &Path, args: &[&str]) -> Result<String,
 }
 
 /// Runs `billsync --config <config> <args>`: its stdout, or stdout and stderr on failure.
-async fn billsync_local(config: &Path, args: &[&str]) -> Result<String, String> {
+pub(crate) async fn billsync_local(config: &Path, args: &[&str]) -> Result<String, String> {
     let output = Command::new(billsync_binary())
         .arg("--config")
         .arg(config)

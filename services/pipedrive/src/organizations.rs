@@ -1,0 +1,64 @@
+//! The customer's company → a Pipedrive organization, found by name or created, linked to
+//! the person; two organizations with that name are a sync error naming them.
+
+use crate::api::{CustomFields, OrganizationInput, PipedriveClient};
+use crate::links::{self, digest, is_gone};
+use billsync_events::FailureClass;
+use billsync_worker::{DeliveryError, Pass, RecordStore};
+
+fn link_key(name: &str) -> String {
+    format!("organization/{}", name.trim().to_lowercase())
+}
+
+/// The organization named `name`, written with `custom_fields` (subscription fields when the
+/// sync sends them to organizations); its id.
+pub(crate) async fn write(
+    client: &PipedriveClient,
+    records: &RecordStore,
+    name: &str,
+    custom_fields: CustomFields,
+    pass: Pass,
+) -> Result<u64, DeliveryError> {
+    let key = link_key(name);
+    let input = OrganizationInput {
+        name: Some(name.trim().to_string()),
+        custom_fields,
+        ..Default::default()
+    };
+    let fingerprint = digest(&input);
+    if let Some(link) = links::load(records, &key).await? {
+        if link.unchanged(&fingerprint, pass) || input.custom_fields.is_empty() {
+            return Ok(link.id);
+        }
+        match client.update_organization(link.id, &input).await {
+            Ok(updated) => {
+                links::save(records, &key, updated.id, fingerprint).await?;
+                return Ok(updated.id);
+            }
+            // Deleted in Pipedrive: found again by name, or created.
+            Err(error) if is_gone(&error) => records.delete(&key).await?,
+            Err(error) => return Err(error),
+        }
+    }
+    let hits = client.find_organizations_by_name(name.trim()).await?;
+    let id = match hits.as_slice() {
+        [] => client.create_organization(&input).await?.id,
+        [one] if input.custom_fields.is_empty() => one.id,
+        [one] => client.update_organization(one.id, &input).await?.id,
+        many => {
+            let ids: Vec<String> = many.iter().map(|hit| hit.id.to_string()).collect();
+            return Err(DeliveryError::permanent(
+                FailureClass::Rejected,
+                format!(
+                    "{} Pipedrive organizations are named {:?} (ids {}); merge or rename them \
+                     in Pipedrive, then retry this error",
+                    many.len(),
+                    name.trim(),
+                    ids.join(", ")
+                ),
+            ));
+        }
+    };
+    links::save(records, &key, id, fingerprint).await?;
+    Ok(id)
+}
