@@ -27,7 +27,6 @@ use billsync_bus::Publisher;
 use billsync_config::Config;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 
 /// What every handler shares; cheap to clone.
 #[derive(Clone)]
@@ -88,7 +87,7 @@ async fn require_admin(
         .and_then(|value| value.to_str().ok())
         .and_then(bearer_token);
     match presented {
-        Some(token) if bool::from(token.as_bytes().ct_eq(expected.as_bytes())) => {
+        Some(token) if billsync_bus::token_matches(token.as_bytes(), expected.as_bytes()) => {
             Ok(next.run(request).await)
         }
         _ => Err(ApiError::Unauthorized),

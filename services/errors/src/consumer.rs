@@ -43,7 +43,6 @@ enum Settlement {
     Nak,
     /// Offered again after this delay, counted as the label.
     Later(Duration, &'static str),
-    Term(&'static str),
 }
 
 impl OutcomeConsumer {
@@ -125,7 +124,6 @@ impl OutcomeConsumer {
                 Settlement::Ack(result) => (result, delivery.ack().await),
                 Settlement::Nak => ("requeued", delivery.nak(Some(DATABASE_RETRY_DELAY)).await),
                 Settlement::Later(delay, result) => (result, delivery.nak(Some(delay)).await),
-                Settlement::Term(result) => (result, delivery.term().await),
             };
             if let Err(error) = settled {
                 // Everything stored is idempotent, so a redelivery after a lost ack is harmless.
@@ -174,20 +172,56 @@ impl OutcomeConsumer {
                 Settlement::Nak
             }
             Err(RetryError::Database(error)) if is_unstorable(&error) => {
-                tracing::error!(
-                    %error,
-                    destination_connection = %record.destination_connection,
-                    record = %record.record_key,
-                    event_id = %record.event_id,
-                    "Postgres refused this outcome's data; it is dropped and stays only in the outcomes stream."
-                );
-                Settlement::Term("unstorable")
+                self.store_refused(&record, &error).await
             }
             Err(error) => {
                 tracing::warn!(%error, "Storing an outcome failed; it will be redelivered.");
                 Settlement::Nak
             }
         }
+    }
+
+    /// Postgres refused `record`'s data (class 22 or 23), as it would on every redelivery:
+    /// stores a version it takes instead of losing the failure — every text with its NUL
+    /// characters replaced, else the ids and message without the event and vendor detail —
+    /// and, if even that is refused, keeps the message on the stream, offered again later.
+    async fn store_refused(&self, record: &OutcomeRecord, refused: &sqlx::Error) -> Settlement {
+        let fallbacks = [
+            ("every field, NUL characters replaced", cleaned(record)),
+            (
+                "its ids and message; not its event or vendor detail",
+                bare(record, refused),
+            ),
+        ];
+        for (kept, fallback) in fallbacks {
+            match self.store(&fallback).await {
+                Ok(recorded) => {
+                    if changes_open_failures(recorded) {
+                        self.open_failures.changed();
+                    }
+                    tracing::warn!(
+                        error = %refused,
+                        destination_connection = %record.destination_connection,
+                        record = %fallback.record_key,
+                        kept,
+                        "Postgres refused this outcome's data as sent; stored what it takes."
+                    );
+                    return Settlement::Ack("stored_altered");
+                }
+                Err(RetryError::Database(error)) if is_unstorable(&error) => continue,
+                Err(error) => {
+                    tracing::warn!(%error, "Storing an outcome failed; it will be redelivered.");
+                    return Settlement::Nak;
+                }
+            }
+        }
+        tracing::error!(
+            error = %refused,
+            destination_connection = %record.destination_connection,
+            retry_in_secs = UNREADABLE_RETRY_DELAY.as_secs(),
+            "Postgres refuses even a bare version of this outcome; keeping it on the outcomes stream."
+        );
+        Settlement::Later(UNREADABLE_RETRY_DELAY, "unstorable")
     }
 
     /// Stores `record` in one transaction. When it resolves a customer's failure, the
@@ -238,6 +272,50 @@ fn is_unstorable(error: &sqlx::Error) -> bool {
             .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
         _ => false,
     }
+}
+
+/// `record` with a NUL character (which Postgres text and jsonb refuse) in none of its texts.
+fn cleaned(record: &OutcomeRecord) -> OutcomeRecord {
+    let clean = Scrubber::new(Vec::new());
+    let mut cleaned = record.clone();
+    for text in [
+        &mut cleaned.destination_connection,
+        &mut cleaned.source_connection,
+        &mut cleaned.record_key,
+        &mut cleaned.event_id,
+        &mut cleaned.event_type,
+    ] {
+        *text = clean.text(text);
+    }
+    cleaned.run_id = cleaned.run_id.as_deref().map(|run| clean.text(run));
+    match &mut cleaned.result {
+        RecordResult::Failed(failure) => {
+            failure.message = clean.text(&failure.message);
+            clean.json(&mut failure.vendor_detail);
+            clean.json(&mut failure.event);
+            failure.customer_id = failure.customer_id.as_deref().map(|id| clean.text(id));
+        }
+        RecordResult::Skipped { reason } => *reason = clean.text(reason),
+        RecordResult::Synced => {}
+    }
+    cleaned
+}
+
+/// The cleaned `record` without what Postgres may still refuse: a failure keeps its class,
+/// status and message (saying what was left out), not its event or vendor detail, so it
+/// is listed but cannot be retried from here (replay it from the stream instead).
+fn bare(record: &OutcomeRecord, refused: &sqlx::Error) -> OutcomeRecord {
+    let mut bare = cleaned(record);
+    if let RecordResult::Failed(failure) = &mut bare.result {
+        let message: String = failure.message.chars().take(2_000).collect();
+        failure.message = format!(
+            "{message} [billsync stored this failure without its event and vendor detail: \
+             PostgreSQL refused them ({refused}); replay the event from the stream to retry it]"
+        );
+        failure.vendor_detail = serde_json::Value::Null;
+        failure.event = serde_json::json!({ "stored": false, "event_id": bare.event_id });
+    }
+    bare
 }
 
 /// Postgres keeps microseconds; truncating here makes a stored `at` equal to a redelivered one.

@@ -13,6 +13,7 @@ pub mod publish;
 pub mod rate_limit;
 pub mod retry_after;
 pub mod setup;
+pub mod token;
 pub mod topology;
 pub mod trace;
 
@@ -23,4 +24,5 @@ pub use publish::{PublishError, Published, Publisher};
 pub use rate_limit::SharedRateLimiter;
 pub use retry_after::{parse_retry_after, retry_after_header, MAX_RETRY_AFTER};
 pub use setup::{connect, BusError, StreamSettings};
+pub use token::token_matches;
 pub use topology::Topology;

@@ -259,3 +259,74 @@ fn syncs_and_sources_can_be_switched_off() {
     .expect_err("not a bool");
     assert!(error.to_string().contains("boolean"), "{error}");
 }
+
+/// Values that would break a service are refused at start, naming the key and the range.
+#[test]
+fn numeric_settings_that_break_a_service_are_refused_with_key_and_range() {
+    let cases = [
+        (
+            "[ingest]\npublish_timeout_ms = 0",
+            "ingest.publish_timeout_ms: 0 is outside 100..=25000",
+        ),
+        (
+            "[ingest]\nmax_body_bytes = 0",
+            "ingest.max_body_bytes: 0 is outside",
+        ),
+        (
+            "[workers]\nmax_attempts = 0",
+            "workers.max_attempts: 0 is outside 1..=100",
+        ),
+        (
+            "[workers]\nmax_in_flight = 0",
+            "workers.max_in_flight: 0 is outside",
+        ),
+        (
+            "[workers]\nack_wait_secs = 0",
+            "workers.ack_wait_secs: 0 is outside 1..=3600",
+        ),
+        (
+            "[workers]\nrequest_timeout_ms = 0",
+            "workers.request_timeout_ms: 0 is outside",
+        ),
+        (
+            "[workers]\nunknown_sync_wait_secs = 100000",
+            "workers.unknown_sync_wait_secs: 100000",
+        ),
+        (
+            "[postgres]\nmax_connections = 0",
+            "postgres.max_connections: 0 is outside",
+        ),
+        (
+            "[nats]\nretention_days = 0",
+            "nats.retention_days: 0 is outside",
+        ),
+        (
+            "[nats]\nduplicate_window_secs = 0",
+            "nats.duplicate_window_secs: 0 is outside",
+        ),
+    ];
+    for (table, expected) in cases {
+        // The table goes first: GOOD's own tables come after it.
+        let text = GOOD.replacen("[nats]\nprefix = \"demo\"\n", "", 1);
+        let (head, rest) = table.split_once('\n').expect("a table and a key");
+        let text = if head == "[nats]" {
+            format!("[nats]\nprefix = \"demo\"\n{rest}\n{text}")
+        } else {
+            format!("[nats]\nprefix = \"demo\"\n{table}\n{text}")
+        };
+        let error = parse(&text).expect_err(expected).to_string();
+        assert!(error.contains(expected), "{table}: {error}");
+        assert!(error.starts_with("billsync.toml: "), "{error}");
+    }
+    let text = GOOD.replacen(
+        "webhook_secrets = [{ env = \"T_WHSEC\" }]",
+        "webhook_secrets = [{ env = \"T_WHSEC\" }]\nsignature_tolerance_secs = 0",
+        1,
+    );
+    let error = parse(&text).expect_err("tolerance 0").to_string();
+    assert!(
+        error.contains("sources.stripe[0].signature_tolerance_secs: 0 is outside 10..=3600"),
+        "{error}"
+    );
+    assert!(parse(GOOD).is_ok(), "the defaults are inside every range");
+}

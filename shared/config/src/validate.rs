@@ -70,6 +70,9 @@ impl Config {
                 "must be between 1 and 5".into(),
             ));
         }
+        for bound in self.numeric_bounds() {
+            bound.check(&err)?;
+        }
 
         let mut names = HashSet::new();
         let mut check_name = |key: String, name: &str| -> Result<(), ConfigError> {
@@ -334,6 +337,88 @@ impl Config {
 /// Resolves a secret; a failure is an error only when this process needs the secret, so a
 /// worker pod does not need the webhook secrets of the ingest pod (secrets it does not need
 /// are still read when present, so that they can be scrubbed from records).
+/// A numeric setting's allowed range, and what goes wrong outside it.
+struct Bound {
+    key: String,
+    value: u64,
+    min: u64,
+    max: u64,
+    /// What a value outside the range breaks, for the message.
+    why: &'static str,
+}
+
+impl Bound {
+    fn new(
+        key: impl Into<String>,
+        value: impl TryInto<u64>,
+        min: u64,
+        max: u64,
+        why: &'static str,
+    ) -> Self {
+        Self {
+            key: key.into(),
+            value: value.try_into().unwrap_or(u64::MAX),
+            min,
+            max,
+            why,
+        }
+    }
+
+    fn check(&self, err: &impl Fn(String, String) -> ConfigError) -> Result<(), ConfigError> {
+        if (self.min..=self.max).contains(&self.value) {
+            return Ok(());
+        }
+        Err(err(
+            self.key.clone(),
+            format!(
+                "{} is outside {}..={}: {}",
+                self.value, self.min, self.max, self.why
+            ),
+        ))
+    }
+}
+
+impl Config {
+    /// The numeric settings whose values outside a range break a service (a
+    /// `publish_timeout_ms` of 0 answers every webhook 503), checked at start.
+    fn numeric_bounds(&self) -> Vec<Bound> {
+        let (n, w) = (&self.nats, &self.workers);
+        let mut bounds = vec![
+            Bound::new("nats.retention_days", n.retention_days, 1, 3_650,
+                "events must stay in the stream long enough to be delivered and replayed"),
+            Bound::new("nats.duplicate_window_secs", n.duplicate_window_secs, 60,
+                n.retention_days.saturating_mul(86_400).min(7 * 86_400),
+                "JetStream drops a redelivered webhook only within this window; it cannot exceed the stream's retention (nor a week)"),
+            Bound::new("postgres.max_connections", self.postgres.max_connections, 1, 1_000,
+                "the errors service needs at least one connection"),
+            Bound::new("ingest.max_body_bytes", self.ingest.max_body_bytes, 1_024, 64 * 1024 * 1024,
+                "no Stripe event fits in less than a kilobyte (they reach hundreds), and NATS refuses messages of more than its max_payload"),
+            Bound::new("ingest.publish_timeout_ms", self.ingest.publish_timeout_ms, 100, 25_000,
+                "below 100 ms every webhook answers 503; Stripe gives up on an answer after about 30 s"),
+            Bound::new("workers.max_attempts", w.max_attempts, 1, 100,
+                "0 attempts would never write an event"),
+            Bound::new("workers.max_in_flight", w.max_in_flight, 1, 100_000,
+                "0 would hold no event at all"),
+            Bound::new("workers.request_timeout_ms", w.request_timeout_ms, 100, 300_000,
+                "below 100 ms every CRM request times out"),
+            Bound::new("workers.ack_wait_secs", w.ack_wait_secs, 1, 3_600,
+                "JetStream hands an event not yet acknowledged to another replica after this long (workers report progress meanwhile); 0 is refused by JetStream"),
+            Bound::new("workers.unknown_sync_wait_secs", w.unknown_sync_wait_secs, 0, 86_400,
+                "events wait at most a day for a rollout to finish"),
+        ];
+        for (i, c) in self.sources.stripe.iter().enumerate() {
+            bounds.push(Bound::new(
+                format!("sources.stripe[{i}].signature_tolerance_secs"),
+                c.signature_tolerance_secs,
+                10,
+                3_600,
+                "a tighter tolerance refuses Stripe's own retries of clocks a little apart; a wider one lets a captured webhook be replayed for longer (Stripe's libraries use 300)",
+            ));
+        }
+        bounds
+    }
+}
+
 fn resolve(
     secret: &mut SecretRef,
     var: &impl Fn(&str) -> Option<String>,

@@ -732,3 +732,24 @@ async fn failures_stored_before_rows_were_kept_per_deployment_are_taken_over() {
     assert_eq!(again, (0, 0));
     app.stop().await;
 }
+
+/// Postgres refuses a NUL character in text (SQLSTATE 22021) on every redelivery: the
+/// failure is stored with it replaced, never dropped.
+#[tokio::test]
+async fn a_failure_postgres_refuses_as_sent_is_stored_cleaned_not_dropped() {
+    let app = spawn_app().await;
+    let mut event = customer_event("cus_nul", "ev_cus_nul", None, json!({"id": "cus_nul"}));
+    let billsync_events::BillingEvent::V1(v1) = &mut event;
+    v1.event_type = "customer\u{0}changed".into();
+    let published = app
+        .publish(&failed(AC, &event, at(1), "refused", Value::Null))
+        .await;
+    let row = app
+        .wait_failure("open", AC, "customer/cus_nul", |_| true)
+        .await;
+    assert_eq!(row["event_type"], "customer\u{FFFD}changed");
+    assert_eq!(row["message"], "refused");
+    app.wait_consumed(published.sequence).await;
+    assert_eq!(app.stored_failures().await.len(), 1);
+    app.stop().await;
+}

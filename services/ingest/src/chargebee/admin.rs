@@ -10,7 +10,6 @@ use axum::{Json, Router};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
 struct AdminState {
@@ -42,11 +41,7 @@ fn authorized(expected: &SecretString, headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    bool::from(
-        presented
-            .as_bytes()
-            .ct_eq(expected.expose_secret().as_bytes()),
-    )
+    billsync_bus::token_matches(presented.as_bytes(), expected.expose_secret().as_bytes())
 }
 
 pub fn report_json(report: &PollReport) -> serde_json::Value {
