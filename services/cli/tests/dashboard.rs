@@ -3,15 +3,18 @@
 //! events flow through every part the dashboard shows — Stripe webhooks (good and forged), a
 //! Stripe historical backfill with throttled API calls, a Chargebee site polled through 429s,
 //! ActiveCampaign writes with 500s, a refused contact, tracked events, orders, and an
-//! operator's retry. Then every query of `deploy/grafana/billsync-dashboard.json` goes
+//! operator's retry, into ActiveCampaign, Zoho CRM and Pipedrive. Then every query of `deploy/grafana/billsync-dashboard.json` goes
 //! through Prometheus's HTTP API, and the test fails on any that errors or returns no series,
 //! and on any `billsync_*` metric an alert in `k8s/monitoring/prometheus-rules.yaml` reads
 //! that the processes do not export. Names in the dashboard, the alerts and the code can no
-//! longer drift apart unnoticed.
+//! longer drift apart unnoticed. The spans exported meanwhile must hold, for each destination,
+//! one trace from a webhook to that CRM's requests, and no email or secret.
 //!
 //! Needs the `prometheus` binary (`make test` installs it: deploy/ensure-check-tools.sh).
 
-use billsync_e2e::{ensure_nats, eventually, free_port, fresh_database, unique_prefix};
+use billsync_e2e::{
+    ensure_nats, eventually, free_port, fresh_database, unique_prefix, OtlpCollector,
+};
 use billsync_sandbox::{
     AcAccount, AcFaults, CbCustomerInput, CbFaults, CbSite, StripeAccount, StripeFaults, StripeSeed,
 };
@@ -273,6 +276,19 @@ async fn every_dashboard_query_and_alert_metric_has_series_in_a_real_prometheus(
             ..StripeFaults::default()
         },
     );
+    sandbox.zoho.add_org(billsync_sandbox::ZohoOrg::new(
+        "dash-org",
+        "1000.DASHCLIENT",
+        "zoho-secret-dashboard",
+        "1000.refresh-dashboard",
+    ));
+    sandbox
+        .pipedrive
+        .add_company(billsync_sandbox::PdCompany::new(
+            "dash",
+            "pd-token-dashboard",
+        ));
+    let otlp = OtlpCollector::start().await;
     let cb_key = "cb-key-dashboard";
     sandbox.chargebee.add_site(CbSite::new("dash", cb_key));
     sandbox.chargebee.set_faults(
@@ -311,6 +327,8 @@ async fn every_dashboard_query_and_alert_metric_has_series_in_a_real_prometheus(
     ];
     let config = format!(
         r#"
+[telemetry]
+otlp_endpoint = "{otlp}"
 [nats]
 url = "{nats}"
 prefix = "{prefix}"
@@ -361,7 +379,34 @@ track_actid = "{actid}"
 [[syncs]]
 source = "cb-dash"
 destination = "ac-dash"
+
+[[destinations.zoho]]
+name = "zoho-dash"
+accounts_url = "{zoho_accounts}"
+client_id = {{ file = "{zoho_id}" }}
+client_secret = {{ file = "{zoho_secret}" }}
+refresh_token = {{ file = "{zoho_refresh}" }}
+
+[[syncs]]
+source = "stripe-dash"
+destination = "zoho-dash"
+
+[[destinations.pipedrive]]
+name = "pd-dash"
+base_url = "{pd_base}"
+api_token = {{ file = "{pd_token}" }}
+
+[[syncs]]
+source = "stripe-dash"
+destination = "pd-dash"
 "#,
+        otlp = otlp.endpoint,
+        zoho_accounts = sandbox.zoho.accounts_url("dash-org"),
+        zoho_id = secret("zoho-id", "1000.DASHCLIENT"),
+        zoho_secret = secret("zoho-secret", "zoho-secret-dashboard"),
+        zoho_refresh = secret("zoho-refresh", "1000.refresh-dashboard"),
+        pd_base = sandbox.pipedrive.base_url("dash"),
+        pd_token = secret("pd-token", "pd-token-dashboard"),
         nats = ensure_nats(),
         postgres = db.url,
         ingest = ports[0],
@@ -395,7 +440,7 @@ destination = "ac-dash"
             .spawn()
             .expect("start billsync up"),
     );
-    billsync_e2e::wait_ready(&ports[..3]).await;
+    billsync_e2e::wait_ready(&ports).await;
     let http = reqwest::Client::new();
     // Every service of `billsync up` serves the process's one registry: scrape it once.
     let prometheus = Prometheus::start(dir.path(), &format!("127.0.0.1:{}", ports[0])).await;
@@ -496,6 +541,18 @@ destination = "ac-dash"
         .iter()
         .filter_map(|s| s["metric"]["__name__"].as_str().map(str::to_string))
         .collect::<Vec<_>>();
+    // SIGTERM, so the process flushes its spans before it exits.
+    let mut up = up;
+    Command::new("kill")
+        .args(["-TERM", &up.0.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    for _ in 0..300 {
+        if up.0.try_wait().expect("wait").is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     drop(up);
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     assert!(
@@ -507,6 +564,22 @@ destination = "ac-dash"
         missing.join("\n  "),
         log.lines().rev().take(30).collect::<Vec<_>>().join("\n")
     );
+    // One trace from a webhook to each destination's CRM requests (`billsync up` is one
+    // process, service "billsync"; the cross-process chain is under_load.rs's).
+    let secrets = [
+        WEBHOOK_SECRET,
+        ADMIN_TOKEN,
+        "ac-token-dashboard",
+        "zoho-secret-dashboard",
+        "1000.refresh-dashboard",
+        "pd-token-dashboard",
+        stripe_key,
+        cb_key,
+    ];
+    for destination in ["activecampaign", "zoho", "pipedrive"] {
+        let chains = otlp.assert_webhook_to_crm("billsync", "billsync", destination, &secrets);
+        println!("{chains} traces run from a webhook to a {destination} request");
+    }
     println!(
         "{} dashboard queries and {} alert metrics answered by Prometheus ({} billsync metrics exported)",
         queries.len(),

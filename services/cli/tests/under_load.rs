@@ -407,6 +407,7 @@ async fn each_service_alone_survives_125_webhooks_per_second() {
     let chains = otlp.assert_webhook_to_crm(
         "billsync-ingest",
         "billsync-activecampaign",
+        "activecampaign",
         &["whsec_load", "load-token", "admin-load"],
     );
     println!("{chains} traces run from a webhook to an ActiveCampaign request");

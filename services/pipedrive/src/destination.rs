@@ -3,7 +3,6 @@
 //! its person and organization.
 
 use crate::api::{ContactEntry, Entity, PersonInput, PipedriveClient};
-use crate::budget_pause::BudgetPause;
 use crate::deals::{self, DealDraft, DealOwner};
 use crate::fields::FieldBook;
 use crate::options::{reads_subscription, SubscriptionsTo, PERSON_FIELDS};
@@ -13,10 +12,11 @@ use crate::{organizations, PIPEDRIVE};
 use async_nats::jetstream::kv;
 use billsync_config::{Config, PipedriveConnection};
 use billsync_events::{BillingEventV1, DestinationKind, FailureClass, SourceKind};
-use billsync_worker::{Delivered, DeliveryError, Destination, Pass, RecordStore};
+use billsync_worker::{Delivered, DeliveryError, Destination, Pass, Pause, RecordStore};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 pub struct PipedriveDestination {
     name: String,
@@ -25,7 +25,7 @@ pub struct PipedriveDestination {
     pub(crate) fields: FieldBook,
     pub(crate) records: RecordStore,
     syncs: HashMap<String, SyncRules>,
-    pause: BudgetPause,
+    pause: Pause,
 }
 
 impl PipedriveDestination {
@@ -53,8 +53,19 @@ impl PipedriveDestination {
             fields: FieldBook::default(),
             records: RecordStore::new(links, DestinationKind::Pipedrive, &connection.name),
             syncs,
-            pause: BudgetPause::new(&connection.name),
+            pause: Pause::new(
+                "pipedrive",
+                "tokens",
+                &connection.name,
+                CancellationToken::new(),
+            ),
         })
+    }
+
+    /// Events waiting for a paused connection go back to JetStream when `shutdown` fires.
+    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
+        self.pause = Pause::new("pipedrive", "tokens", &self.name, shutdown);
+        self
     }
 
     /// Writes the customer `customer_id` of `source` from its mapped `fields`: the
@@ -193,7 +204,7 @@ impl Destination for PipedriveDestination {
                 ),
             ));
         };
-        self.pause.check()?;
+        self.pause.wait().await?;
         let delivered = match rules.source {
             SourceKind::Stripe => self.apply_stripe(rules, event, pass).await,
             SourceKind::Chargebee => self.apply_chargebee(rules, event, pass).await,

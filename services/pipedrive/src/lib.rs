@@ -6,7 +6,6 @@
 //! service that also serves `/healthz`, `/readyz` and `/metrics`.
 
 pub mod api;
-mod budget_pause;
 mod chargebee_flow;
 mod deals;
 mod destination;
@@ -63,6 +62,7 @@ pub async fn run(
                 .context("opening the budgets bucket")?,
         )
     };
+    let stopping = shutdown.clone();
     serve_destinations(
         DestinationKind::Pipedrive,
         config,
@@ -85,6 +85,7 @@ pub async fn run(
                         budgets.clone(),
                         timeout,
                     )
+                    .map(|destination| destination.with_shutdown(stopping.clone()))
                     .with_context(|| {
                         format!("configuring Pipedrive connection {}", connection.name)
                     })

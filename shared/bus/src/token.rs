@@ -53,8 +53,11 @@ mod tests {
         let expected = "0123456789abcdef".repeat(4);
         let same_length = format!("{}X", &expected[1..]);
         let longer = format!("{expected}X");
-        let (expected, same_length, longer) =
-            (expected.as_bytes(), same_length.as_bytes(), longer.as_bytes());
+        let (expected, same_length, longer) = (
+            expected.as_bytes(),
+            same_length.as_bytes(),
+            longer.as_bytes(),
+        );
         let mut ratios = Vec::new();
         for _ in 0..5 {
             let same = median_batch(same_length, expected, 31);

@@ -15,6 +15,7 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 /// Where a batch goes: one bulk call for records of one group.
 pub trait BatchSink: Send + Sync + 'static {
@@ -37,7 +38,8 @@ type Reply<S> = oneshot::Sender<Result<<S as BatchSink>::Output, DeliveryError>>
 struct Group<S: BatchSink> {
     /// Which group this is, so a timer never flushes the group that followed it.
     serial: u64,
-    items: Vec<(S::Item, Reply<S>)>,
+    /// Each record with its caller's reply and span (the event it belongs to).
+    items: Vec<(S::Item, Reply<S>, tracing::Span)>,
 }
 
 /// A batcher in front of one sink; cheap to clone, shared by a connection's deliveries.
@@ -103,7 +105,7 @@ impl<S: BatchSink> Batcher<S> {
                     items: Vec::new(),
                 }
             });
-            group.items.push((item, reply));
+            group.items.push((item, reply, tracing::Span::current()));
             let full = (group.items.len() >= self.inner.max_items)
                 .then(|| open.groups.remove(&key))
                 .flatten();
@@ -142,10 +144,27 @@ impl<S: BatchSink> Batcher<S> {
 }
 
 impl<S: BatchSink> Inner<S> {
-    async fn flush(self: Arc<Self>, key: S::Key, entries: Vec<(S::Item, Reply<S>)>) {
-        let (items, replies): (Vec<_>, Vec<_>) = entries.into_iter().unzip();
-        let sent = items.len();
-        match self.sink.flush(&key, items).await {
+    /// Makes the bulk call for `entries`. Its span is a child of the first record's event
+    /// and follows from every other one, so each event's trace reaches the call that wrote
+    /// it (as a link where it is not the parent).
+    async fn flush(self: Arc<Self>, key: S::Key, entries: Vec<(S::Item, Reply<S>, tracing::Span)>) {
+        let sent = entries.len();
+        let mut items = Vec::with_capacity(sent);
+        let mut replies = Vec::with_capacity(sent);
+        let mut callers = Vec::with_capacity(sent);
+        for (item, reply, caller) in entries {
+            items.push(item);
+            replies.push(reply);
+            callers.push(caller);
+        }
+        let span = match callers.first() {
+            Some(first) => tracing::info_span!(parent: first, "batch", records = sent),
+            None => tracing::info_span!("batch", records = sent),
+        };
+        for caller in callers.iter().skip(1) {
+            span.follows_from(caller);
+        }
+        match self.sink.flush(&key, items).instrument(span).await {
             Ok(results) if results.len() == sent => {
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(result);

@@ -43,13 +43,16 @@ impl Pause {
         connection: &str,
         shutdown: CancellationToken,
     ) -> Self {
-        Self {
+        let pause = Self {
             destination,
             unit,
             connection: connection.to_string(),
             state: Mutex::default(),
             shutdown,
-        }
+        };
+        // Exported from the start, so dashboards and alerts see every connection.
+        pause.gauge(false);
+        pause
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -113,18 +116,22 @@ impl Pause {
                 message,
                 retry_after: Some(wait),
                 http_status: None,
-            }) if message.starts_with("not sent") && message.contains(self.unit) => {
+            }) if message.contains("not sent: ") && message.contains(self.unit) => {
                 (*wait, message.clone())
             }
             Err(DeliveryError::Retryable {
                 message,
                 http_status: Some(429),
-                ..
+                retry_after,
             }) => {
                 let mut state = self.state();
                 let wait = state.throttle.unwrap_or(FIRST_THROTTLE_PAUSE);
                 state.throttle = Some((wait * 2).min(MAX_THROTTLE_PAUSE));
-                (wait, message.clone())
+                // Pipedrive's 429 says when its window reopens; Zoho's says nothing.
+                (
+                    retry_after.map_or(wait, |after| after.max(wait)),
+                    message.clone(),
+                )
             }
             Ok(_) => {
                 self.state().throttle = None;

@@ -164,26 +164,38 @@ impl OtlpCollector {
     }
 }
 
-/// The spans a Stripe webhook's trace passes through, from the request to each CRM call.
-pub const WEBHOOK_TO_CRM: [&str; 5] = [
-    "stripe_webhook",
-    "publish",
-    "deliver",
-    "attempt",
-    "crm_request",
-];
+/// The spans a Stripe webhook's trace passes through before its CRM calls (`crm_request`,
+/// directly under `attempt` or under a bulk call's `batch`).
+pub const WEBHOOK_TO_WORKER: [&str; 4] = ["stripe_webhook", "publish", "deliver", "attempt"];
 
 impl OtlpCollector {
-    /// Fails unless some trace runs the whole [`WEBHOOK_TO_CRM`] chain, parent to child, from
-    /// the `ingest` service into the `worker` service, with the CRM request's method, route
-    /// template and status and the attempt's number; and unless no span of any trace holds
-    /// an email address or one of `secrets`. Returns how many complete chains arrived.
-    pub fn assert_webhook_to_crm(&self, ingest: &str, worker: &str, secrets: &[&str]) -> usize {
-        let chains = self.chains_to("crm_request");
+    /// Fails unless some trace runs [`WEBHOOK_TO_WORKER`], parent to child, from the
+    /// `ingest` service into the `worker` service and on to a `crm_request` span of
+    /// `destination` with its method, route template and status; and unless no span of any
+    /// trace holds an email address or one of `secrets`. Returns how many such chains
+    /// arrived.
+    pub fn assert_webhook_to_crm(
+        &self,
+        ingest: &str,
+        worker: &str,
+        destination: &str,
+        secrets: &[&str],
+    ) -> usize {
+        let chains: Vec<Vec<ReceivedSpan>> = self
+            .chains_to("crm_request")
+            .into_iter()
+            .filter(|chain| {
+                chain.last().and_then(|s| s.attribute("destination")) == Some(destination)
+            })
+            .collect();
         let complete: Vec<&Vec<ReceivedSpan>> = chains
             .iter()
             .filter(|chain| {
-                chain.iter().map(|s| s.name.as_str()).eq(WEBHOOK_TO_CRM)
+                chain.len() > WEBHOOK_TO_WORKER.len()
+                    && chain[..4]
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .eq(WEBHOOK_TO_WORKER)
                     && chain[..2].iter().all(|s| s.service == ingest)
                     && chain[2..].iter().all(|s| s.service == worker)
             })
@@ -200,13 +212,14 @@ impl OtlpCollector {
             .collect();
         assert!(
             !complete.is_empty(),
-            "no trace runs {WEBHOOK_TO_CRM:?} from {ingest} into {worker}; of {} CRM request \
-             spans, the chains received were: {shapes:#?}",
+            "no trace runs {WEBHOOK_TO_WORKER:?} from {ingest} into {worker} and on to a \
+             {destination} CRM request; of {} {destination} request spans, the chains were: \
+             {shapes:#?}",
             chains.len()
         );
         for chain in &complete {
-            let request = &chain[4];
-            for key in ["method", "endpoint", "status", "destination", "connection"] {
+            let request = chain.last().expect("a chain ends at its request");
+            for key in ["method", "endpoint", "status", "connection"] {
                 assert!(
                     request.attribute(key).is_some_and(|v| !v.is_empty()),
                     "a crm_request span without {key}: {request:?}"

@@ -122,7 +122,7 @@ async fn a_spent_token_budget_pauses_the_connection_visibly() {
             let response = http.get(&readyz).send().await.ok()?;
             let status = response.status();
             let body = response.text().await.ok()?;
-            (status == 503 && body.contains("daily token budget is spent")).then_some(body)
+            (status == 503 && body.contains("paused") && body.contains("tokens")).then_some(body)
         },
     )
     .await;
@@ -138,7 +138,8 @@ async fn a_spent_token_budget_pauses_the_connection_visibly() {
     assert!(
         metrics
             .lines()
-            .any(|l| l.starts_with("billsync_pipedrive_paused{")
+            .any(|l| l.starts_with("billsync_destination_paused{")
+                && l.contains("destination=\"pipedrive\"")
                 && l.contains("pd-test")
                 && l.ends_with(" 1")),
         "{metrics}"
