@@ -590,6 +590,29 @@ fn path_segment(text: &str) -> String {
 
 /// A time on the command line: RFC 3339, `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM[:SS]` (UTC), or
 /// an age before now: `90s`, `30m`, `2h`, `7d`.
+/// A time given on the command line: the instant it means now, and how it was written.
+#[derive(Debug, Clone)]
+pub struct TimeArg {
+    pub at: DateTime<Utc>,
+    pub text: String,
+    /// An age (`30m`, `2h`, `7d`) rather than a date or time.
+    pub relative: bool,
+}
+
+/// [`parse_time`], keeping the text and whether it was an age.
+pub fn parse_time_arg(text: &str) -> Result<TimeArg, String> {
+    let at = parse_time(text)?;
+    let trimmed = text.trim();
+    let relative = trimmed.len() > 1
+        && trimmed.ends_with(['s', 'm', 'h', 'd'])
+        && trimmed[..trimmed.len() - 1].parse::<i64>().is_ok();
+    Ok(TimeArg {
+        at,
+        text: trimmed.to_string(),
+        relative,
+    })
+}
+
 pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
     let text = text.trim();
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {

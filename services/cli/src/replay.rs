@@ -1,11 +1,10 @@
 //! `billsync replay`: re-delivers a time range of the events stream to one destination, with
 //! a progress bar (see `billsync_errors::replay` for what is replayed and how).
 
-use crate::operator::parse_time;
+use crate::operator::{parse_time_arg, TimeArg};
 use anyhow::Context;
 use billsync_config::Config;
 use billsync_errors::replay::{self, ReplayProgress, ReplayRequest};
-use chrono::{DateTime, Utc};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::Write;
@@ -22,14 +21,15 @@ pub struct ReplayArgs {
     pub connection: Option<String>,
     /// Events that entered billsync at or after this time: RFC 3339, a date (UTC), or an age
     /// such as 30m, 2h, 7d.
-    #[arg(long, value_parser = parse_time)]
-    pub since: DateTime<Utc>,
+    #[arg(long, value_parser = parse_time_arg)]
+    pub since: TimeArg,
     /// Events that entered billsync before this time [default: up to now].
-    #[arg(long, value_parser = parse_time)]
-    pub until: Option<DateTime<Utc>>,
+    #[arg(long, value_parser = parse_time_arg)]
+    pub until: Option<TimeArg>,
     /// Names this replay. The same name never sends an event twice within the stream's
     /// duplicate window, so an interrupted replay can simply be run again; by default it is
-    /// derived from the other options. Give a new one to replay the same range again.
+    /// derived from the other options as written (`--since 2h` run again later is the same
+    /// replay). Give a new one to replay the same range again.
     #[arg(long)]
     pub request_id: Option<String>,
     /// No progress bar (it is also hidden when stderr is not a terminal).
@@ -42,9 +42,18 @@ impl ReplayArgs {
         ReplayRequest {
             destination: self.destination.clone(),
             connection: self.connection.clone(),
-            since: self.since,
-            until: self.until,
+            since: self.since.at,
+            until: self.until.as_ref().map(|t| t.at),
             request_id: self.request_id.clone(),
+            range_as_given: (self.since.relative
+                || self.until.as_ref().is_some_and(|t| t.relative))
+            .then(|| {
+                format!(
+                    "since {} until {}",
+                    self.since.text,
+                    self.until.as_ref().map_or("now", |t| t.text.as_str())
+                )
+            }),
         }
     }
 }

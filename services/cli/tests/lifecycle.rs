@@ -240,6 +240,7 @@ async fn sigterm_finishes_in_flight_events_then_exits() {
         admin_token: "admin-life",
         telemetry: "log_format = \"json\"",
         workers: "",
+        extra: "",
     }
     .write();
     let (dir, path, ingest_port) = (

@@ -421,6 +421,82 @@ mod tests {
         })
     }
 
+    /// Every secret a configuration can hold, planted in a vendor's error body, the message
+    /// and the event, leaves none behind in what the errors service stores.
+    #[test]
+    fn every_secret_of_every_connection_is_scrubbed_from_a_failure() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let secrets = [
+            ("admin", "admin-secret-0001"),
+            ("whsec", "whsec_secret_0002"),
+            ("whsec_next", "whsec_secret_0003"),
+            ("stripe_key", "sk_live_secret_0004"),
+            ("cb_key", "cb_secret_0005"),
+            ("ac_token", "ac-secret-0006"),
+            ("ac_event_key", "ac-event-secret-0007"),
+            ("zoho_id", "1000.ZOHOSECRET0008"),
+            ("zoho_secret", "zoho-secret-0009"),
+            ("zoho_refresh", "1000.refresh-secret-0010"),
+            ("pd_token", "pd-secret-0011"),
+        ];
+        let file = |name: &str| {
+            let (_, value) = secrets.iter().find(|(n, _)| *n == name).expect("a secret");
+            let path = dir.path().join(name);
+            std::fs::write(&path, value).expect("write a secret");
+            format!("{{ file = {:?} }}", path.display().to_string())
+        };
+        let text = format!(
+            r#"
+[errors]
+admin_token = {admin}
+[[sources.stripe]]
+name = "stripe"
+webhook_secrets = [{whsec}, {whsec_next}]
+api_key = {stripe_key}
+[[sources.chargebee]]
+name = "cb"
+site = "acme"
+api_key = {cb_key}
+[[destinations.activecampaign]]
+name = "ac"
+base_url = "https://acme.api-us1.com"
+api_token = {ac_token}
+event_key = {ac_event_key}
+[[destinations.zoho]]
+name = "zoho"
+client_id = {zoho_id}
+client_secret = {zoho_secret}
+refresh_token = {zoho_refresh}
+[[destinations.pipedrive]]
+name = "pd"
+base_url = "https://acme.pipedrive.com"
+api_token = {pd_token}
+"#,
+            admin = file("admin"),
+            whsec = file("whsec"),
+            whsec_next = file("whsec_next"),
+            stripe_key = file("stripe_key"),
+            cb_key = file("cb_key"),
+            ac_token = file("ac_token"),
+            ac_event_key = file("ac_event_key"),
+            zoho_id = file("zoho_id"),
+            zoho_secret = file("zoho_secret"),
+            zoho_refresh = file("zoho_refresh"),
+            pd_token = file("pd_token"),
+        );
+        let config = billsync_config::Config::from_toml(&text, std::path::Path::new("t.toml"))
+            .expect("a configuration with every kind of secret");
+        let scrubber = Scrubber::new(config.secret_values());
+        for (name, value) in secrets {
+            let record = to_record(failed_outcome(value), &scrubber);
+            let stored = format!("{record:?}");
+            assert!(
+                !stored.contains(value),
+                "the {name} secret survives in the stored failure: {stored}"
+            );
+        }
+    }
+
     #[test]
     fn records_carry_no_secret_and_microsecond_times() {
         let scrubber = Scrubber::new(["pd_secret_token".to_string()]);

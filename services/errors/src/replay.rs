@@ -36,6 +36,11 @@ pub struct ReplayRequest {
     /// Names this replay in message ids. Unset, it is derived from the other fields, so the
     /// same command run twice (after an interruption, say) does not send an event twice.
     pub request_id: Option<String>,
+    /// The range as the operator wrote it, when it is relative (`--since 2h`): the default
+    /// request id then comes from these words rather than from the instants they resolved
+    /// to, so the same command run again later is the same replay and resends nothing it
+    /// already sent.
+    pub range_as_given: Option<String>,
 }
 
 impl ReplayRequest {
@@ -44,15 +49,20 @@ impl ReplayRequest {
         if let Some(id) = self.request_id.as_deref().filter(|id| !id.is_empty()) {
             return id.to_string();
         }
-        let until = self
-            .until
-            .map(|t| t.to_rfc3339_opts(SecondsFormat::Nanos, true))
-            .unwrap_or_default();
+        let range = match &self.range_as_given {
+            Some(given) => format!("as given: {given}"),
+            None => format!(
+                "{}|{}",
+                self.since.to_rfc3339_opts(SecondsFormat::Nanos, true),
+                self.until
+                    .map(|t| t.to_rfc3339_opts(SecondsFormat::Nanos, true))
+                    .unwrap_or_default()
+            ),
+        };
         let described = format!(
-            "{}|{}|{}|{until}",
+            "{}|{}|{range}",
             self.destination,
             self.connection.as_deref().unwrap_or("*"),
-            self.since.to_rfc3339_opts(SecondsFormat::Nanos, true),
         );
         hex::encode(&Sha256::digest(described.as_bytes())[..8])
     }
@@ -372,6 +382,7 @@ destination = "ac-one"
             since: DateTime::from_timestamp(1_700_000_000, 0).expect("time"),
             until: None,
             request_id: None,
+            range_as_given: None,
         }
     }
 
@@ -424,6 +435,13 @@ destination = "ac-one"
         let mut named = a.clone();
         named.request_id = Some("again-1".into());
         assert_eq!(named.request_id(), "again-1");
+        // `--since 2h` run now and a minute later: one replay.
+        let mut relative = a.clone();
+        relative.range_as_given = Some("since 2h".into());
+        let mut a_minute_later = relative.clone();
+        a_minute_later.since += chrono::Duration::minutes(1);
+        assert_eq!(relative.request_id(), a_minute_later.request_id());
+        assert_ne!(relative.request_id(), a.request_id());
     }
 
     #[test]

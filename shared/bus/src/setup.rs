@@ -370,9 +370,15 @@ impl Topology {
             discard: stream::DiscardPolicy::New,
             ..Default::default()
         };
-        js.get_or_create_stream(config)
-            .await
-            .map_err(|e| err(e.into()))?;
+        if let Err(error) = js.get_or_create_stream(config).await {
+            // Replicas starting together race to create it, and JetStream answers the
+            // losers "stream name already in use" or "subjects overlap": use the winner's.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            return js
+                .get_key_value(&bucket)
+                .await
+                .map_err(|_| err(error.into()));
+        }
         js.get_key_value(&bucket).await.map_err(|e| err(e.into()))
     }
 }

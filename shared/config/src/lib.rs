@@ -596,12 +596,10 @@ impl Config {
             refs.extend(c.api_key.iter());
         }
         refs.extend(self.sources.chargebee.iter().map(|c| &c.api_key));
-        refs.extend(
-            self.destinations
-                .activecampaign
-                .iter()
-                .map(|c| &c.api_token),
-        );
+        for c in &self.destinations.activecampaign {
+            refs.push(&c.api_token);
+            refs.extend(c.event_key.iter());
+        }
         for c in &self.destinations.zoho {
             refs.extend([&c.client_id, &c.client_secret, &c.refresh_token]);
         }

@@ -22,6 +22,8 @@ pub struct ProcessConfig<'a> {
     pub telemetry: &'a str,
     /// Lines of the `[workers]` table besides the listen addresses.
     pub workers: &'a str,
+    /// Appended to the file: more destinations and their `[[syncs]]`.
+    pub extra: &'a str,
 }
 
 /// The written configuration and where its services listen.
@@ -32,6 +34,8 @@ pub struct ProcessDeployment {
     pub ingest_port: u16,
     pub errors_port: u16,
     pub activecampaign_port: u16,
+    pub zoho_port: u16,
+    pub pipedrive_port: u16,
 }
 
 impl ProcessDeployment {
@@ -55,8 +59,13 @@ impl ProcessConfig<'_> {
             secret("ac-token", self.ac_token),
             secret("admin-token", self.admin_token),
         );
-        let (ingest_port, errors_port, activecampaign_port) =
-            (free_port(), free_port(), free_port());
+        let (ingest_port, errors_port, activecampaign_port, zoho_port, pipedrive_port) = (
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+        );
         let text = format!(
             r#"
 [nats]
@@ -88,14 +97,14 @@ requests_per_second = {rps}
 [[syncs]]
 source = "{stripe}"
 destination = "{ac_connection}"
+{extra}
 "#,
+            extra = self.extra,
             nats = ensure_nats(),
             prefix = self.prefix,
             postgres = self.postgres_url,
             telemetry = self.telemetry,
             workers = self.workers,
-            zoho_port = free_port(),
-            pipedrive_port = free_port(),
             stripe = self.stripe_connection,
             ac_connection = self.ac_connection,
             ac_base = self.ac_base_url,
@@ -109,6 +118,8 @@ destination = "{ac_connection}"
             ingest_port,
             errors_port,
             activecampaign_port,
+            zoho_port,
+            pipedrive_port,
         }
     }
 }

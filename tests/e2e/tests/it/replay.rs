@@ -182,3 +182,34 @@ async fn replay_re_applies_exactly_the_events_of_a_time_range_to_one_destination
     );
     stack.stop().await;
 }
+
+/// `--since 1h` run twice is one replay: the second run resends nothing the first sent,
+/// although "1h" resolves to a later instant each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_replay_run_again_sends_nothing_twice() {
+    let stack = Stack::start(StackOptions::default()).await;
+    for (id, email, name) in &CUSTOMERS[..2] {
+        send(&stack, &stripe::customer_created_event(id, email, name)).await;
+    }
+    eventually("both contacts written", WAIT, || async {
+        let snapshot = stack.sandbox.activecampaign.snapshot(&stack.ac_account);
+        let done = CUSTOMERS[..2]
+            .iter()
+            .all(|(_, email, _)| snapshot.contact_by_email(email).is_some());
+        (done && stack.worker_idle_for("ac-test").await).then_some(())
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = stack.write_config(dir.path());
+    let args = ["--destination", "ac-test", "--since", "1h", "--quiet"];
+    let first = run_replay(&config, &args).await;
+    assert!(first.contains("Replayed 2 event(s) to ac-test"), "{first}");
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let again = run_replay(&config, &args).await;
+    assert!(again.contains("Replayed 0 event(s) to ac-test"), "{again}");
+    assert!(
+        again.contains("2 event(s) were already sent by an earlier run of this replay"),
+        "{again}"
+    );
+    stack.stop().await;
+}

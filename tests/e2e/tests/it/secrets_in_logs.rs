@@ -53,6 +53,7 @@ async fn no_configured_secret_appears_in_the_logs() {
         admin_token: &admin_token,
         telemetry: "log_format = \"json\"\nlog_level = \"debug\"",
         workers: "max_attempts = 3\nack_wait_secs = 10",
+        extra: "",
     }
     .write();
     let (dir, config_path) = (&deployment.dir, &deployment.config_path);
