@@ -14,6 +14,7 @@ use super::settings::ConnectionSettings;
 use super::types::EventsPage;
 use billsync_bus::lease::{Lease, LeaseError};
 use billsync_bus::{PublishError, Publisher};
+use billsync_events::SourceKind;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use std::collections::HashMap;
@@ -386,6 +387,44 @@ impl ConnectionPoller {
         }
     }
 
+    /// Publishes an event billsync cannot read as it came, on this connection's events
+    /// subjects: it is not a billing event, so each worker that syncs from the connection
+    /// records it as a sync error keeping its payload (as for any unreadable message), and
+    /// the cursor moves on without it vanishing. Its id makes a re-fetched copy a duplicate.
+    async fn publish_unreadable(
+        &self,
+        event_id: Option<&str>,
+        raw: &serde_json::Value,
+        reason: &str,
+    ) -> Result<(), PollError> {
+        let payload = serde_json::to_vec(raw).unwrap_or_default();
+        let id = match event_id {
+            Some(id) if !id.is_empty() => id.to_string(),
+            _ => billsync_bus::data_fingerprint(raw),
+        };
+        tracing::error!(connection = %self.name(), event_id = %id, %reason,
+            "Chargebee sent an event billsync cannot read; publishing it as it came, so that each destination records it as a sync error.");
+        let subject = self
+            .publisher
+            .topology()
+            .source_events_subjects(SourceKind::Chargebee, self.name())
+            .replace('>', "unreadable.event");
+        self.publisher
+            .publish(
+                subject,
+                &format!("unreadable:{id}"),
+                payload.into(),
+                async_nats::HeaderMap::new(),
+            )
+            .await
+            .map_err(|source| PollError::Publish {
+                connection: self.name().to_string(),
+                event_id: id,
+                source,
+            })?;
+        Ok(())
+    }
+
     /// Publishes a page's events in order, each acked before the next; returns the newest
     /// event's `(occurred_at, id)`.
     async fn publish_page(
@@ -397,8 +436,8 @@ impl ConnectionPoller {
         for malformed in &page.malformed {
             report.skipped += 1;
             counter("malformed").increment(1);
-            tracing::error!(connection = %self.name(), event_id = malformed.id.as_deref().unwrap_or("?"),
-                reason = %malformed.reason, "Chargebee sent an event that cannot be read; it is not carried.");
+            self.publish_unreadable(malformed.id.as_deref(), &malformed.raw, &malformed.reason)
+                .await?;
         }
         let mut newest: Option<(i64, String)> = None;
         for event in &page.events {
@@ -447,7 +486,9 @@ impl ConnectionPoller {
                 Err(Untranslatable::Malformed(reason)) => {
                     report.skipped += 1;
                     counter("malformed").increment(1);
-                    tracing::error!(connection = %self.name(), event_id = %event.id, %reason, "Chargebee event cannot be carried.");
+                    let raw = serde_json::to_value(event).unwrap_or(serde_json::Value::Null);
+                    self.publish_unreadable(Some(&event.id), &raw, &reason)
+                        .await?;
                 }
             }
             self.recent

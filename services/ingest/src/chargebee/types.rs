@@ -32,6 +32,8 @@ pub struct ChargebeeEvent {
 pub struct MalformedEntry {
     pub id: Option<String>,
     pub reason: String,
+    /// The entry as Chargebee sent it, for the sync error that carries it.
+    pub raw: Value,
 }
 
 /// One page of events.
@@ -82,10 +84,12 @@ impl EventsPage {
                 Some(Err(e)) => page.malformed.push(MalformedEntry {
                     id,
                     reason: e.to_string(),
+                    raw: entry,
                 }),
                 None => page.malformed.push(MalformedEntry {
                     id,
                     reason: "the entry has no `event` object".into(),
+                    raw: entry,
                 }),
             }
         }

@@ -175,3 +175,69 @@ async fn a_retried_message_that_reads_now_is_applied_and_its_failure_resolves() 
     assert_eq!(resolved["id"], row["id"]);
     stack.stop().await;
 }
+
+/// A Chargebee event the poller cannot read (here a customer without its id) does not
+/// vanish while the cursor moves on: it becomes a sync error of each destination keeping
+/// what Chargebee sent, and the events after it are carried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chargebee_event_the_poller_cannot_read_is_a_sync_error_and_polling_goes_on() {
+    let stack = Stack::start(StackOptions {
+        chargebee_sync: Some(String::new()),
+        ..StackOptions::default()
+    })
+    .await;
+    // The first poll sets the cursor: events from then on are carried.
+    assert!(stack.sync_now("cb-test").await.status().is_success());
+    let chargebee = &stack.sandbox.chargebee;
+    let bad = chargebee
+        .raise_event(
+            &stack.chargebee_site,
+            "customer_changed",
+            json!({"customer": {"email": "no.id@example.com", "first_name": "Nobody"}}),
+        )
+        .expect("an event");
+    chargebee
+        .create_customer(
+            &stack.chargebee_site,
+            billsync_sandbox::CbCustomerInput {
+                id: Some("cb_after_bad".into()),
+                first_name: Some("Alice".into()),
+                last_name: Some("After".into()),
+                email: Some("alice.after@example.com".into()),
+                ..Default::default()
+            },
+        )
+        .expect("a customer");
+    assert!(stack.sync_now("cb-test").await.status().is_success());
+
+    eventually("the customer after the unreadable event", WAIT, || async {
+        stack
+            .sandbox
+            .activecampaign
+            .snapshot(&stack.ac_account)
+            .contact_by_email("alice.after@example.com")
+            .map(|_| ())
+    })
+    .await;
+    let event_id = format!("unreadable:{}", bad.id);
+    let row = eventually("a sync error for the unreadable event", WAIT, || async {
+        let list = api_get(&stack, "/api/v1/failures?status=open&limit=500").await;
+        list["items"]
+            .as_array()?
+            .iter()
+            .find(|row| row["event_id"] == event_id.as_str())
+            .cloned()
+    })
+    .await;
+    assert_eq!(row["source"], "chargebee", "{row}");
+    assert_eq!(row["source_connection"], "cb-test");
+    assert_eq!(row["destination_connection"], "ac-test");
+    assert_eq!(row["error_class"], "invalid_event");
+    let detail = failure(&stack, &row["id"]).await;
+    let kept = &detail["event"]["data"]["unreadable"];
+    let payload: Value =
+        serde_json::from_str(kept["payload"].as_str().expect("payload text")).expect("JSON");
+    assert_eq!(payload["id"], bad.id.as_str(), "{payload}");
+    assert_eq!(payload["content"]["customer"]["first_name"], "Nobody");
+    stack.stop().await;
+}

@@ -214,6 +214,17 @@ impl Chargebee {
         self.site(site)?.data().create_customer(input)
     }
 
+    /// Raises an event of `event_type` with `content` as given, whatever it holds: for tests
+    /// of events a poller cannot read (a resource without its id, say).
+    pub fn raise_event(
+        &self,
+        site: &str,
+        event_type: &str,
+        content: serde_json::Value,
+    ) -> Result<CbEvent, CbSandboxError> {
+        Ok(self.site(site)?.data().raise_event(event_type, content))
+    }
+
     /// Sets the given fields (`None` leaves one as it is); raises `customer_changed`.
     pub fn update_customer(
         &self,

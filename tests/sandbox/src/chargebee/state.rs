@@ -382,6 +382,12 @@ impl SiteData {
         event
     }
 
+    /// An event of `event_type` with `content` as given (see `Chargebee::raise_event`).
+    pub(crate) fn raise_event(&mut self, event_type: &str, content: Value) -> CbEvent {
+        let version = self.tick();
+        self.push_event(version, event_type, content)
+    }
+
     fn customer_json(&self, id: &str) -> Value {
         self.customers.get(id).map_or(Value::Null, |c| json!(c))
     }
