@@ -8,7 +8,7 @@ use crate::error::StartError;
 use crate::sync_rules::{sync_rules, SyncRules};
 use async_nats::jetstream::kv;
 use billsync_config::{ActiveCampaignConnection, Config};
-use billsync_events::{BillingEventV1, DestinationKind, FailureClass, SourceKind};
+use billsync_events::{BillingEventV1, DestinationKind, SourceKind};
 use billsync_worker::{Delivered, DeliveryError, Destination, Pass, RecordStore, NO_EVENT_EFFECTS};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -74,13 +74,7 @@ impl Destination for ActiveCampaignDestination {
         pass: Pass,
     ) -> Result<Delivered, DeliveryError> {
         let Some(rules) = self.syncs.get(&event.connection) else {
-            return Err(DeliveryError::permanent(
-                FailureClass::Configuration,
-                format!(
-                    "no sync from {} to {} is configured",
-                    event.connection, self.name
-                ),
-            ));
+            return Err(DeliveryError::no_sync(&event.connection, &self.name));
         };
         match rules.source {
             SourceKind::Stripe => self.apply_stripe(rules, event, pass).await,

@@ -11,7 +11,7 @@ use crate::sync_rules::{sync_rules, SyncRules};
 use crate::{organizations, PIPEDRIVE};
 use async_nats::jetstream::kv;
 use billsync_config::{Config, PipedriveConnection};
-use billsync_events::{BillingEventV1, DestinationKind, FailureClass, SourceKind};
+use billsync_events::{BillingEventV1, DestinationKind, SourceKind};
 use billsync_worker::{Delivered, DeliveryError, Destination, Pass, Pause, RecordStore};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -196,13 +196,7 @@ impl Destination for PipedriveDestination {
         pass: Pass,
     ) -> Result<Delivered, DeliveryError> {
         let Some(rules) = self.syncs.get(&event.connection) else {
-            return Err(DeliveryError::permanent(
-                FailureClass::Configuration,
-                format!(
-                    "no sync from {} to {} is configured",
-                    event.connection, self.name
-                ),
-            ));
+            return Err(DeliveryError::no_sync(&event.connection, &self.name));
         };
         self.pause.wait().await?;
         let delivered = match rules.source {

@@ -247,13 +247,7 @@ impl ZohoDestination {
     /// Which flow the event takes: its sync's source decides.
     async fn apply(&self, event: &BillingEventV1, pass: Pass) -> Result<Delivered, DeliveryError> {
         let Some(rules) = self.syncs.get(&event.connection) else {
-            return Err(DeliveryError::permanent(
-                FailureClass::Configuration,
-                format!(
-                    "no sync from {} to {} is configured",
-                    event.connection, self.name
-                ),
-            ));
+            return Err(DeliveryError::no_sync(&event.connection, &self.name));
         };
         match rules.source {
             SourceKind::Chargebee => self.apply_chargebee(rules, event, pass).await,

@@ -53,6 +53,15 @@ impl DeliveryError {
             detail: Value::Null,
         }
     }
+
+    /// The failure of an event from `source` at destination connection `destination` when
+    /// no sync between them is configured.
+    pub fn no_sync(source: &str, destination: &str) -> Self {
+        Self::permanent(
+            FailureClass::Configuration,
+            format!("no sync from {source} to {destination} is configured"),
+        )
+    }
 }
 
 /// The reason of what [`Destination::deliver_effects`] does by default.

@@ -32,5 +32,5 @@ pub use health::{ConnectionHealth, PROBE_EVERY};
 pub use pause::Pause;
 pub use retry::RetrySchedule;
 pub use runtime::{run_worker, WorkerContext, WorkerError, IGNORED_REASON};
-pub use service::{serve_destinations, DestinationStores, Unavailable};
+pub use service::{serve_destinations, DestinationStores};
 pub use store::{kv_error, RecordStore, Versioned};

@@ -5,14 +5,14 @@
 //! connection's credentials) and `/metrics`, and on shutdown drains every loop before it
 //! returns. A loop that fails stops the whole service, so an orchestrator restarts it.
 
-use crate::destination::{Delivered, DeliveryError, Destination, Pass};
+use crate::destination::Destination;
 use crate::health::ConnectionHealth;
 use crate::runtime::{run_worker, WorkerContext};
 use anyhow::Context;
 use async_nats::jetstream::{self, kv};
 use billsync_bus::{StreamSettings, Topology};
 use billsync_config::Config;
-use billsync_events::{BillingEventV1, DestinationKind};
+use billsync_events::DestinationKind;
 use billsync_telemetry::{serve_ops, Readiness};
 use std::sync::Arc;
 use std::time::Duration;
@@ -128,54 +128,5 @@ impl DestinationStores {
             .await
             .context("opening the rate limits bucket")?;
         Ok(DestinationStores { links, rate_limits })
-    }
-}
-
-/// The destination of a service whose CRM this version cannot write to yet: it has no
-/// values, so a service built on it runs no worker loop and only serves health and metrics.
-pub enum Unavailable {}
-
-impl Unavailable {
-    /// The `build` of such a service, called only when the configuration has connections
-    /// of `kind`: an error naming the file, the key, the first connection and what to do.
-    pub fn refuse(
-        config: &Config,
-        kind: DestinationKind,
-        product: &str,
-    ) -> anyhow::Result<Vec<Unavailable>> {
-        let connections = config.destination_connections();
-        let names = connections.iter().filter(|(of, _)| *of == kind);
-        match names.map(|(_, name)| name).next() {
-            None => Ok(Vec::new()),
-            Some(name) => anyhow::bail!(
-                "{}: destinations.{kind}: connection {name:?}: the {product} destination is \
-                 not available in this version of billsync; remove it or run a version that \
-                 supports it",
-                config.origin.display(),
-                kind = kind.as_str(),
-            ),
-        }
-    }
-}
-
-impl Destination for Unavailable {
-    fn kind(&self) -> DestinationKind {
-        match *self {}
-    }
-
-    fn connection(&self) -> &str {
-        match *self {}
-    }
-
-    async fn deliver(
-        &self,
-        _event: &BillingEventV1,
-        _pass: Pass,
-    ) -> Result<Delivered, DeliveryError> {
-        match *self {}
-    }
-
-    async fn healthcheck(&self) -> Result<(), DeliveryError> {
-        match *self {}
     }
 }

@@ -44,7 +44,7 @@ pub use chargebee::{
     CbChange, CbCustomer, CbCustomerInput, CbEvent, CbFaults, CbInvoice, CbInvoiceInput,
     CbSandboxError, CbSite, CbSnapshot, CbSubscription, CbSubscriptionInput, Chargebee,
 };
-pub use kit::RequestCounts;
+pub use kit::{ApiFaults, RequestCounts};
 pub use pipedrive::{PdCompany, PdEntity, PdFaults, PdSnapshot, PdTokens, Pipedrive};
 pub use stripe::{Stripe, StripeAccount, StripeFaults, StripeResource, StripeSeed};
 pub use zoho::{Zoho, ZohoFaults, ZohoOrg, ZohoPipeline, ZohoSnapshot, ZohoUser};

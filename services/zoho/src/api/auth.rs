@@ -226,11 +226,6 @@ impl TokenSource {
             ("client_secret", self.settings.client_secret.expose_secret()),
             ("refresh_token", self.settings.refresh_token.expose_secret()),
         ];
-        let body: String = form
-            .iter()
-            .map(|(k, v)| format!("{k}={}", encode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
         let url = format!(
             "{}/oauth/v2/token",
             self.settings.accounts_url.trim_end_matches('/')
@@ -243,11 +238,7 @@ impl TokenSource {
         let response = self
             .http
             .post(&url)
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .body(body)
+            .form(&form)
             .send()
             .await
             .map_err(|e| {
@@ -341,19 +332,6 @@ fn access(token: &StoredToken) -> AccessToken {
         token: token.access_token.clone().into(),
         api_domain: token.api_domain.clone(),
     }
-}
-
-/// `application/x-www-form-urlencoded` value encoding.
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 impl AccessToken {

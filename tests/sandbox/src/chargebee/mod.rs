@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use axum::http::{header, HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use crate::kit::{self, lock, Emulator, Faults, Gate, Injected, Refusal, Tenants};
+use crate::kit::{self, lock, Emulator, Gate, Refusal, Tenants};
 use error::ApiError;
 use state::SiteData;
 pub use state::{
@@ -66,37 +66,7 @@ impl fmt::Debug for CbSite {
 }
 
 /// Misbehaviour to inject into one site's API.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct CbFaults {
-    /// The next N authenticated requests get a 500.
-    pub fail_next: u32,
-    /// The next N authenticated requests get a 429 with `Retry-After: retry_after_secs`.
-    pub throttle_next: u32,
-    /// `Retry-After` of throttled answers (at least 1).
-    pub retry_after_secs: u64,
-    /// Delay added to every API request of the site, before anything else happens.
-    pub latency_ms: u64,
-    pub rate_limit_disabled: bool,
-}
-
-impl Faults for CbFaults {
-    fn latency_ms(&self) -> u64 {
-        self.latency_ms
-    }
-
-    fn rate_limit_disabled(&self) -> bool {
-        self.rate_limit_disabled
-    }
-
-    fn take_injected(&mut self) -> Option<Injected> {
-        Injected::next_of(
-            &mut self.throttle_next,
-            self.retry_after_secs,
-            &mut self.fail_next,
-        )
-    }
-}
+pub type CbFaults = crate::kit::ApiFaults;
 
 /// Handle on every emulated Chargebee site; cheap to clone.
 #[derive(Clone)]

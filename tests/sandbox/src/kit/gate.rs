@@ -46,6 +46,41 @@ impl Injected {
     }
 }
 
+/// The misbehaviour an emulated API can be told to show, for vendors whose faults are just
+/// these (Stripe's `StripeFaults`, Chargebee's `CbFaults`, Pipedrive's `PdFaults`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ApiFaults {
+    /// The next N authenticated requests get a 500.
+    pub fail_next: u32,
+    /// The next N authenticated requests get a 429 with `Retry-After: retry_after_secs`.
+    pub throttle_next: u32,
+    /// `Retry-After` of throttled answers (at least 1).
+    pub retry_after_secs: u64,
+    /// Delay added to every API request of the tenant, before anything else happens.
+    pub latency_ms: u64,
+    /// Turns the vendor's request windows off (Pipedrive's daily budget stays on).
+    pub rate_limit_disabled: bool,
+}
+
+impl Faults for ApiFaults {
+    fn latency_ms(&self) -> u64 {
+        self.latency_ms
+    }
+
+    fn rate_limit_disabled(&self) -> bool {
+        self.rate_limit_disabled
+    }
+
+    fn take_injected(&mut self) -> Option<Injected> {
+        Injected::next_of(
+            &mut self.throttle_next,
+            self.retry_after_secs,
+            &mut self.fail_next,
+        )
+    }
+}
+
 /// An emulator's fault settings (`AcFaults`, `CbFaults`, `StripeFaults`), as the gate uses them.
 pub(crate) trait Faults:
     Clone + Default + Serialize + DeserializeOwned + Send + Sync + 'static

@@ -9,8 +9,8 @@ mod tenants;
 mod window;
 
 pub(crate) use control::control_routes;
-pub use gate::RequestCounts;
 pub(crate) use gate::{gatekeeper, Emulator, Faults, Gate, Injected, Refusal, Tenant};
+pub use gate::{ApiFaults, RequestCounts};
 pub(crate) use tenants::Tenants;
 pub(crate) use window::RateWindow;
 

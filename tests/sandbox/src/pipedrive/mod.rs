@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::kit::{self, lock, Emulator, Faults, Gate, Injected, RateWindow, Refusal, Tenants};
+use crate::kit::{self, lock, Emulator, Gate, RateWindow, Refusal, Tenants};
 use error::ApiError;
 use state::CompanyData;
 pub use state::{PdEntity, PdField, PdNote, PdOption, PdPipeline, PdSnapshot, PdStage, PdUser};
@@ -79,36 +79,7 @@ impl fmt::Debug for PdCompany {
 }
 
 /// Misbehaviour to inject into one company's API.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct PdFaults {
-    /// The next N authenticated requests get a 500.
-    pub fail_next: u32,
-    /// The next N authenticated requests get a 429 with `Retry-After: retry_after_secs`.
-    pub throttle_next: u32,
-    pub retry_after_secs: u64,
-    pub latency_ms: u64,
-    /// Turns off the burst and search windows (not the daily budget).
-    pub rate_limit_disabled: bool,
-}
-
-impl Faults for PdFaults {
-    fn latency_ms(&self) -> u64 {
-        self.latency_ms
-    }
-
-    fn rate_limit_disabled(&self) -> bool {
-        self.rate_limit_disabled
-    }
-
-    fn take_injected(&mut self) -> Option<Injected> {
-        Injected::next_of(
-            &mut self.throttle_next,
-            self.retry_after_secs,
-            &mut self.fail_next,
-        )
-    }
-}
+pub type PdFaults = crate::kit::ApiFaults;
 
 /// A company's token spending today.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,11 +23,11 @@ use anyhow::Context as _;
 use hmac::{Hmac, Mac};
 use rand::distr::Alphanumeric;
 use rand::Rng;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::kit::{self, lock, Emulator, Faults, Gate, Injected, Refusal, Tenants};
+use crate::kit::{self, lock, Emulator, Gate, Refusal, Tenants};
 use axum::http::{header, HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use error::ApiError;
@@ -253,36 +253,7 @@ impl fmt::Debug for StripeAccount {
 }
 
 /// Misbehaviour to inject into one account's API.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct StripeFaults {
-    /// The next N authenticated requests get a 500.
-    pub fail_next: u32,
-    /// The next N authenticated requests get a 429 with `Retry-After: retry_after_secs`.
-    pub throttle_next: u32,
-    pub retry_after_secs: u64,
-    /// Delay added to every API request, before anything else happens.
-    pub latency_ms: u64,
-    pub rate_limit_disabled: bool,
-}
-
-impl Faults for StripeFaults {
-    fn latency_ms(&self) -> u64 {
-        self.latency_ms
-    }
-
-    fn rate_limit_disabled(&self) -> bool {
-        self.rate_limit_disabled
-    }
-
-    fn take_injected(&mut self) -> Option<Injected> {
-        Injected::next_of(
-            &mut self.throttle_next,
-            self.retry_after_secs,
-            &mut self.fail_next,
-        )
-    }
-}
+pub type StripeFaults = crate::kit::ApiFaults;
 
 /// Handle on every emulated Stripe account; cheap to clone.
 #[derive(Clone)]
