@@ -235,23 +235,17 @@ impl TokenSource {
             retry_after,
             http_status: None,
         };
-        let response = self
-            .http
-            .post(&url)
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| {
-                let what = if e.is_timeout() {
-                    "timed out"
-                } else {
-                    "failed"
-                };
-                retryable(
-                    format!("Zoho's accounts server: the token request {what}"),
-                    None,
-                )
-            })?;
+        let response = self.http.post(&url).form(&form).send().await.map_err(|e| {
+            let what = if e.is_timeout() {
+                "timed out"
+            } else {
+                "failed"
+            };
+            retryable(
+                format!("Zoho's accounts server: the token request {what}"),
+                None,
+            )
+        })?;
         let status = response.status();
         let answer: serde_json::Value = response.json().await.unwrap_or_default();
         if let Some(token) = answer.get("access_token").and_then(|t| t.as_str()) {
