@@ -53,11 +53,11 @@ pub enum BusError {
 /// (percent-encoded where they hold `@`, `:` or `/`). Credentials that the server refuses
 /// fail at once; a server that is not up yet is waited for.
 pub async fn connect(url: &str, client_name: &str) -> Result<async_nats::Client, BusError> {
-    let (options, address) = connect_options(url, client_name)?;
+    let (options, addresses) = connect_options(url, client_name)?;
     // One plain attempt first: with `retry_on_initial_connect` a refused password would be
     // retried in the background forever, leaving a service that never gets ready and says
     // why only in async-nats's logs.
-    match options.connect(address.as_str()).await {
+    match options.connect(addresses.as_slice()).await {
         Ok(client) => return Ok(client),
         Err(source) if refuses_credentials(&source) => {
             return Err(BusError::Credentials {
@@ -69,10 +69,10 @@ pub async fn connect(url: &str, client_name: &str) -> Result<async_nats::Client,
             tracing::info!(url = %redact_url(url), %error, "NATS is not reachable yet; waiting for it.");
         }
     }
-    let (options, address) = connect_options(url, client_name)?;
+    let (options, addresses) = connect_options(url, client_name)?;
     options
         .retry_on_initial_connect()
-        .connect(address.as_str())
+        .connect(addresses.as_slice())
         .await
         .map_err(|source| BusError::Connect {
             url: redact_url(url),
@@ -81,54 +81,91 @@ pub async fn connect(url: &str, client_name: &str) -> Result<async_nats::Client,
 }
 
 /// The options billsync connects with, credentials from `url` included, and the server
-/// address without them.
+/// addresses without them.
+///
+/// `url` is one server or a comma-separated list of a cluster's servers
+/// (`nats://a:4222,nats://b:4222`): the client starts with whichever answers and fails over
+/// to the others. Every server of a list carries the same credentials, or none.
 ///
 /// async-nats 0.42 parses a user, password or token in the URL but never sends it: its
 /// connector fills the CONNECT message from `ConnectOptions` alone (`ServerAddr::username`
 /// and `password` are read nowhere), so a credentialed URL connects anonymously. The
-/// address handed on carries no credentials, so none can reach async-nats's logs either.
+/// addresses handed on carry no credentials, so none can reach async-nats's logs either.
 pub fn connect_options(
     url: &str,
     client_name: &str,
-) -> Result<(async_nats::ConnectOptions, String), BusError> {
+) -> Result<(async_nats::ConnectOptions, Vec<String>), BusError> {
     let invalid = |reason: String| BusError::InvalidUrl {
         url: redact_url(url),
         reason,
     };
-    let mut address = url
-        .parse::<async_nats::ServerAddr>()
-        .map_err(|e| invalid(e.to_string()))?
-        .into_inner();
-    let user = percent_decode(address.username()).map_err(invalid)?;
-    let password = address
-        .password()
-        .map(percent_decode)
-        .transpose()
-        .map_err(invalid)?;
+    let mut credentials = None;
+    let mut addresses = Vec::new();
+    for server in url.split(',').map(str::trim) {
+        if server.is_empty() {
+            return Err(invalid("a server of the list is empty".into()));
+        }
+        let (server_credentials, address) = split_credentials(server).map_err(&invalid)?;
+        match &credentials {
+            None => credentials = Some(server_credentials),
+            Some(first) if *first != server_credentials => {
+                return Err(invalid(
+                    "the servers of the list carry different credentials; give every server the same ones".into(),
+                ))
+            }
+            Some(_) => {}
+        }
+        addresses.push(address);
+    }
     let mut options = async_nats::ConnectOptions::new()
         .name(client_name)
         .connection_timeout(Duration::from_secs(5))
         .max_reconnects(None);
-    options = match (user.is_empty(), password) {
-        (true, None) => options,
-        (true, Some(_)) => return Err(invalid("a password needs a user name before it".into())),
-        (false, None) => options.token(user),
-        (false, Some(password)) => options.user_and_password(user, password),
+    options = match credentials.unwrap_or_default() {
+        (user, None) if user.is_empty() => options,
+        (user, Some(_)) if user.is_empty() => {
+            return Err(invalid("a password needs a user name before it".into()))
+        }
+        (user, None) => options.token(user),
+        (user, Some(password)) => options.user_and_password(user, password),
     };
+    Ok((options, addresses))
+}
+
+/// The decoded user (or token) and password of one server's URL, and its address without them.
+fn split_credentials(server: &str) -> Result<((String, Option<String>), String), String> {
+    let mut address = server
+        .parse::<async_nats::ServerAddr>()
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    let user = percent_decode(address.username())?;
+    let password = address.password().map(percent_decode).transpose()?;
     let cleared = address
         .set_password(None)
         .and_then(|()| address.set_username(""));
     if cleared.is_err() {
-        return Err(invalid(
-            "its credentials cannot be separated from the host".into(),
-        ));
+        return Err("its credentials cannot be separated from the host".into());
     }
-    Ok((options, address.to_string()))
+    Ok(((user, password), address.to_string()))
 }
 
 /// `url` with its password, or its token, replaced by `***`, for messages and logs; works on
-/// text that does not parse as a URL too.
+/// text that does not parse as a URL too, and on a comma-separated list of servers.
 pub fn redact_url(url: &str) -> String {
+    let servers: Vec<&str> = url.split(',').collect();
+    // A list whose credentials all sit inside their own server; else (a password holding a
+    // ',', say) the whole text is redacted as one, which hides more.
+    if servers.len() > 1 && (!url.contains('@') || servers.iter().all(|s| s.contains('@'))) {
+        return servers
+            .iter()
+            .map(|server| redact_server(server))
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+    redact_server(url)
+}
+
+fn redact_server(url: &str) -> String {
     let (scheme, rest) = match url.split_once("://") {
         Some((scheme, rest)) => (format!("{scheme}://"), rest),
         None => (String::new(), url),
@@ -391,13 +428,33 @@ mod tests {
     fn credentials_are_taken_out_of_the_address_and_decoded() {
         let (_, address) =
             connect_options("nats://billsync:s%40cret@127.0.0.1:4222", "t").expect("valid");
-        assert_eq!(address, "nats://127.0.0.1:4222");
+        assert_eq!(address, ["nats://127.0.0.1:4222"]);
         let (_, address) = connect_options("nats://t0ken@nats:4222", "t").expect("valid");
-        assert_eq!(address, "nats://nats:4222");
+        assert_eq!(address, ["nats://nats:4222"]);
         let (_, address) = connect_options("127.0.0.1:4222", "t").expect("valid");
-        assert_eq!(address, "nats://127.0.0.1:4222");
+        assert_eq!(address, ["nats://127.0.0.1:4222"]);
         assert_eq!(percent_decode("s%40c%3Aret"), Ok("s@c:ret".to_string()));
         assert!(percent_decode("100%").is_err());
+    }
+
+    #[test]
+    fn a_cluster_is_a_list_of_servers_with_the_same_credentials() {
+        let (_, addresses) =
+            connect_options("nats://u:p@n1:4222, nats://u:p@n2:4222", "t").expect("valid");
+        assert_eq!(addresses, ["nats://n1:4222", "nats://n2:4222"]);
+        let error = connect_options("nats://u:p@n1:4222,n2:4222", "t").expect_err("n2 has none");
+        assert!(error.to_string().contains("different credentials"), "{error}");
+        assert!(!error.to_string().contains(":p@"), "{error}");
+        let (_, addresses) = connect_options("n1:4222,n2:4222,n3:4222", "t").expect("valid");
+        assert_eq!(addresses.len(), 3);
+        assert!(connect_options("n1:4222,,n2:4222", "t").is_err());
+        assert_eq!(
+            redact_url("nats://u:s3cret@n1:4222,nats://u:s3cret@n2:4222"),
+            "nats://u:***@n1:4222,nats://u:***@n2:4222"
+        );
+        // A raw ',' inside a password: the whole text is redacted as one server.
+        let redacted = redact_url("nats://u:pa,ss@n1:4222");
+        assert!(!redacted.contains("pa") && !redacted.contains("ss@"), "{redacted}");
     }
 
     #[test]
