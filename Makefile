@@ -9,7 +9,7 @@ CARGO ?= cargo
 
 .DEFAULT_GOAL := help
 
-.PHONY: help run observe test lint check-deploy fmt build k8s clean-run services shellcheck bench-ingest bench-activecampaign bench-zoho bench-pipedrive
+.PHONY: help run observe test lint check-deploy fmt build k8s clean-run services shellcheck bench-ingest bench-activecampaign bench-zoho bench-pipedrive chaos
 
 help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_-]+:.*## / { printf "  make %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -53,6 +53,9 @@ bench-zoho: services ## Benchmark Stripe → Zoho CRM through the whole pipeline
 
 bench-pipedrive: services ## Benchmark Stripe → Pipedrive through the whole pipeline: tokens against the minimum, time against the burst and budget bounds (BENCH_ARGS=--help)
 	$(CARGO) run --release --quiet -p billsync-bench --bin bench-pipedrive -- $(BENCH_ARGS)
+
+chaos: services ## Faults on a 3-node JetStream cluster, every service ×2: nothing lost, doubled or reordered (root; CHAOS_ARGS=--help)
+	$(CARGO) run --release --quiet -p billsync-bench --bin chaos -- $(CHAOS_ARGS)
 
 bench-ingest: services ## Benchmark Stripe webhooks → JetStream against raw JetStream (release build; BENCH_ARGS=--help)
 	$(CARGO) run --release --quiet -p billsync-bench --bin bench-ingest -- $(BENCH_ARGS)

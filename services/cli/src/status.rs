@@ -194,7 +194,7 @@ async fn gather(config: &Config, args: &StatusArgs) -> anyhow::Result<StatusRepo
     // report says at once that NATS cannot be reached.
     let client = match options
         .connection_timeout(NATS_CONNECT_TIMEOUT)
-        .connect(address.as_str())
+        .connect(address.as_slice())
         .await
     {
         Ok(client) => client,

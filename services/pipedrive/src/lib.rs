@@ -110,7 +110,8 @@ async fn check_unique_id_locks(config: &Config, stores: &DestinationStores) -> a
             if rules.source != SourceKind::Chargebee {
                 continue;
             }
-            let Some(locked) = first_sync::first_full_sync(&records, &source)
+            let lock = || first_sync::first_full_sync(&records, &source);
+            let Some(locked) = billsync_bus::setup::until_jetstream_answers("unique-id lock", lock)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?
             else {

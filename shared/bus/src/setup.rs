@@ -286,7 +286,7 @@ impl Topology {
             num_replicas: settings.replicas,
             ..Default::default()
         };
-        js.create_or_update_stream(config)
+        until_jetstream_answers(&name, || js.create_or_update_stream(config.clone()))
             .await
             .map(|_| ())
             .map_err(|e| BusError::Stream {
@@ -310,7 +310,9 @@ impl Topology {
             name: name.to_string(),
             source: e,
         };
-        let handle = js.get_stream(stream).await.map_err(|e| err(e.into()))?;
+        let handle = until_jetstream_answers(stream, || js.get_stream(stream))
+            .await
+            .map_err(|e| err(e.into()))?;
         let config = consumer::pull::Config {
             durable_name: Some(name.to_string()),
             description: Some("billsync".into()),
@@ -324,10 +326,10 @@ impl Topology {
             max_deliver: -1,
             ..Default::default()
         };
-        let consumer: consumer::PullConsumer = handle
-            .get_or_create_consumer(name, config.clone())
-            .await
-            .map_err(|e| err(e.into()))?;
+        let consumer: consumer::PullConsumer =
+            until_jetstream_answers(name, || handle.get_or_create_consumer(name, config.clone()))
+                .await
+                .map_err(|e| err(e.into()))?;
         let existing = &consumer.cached_info().config;
         let differs =
             |c: &consumer::Config| c.ack_wait != ack_wait || c.max_ack_pending != max_ack_pending;
@@ -407,7 +409,7 @@ impl Topology {
             discard: stream::DiscardPolicy::New,
             ..Default::default()
         };
-        if let Err(error) = js.get_or_create_stream(config).await {
+        if let Err(error) = until_jetstream_answers(&bucket, || js.get_or_create_stream(config.clone())).await {
             // Replicas starting together race to create it, and JetStream answers the
             // losers "stream name already in use" or "subjects overlap": use the winner's.
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -420,9 +422,80 @@ impl Topology {
     }
 }
 
+/// How long a declaration waits for JetStream to be able to answer it.
+const DECLARE_PATIENCE: Duration = Duration::from_secs(90);
+
+/// Runs a declaration (or a start-up read) again while JetStream cannot answer it yet — a cluster electing its
+/// leaders, a node restarting, a machine too busy to answer within the request timeout — so
+/// that a service starting beside its cluster waits for it instead of failing. Other errors
+/// (a refused configuration, say) return at once.
+pub async fn until_jetstream_answers<T, E, F, Fut>(what: &str, mut attempt: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    let deadline = tokio::time::Instant::now() + DECLARE_PATIENCE;
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match attempt().await {
+            Err(error)
+                if jetstream_not_ready(&error.to_string())
+                    && tokio::time::Instant::now() + pause < deadline =>
+            {
+                tracing::info!(what, %error, "JetStream cannot answer yet; trying again.");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether an error says JetStream is there but cannot answer yet (timeouts, no responders,
+/// JetStream's 10008 "temporarily unavailable"), as opposed to refusing the request.
+fn jetstream_not_ready(error: &str) -> bool {
+    let error = error.to_ascii_lowercase();
+    ["timed out", "no responders", "temporarily unavailable", "10008"]
+        .iter()
+        .any(|sign| error.contains(sign))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn declarations_wait_for_jetstream_but_not_for_a_refusal() {
+        let mut calls = 0;
+        let result: Result<u8, String> = until_jetstream_answers("s", || {
+            calls += 1;
+            let answer = if calls < 4 {
+                Err("jetstream request timed out".to_string())
+            } else {
+                Ok(7)
+            };
+            async move { answer }
+        })
+        .await;
+        assert_eq!((result, calls), (Ok(7), 4));
+        let mut calls = 0;
+        let result: Result<u8, String> = until_jetstream_answers("s", || {
+            calls += 1;
+            async { Err("stream name already in use with a different configuration".into()) }
+        })
+        .await;
+        assert_eq!(calls, 1, "{result:?}");
+        let mut calls = 0;
+        let started = tokio::time::Instant::now();
+        let result: Result<u8, String> = until_jetstream_answers("s", || {
+            calls += 1;
+            async { Err("no responders".into()) }
+        })
+        .await;
+        assert!(result.is_err() && calls > 5, "{calls}");
+        assert!(started.elapsed() <= DECLARE_PATIENCE, "{:?}", started.elapsed());
+    }
 
     #[test]
     fn credentials_are_taken_out_of_the_address_and_decoded() {

@@ -854,10 +854,8 @@ impl<D: Destination> Processor<D> {
     }
 
     async fn report_skip(&self, event: &BillingEventV1, reason: &str) -> Settled {
-        // Only runs wait for per-record outcomes; live stale events are just counted.
-        if event.run_id.is_none() {
-            return Settled::Ack("stale");
-        }
+        // Every event gets an outcome, a stale one too: the operator (and the chaos suite)
+        // can then account for each event of the stream, and runs wait for theirs.
         let result = OutcomeResult::Skipped {
             reason: reason.to_string(),
         };

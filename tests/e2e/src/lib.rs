@@ -9,12 +9,15 @@ mod otlp;
 mod process;
 mod servers;
 mod stack;
+pub mod chaos;
 pub mod workload;
 
 pub use binary::{billsync_binary, sandbox_binary};
 pub use otlp::{OtlpCollector, ReceivedSpan};
 pub use process::{ProcessConfig, ProcessDeployment};
-pub use servers::{ensure_nats, ensure_postgres, fresh_database, PrivateNats, TestDatabase};
+pub use servers::{
+    ensure_nats, ensure_postgres, fresh_database, PrivateNats, PrivatePostgres, TestDatabase,
+};
 pub use stack::{Stack, StackOptions};
 
 use std::future::Future;

@@ -2,7 +2,7 @@
 //! databases, and private NATS servers for tests that stop or kill one.
 
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -108,6 +108,173 @@ impl TestDatabase {
     }
 }
 
+/// A PostgreSQL server of the test's own, stopped (immediately) on drop.
+pub struct PrivatePostgres {
+    pub port: u16,
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    /// initdb and postgres refuse to run as root; as root they run as user `postgres`.
+    run_as_postgres: bool,
+}
+
+impl PrivatePostgres {
+    pub fn start() -> Self {
+        let bin = postgres_bin_dir();
+        let dir = tempfile::tempdir().expect("temp dir for the cluster");
+        let run_as_postgres = is_root();
+        if run_as_postgres {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .expect("chown");
+            assert!(
+                status.success(),
+                "chown of the cluster directory to postgres failed"
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let postgres = PrivatePostgres {
+            port,
+            bin,
+            dir,
+            run_as_postgres,
+        };
+        let data = postgres.data_dir();
+        postgres.run(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().expect("utf-8 path"),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+            ],
+        );
+        postgres.resume();
+        postgres
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn server_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    pub fn resume(&self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("postgres.log");
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data_dir().to_str().expect("utf-8 path"),
+                "-l",
+                log.to_str().expect("utf-8 path"),
+                "-o",
+                &options,
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ],
+        );
+    }
+
+    /// Stops the server the way an operator's restart does (fast shutdown).
+    pub fn stop(&self) {
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data_dir().to_str().expect("utf-8 path"),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+        );
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let program = self.bin.join(program);
+        if self.run_as_postgres {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
+        } else {
+            Command::new(program)
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let output = self
+            .command(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        let log = std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default();
+        assert!(
+            output.status.success(),
+            "{program} {args:?} failed: {}\n{}\nserver log:\n{log}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+        );
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D"])
+            .arg(self.data_dir())
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+/// PostgreSQL 15's programs (Debian keeps them off PATH), else whatever PATH has.
+fn postgres_bin_dir() -> PathBuf {
+    let debian = Path::new("/usr/lib/postgresql/15/bin");
+    if debian.join("initdb").exists() {
+        return debian.to_path_buf();
+    }
+    let found = Command::new("sh")
+        .args(["-c", "command -v initdb"])
+        .output()
+        .expect("sh");
+    let path = String::from_utf8_lossy(&found.stdout).trim().to_string();
+    assert!(
+        !path.is_empty(),
+        "initdb is not installed: run deploy/ensure-postgres.sh (make test does)"
+    );
+    Path::new(&path)
+        .parent()
+        .expect("initdb has a directory")
+        .to_path_buf()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
 /// A nats-server of the test's own, on a free port with its own store, for tests that stop
 /// or kill NATS. Killed on drop.
 pub struct PrivateNats {
@@ -180,7 +347,7 @@ impl Drop for PrivateNats {
     }
 }
 
-fn nats_server_binary() -> &'static str {
+pub(crate) fn nats_server_binary() -> &'static str {
     if Path::new("/usr/sbin/nats-server").exists() {
         "/usr/sbin/nats-server"
     } else {
