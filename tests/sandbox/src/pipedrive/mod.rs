@@ -7,7 +7,12 @@
 //! users). Contract: `specs/pipedrive/pipedrive-v2-openapi.yml` and `-v1-`, and the
 //! "Pipedrive" facts of `specs/README.md`, which win where the specs are silent (error
 //! bodies, 429s, the budget).
+//!
+//! Every request is checked against the specs first (`contract`): an invalid one is
+//! recorded (`Pipedrive::spec_checks`, `GET /__sandbox/pipedrive/{company}/violations`) and
+//! refused as Pipedrive refuses it.
 
+mod contract;
 mod error;
 pub(crate) mod routes;
 mod state;
@@ -23,7 +28,8 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::kit::{self, lock, Emulator, Gate, RateWindow, Refusal, Tenants};
+use crate::kit::openapi::{ApiSpec, SpecViolation};
+use crate::kit::{self, lock, Emulator, Gate, RateWindow, Refusal, SpecChecks, Tenants};
 use error::ApiError;
 use state::CompanyData;
 pub use state::{PdEntity, PdField, PdNote, PdOption, PdPipeline, PdSnapshot, PdStage, PdUser};
@@ -258,6 +264,14 @@ impl Emulator for Pipedrive {
     fn unreadable_control_body(reason: String) -> Response {
         (StatusCode::UNPROCESSABLE_ENTITY, reason).into_response()
     }
+
+    fn contract() -> Option<&'static ApiSpec> {
+        Some(contract::spec())
+    }
+
+    fn refuse_invalid(violation: &SpecViolation) -> Response {
+        ApiError::from_violation(violation).into_response()
+    }
 }
 
 impl Pipedrive {
@@ -361,6 +375,15 @@ impl Pipedrive {
     /// If no company has this name.
     pub fn request_counts(&self, company: &str) -> kit::RequestCounts {
         self.expect(company).gate.counts()
+    }
+
+    /// Requests checked against the v2 and v1 specs, with the invalid ones; also at
+    /// `GET /__sandbox/pipedrive/{company}/violations`.
+    ///
+    /// # Panics
+    /// If no company has this name.
+    pub fn spec_checks(&self, company: &str) -> SpecChecks {
+        lock(self.expect(company).gate.spec_checks()).clone()
     }
 
     /// Names of all companies, sorted.
