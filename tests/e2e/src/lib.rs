@@ -15,7 +15,7 @@ pub use binary::{billsync_binary, sandbox_binary};
 pub use otlp::{OtlpCollector, ReceivedSpan};
 pub use process::{ProcessConfig, ProcessDeployment};
 pub use servers::{ensure_nats, ensure_postgres, fresh_database, PrivateNats, TestDatabase};
-pub use stack::{Stack, StackOptions};
+pub use stack::{report_spec_checks, Stack, StackOptions};
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -9,6 +9,18 @@ use serde_json::json;
 
 use crate::kit::openapi::ApiSpec;
 
+/// Reads the spec on another thread, if it is not read yet: called when a tenant is added,
+/// so that its first requests do not all wait for the parse (and reach the routes at once,
+/// unlike a real API's).
+pub(crate) fn load_in_background() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        std::thread::spawn(|| {
+            spec();
+        });
+    });
+}
+
 /// Both specs as the emulator checks requests against them.
 pub(crate) fn spec() -> &'static ApiSpec {
     static SPEC: OnceLock<ApiSpec> = OnceLock::new();

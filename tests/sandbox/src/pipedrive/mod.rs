@@ -285,6 +285,7 @@ impl Pipedrive {
     /// Adds a company, or replaces the one with this name by a fresh one (its admin user,
     /// the default pipeline, no records).
     pub fn add_company(&self, company: PdCompany) {
+        contract::load_in_background();
         let entry = Company {
             data: Mutex::new(CompanyData::new(&company.name)),
             gate: Gate::new(BURST_WINDOW),

@@ -23,6 +23,18 @@ macro_rules! zoho_documents {
 /// reach.
 const ENTRIES: [&str; 4] = ["record.json", "users.json", "layouts.json", "pipeline.json"];
 
+/// Reads the spec on another thread, if it is not read yet: called when a tenant is added,
+/// so that its first requests do not all wait for the parse (and reach the routes at once,
+/// unlike a real API's).
+pub(crate) fn load_in_background() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        std::thread::spawn(|| {
+            spec();
+        });
+    });
+}
+
 /// The v8 spec as the emulator checks requests against it.
 pub(crate) fn spec() -> &'static ApiSpec {
     static SPEC: OnceLock<ApiSpec> = OnceLock::new();
