@@ -3,94 +3,59 @@
 //! v1 (`-v1-`, under `/v1`, for what v2 lacks), amended where Pipedrive's documented
 //! behaviour differs from its spec (specs/README.md, "Spec quirks").
 
-use std::sync::OnceLock;
-
 use serde_json::json;
 
-use crate::kit::openapi::ApiSpec;
-
-/// Reads the spec on another thread, if it is not read yet: called when a tenant is added,
-/// so that its first requests do not all wait for the parse (and reach the routes at once,
-/// unlike a real API's).
-pub(crate) fn load_in_background() {
-    static STARTED: std::sync::Once = std::sync::Once::new();
-    STARTED.call_once(|| {
-        std::thread::spawn(|| {
-            spec();
-        });
-    });
-}
+use crate::kit::openapi::{ApiSpec, LazySpec};
 
 /// Both specs as the emulator checks requests against them.
-pub(crate) fn spec() -> &'static ApiSpec {
-    static SPEC: OnceLock<ApiSpec> = OnceLock::new();
-    SPEC.get_or_init(|| {
-        let v2 = "pipedrive-v2-openapi.yml";
-        let v1 = "pipedrive-v1-openapi.yml";
-        let documents = [
-            (
-                v2,
-                include_str!("../../specs/pipedrive/pipedrive-v2-openapi.yml"),
-            ),
-            (
-                v1,
-                include_str!("../../specs/pipedrive/pipedrive-v1-openapi.yml"),
-            ),
-        ];
-        let body = |path: &str| {
-            format!(
-                "/paths/{}/post/requestBody/content/application~1json/schema",
-                path.replace('/', "~1")
-            )
-        };
-        ApiSpec::new(&documents, &[v2, v1])
-            // `POST /organizations` lists `title` as required, but the property is `name`,
-            // which the API requires.
-            .amend(
-                v2,
-                &format!("{}/required", body("/organizations")),
-                |required| {
-                    *required = json!(["name"]);
-                },
-            )
-            // `POST /persons` marks nothing required, but the API needs `name`.
-            .amend(v2, &body("/persons"), |schema| {
-                schema["required"] = json!(["name"]);
-            })
-    })
-}
+pub(crate) static SPEC: LazySpec = LazySpec::new(|| {
+    let v2 = "pipedrive-v2-openapi.yml";
+    let v1 = "pipedrive-v1-openapi.yml";
+    let documents = [
+        (
+            v2,
+            include_str!("../../specs/pipedrive/pipedrive-v2-openapi.yml"),
+        ),
+        (
+            v1,
+            include_str!("../../specs/pipedrive/pipedrive-v1-openapi.yml"),
+        ),
+    ];
+    let body = |path: &str| {
+        format!(
+            "/paths/{}/post/requestBody/content/application~1json/schema",
+            path.replace('/', "~1")
+        )
+    };
+    ApiSpec::new(&documents, &[v2, v1])
+        // `POST /organizations` lists `title` as required, but the property is `name`,
+        // which the API requires.
+        .amend(
+            v2,
+            &format!("{}/required", body("/organizations")),
+            |required| {
+                *required = json!(["name"]);
+            },
+        )
+        // `POST /persons` marks nothing required, but the API needs `name`.
+        .amend(v2, &body("/persons"), |schema| {
+            schema["required"] = json!(["name"]);
+        })
+});
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kit::openapi::{Place, ProblemKind, SpecRequest, SpecViolation};
+    use crate::kit::openapi::{problems_of, Place, ProblemKind, SpecViolation};
     use axum::http::{header, HeaderMap};
 
     fn check(method: &str, target: &str, body: &str) -> Result<(), SpecViolation> {
-        let (path, query) = target.split_once('?').unwrap_or((target, ""));
         let mut headers = HeaderMap::new();
         headers.insert("x-api-token", "token".parse().unwrap());
         if !body.is_empty() {
             headers.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
         }
-        spec().check(&SpecRequest {
-            method,
-            path,
-            query,
-            headers: &headers,
-            body: body.as_bytes(),
-        })
-    }
-
-    fn kinds(result: Result<(), SpecViolation>) -> Vec<(Place, String, ProblemKind)> {
-        let mut found: Vec<_> = result
-            .expect_err("invalid")
-            .problems
-            .into_iter()
-            .map(|p| (p.place, p.at, p.kind))
-            .collect();
-        found.sort();
-        found
+        SPEC.get().check_target(method, target, &headers, body)
     }
 
     /// The requests billsync's Pipedrive client sends, as it sends them.
@@ -129,7 +94,7 @@ mod tests {
     #[test]
     fn the_documented_quirks_are_applied() {
         assert_eq!(
-            kinds(check(
+            problems_of(check(
                 "POST",
                 "/api/v2/organizations",
                 r#"{"address": {"value": "x"}}"#
@@ -137,7 +102,7 @@ mod tests {
             [(Place::Body, String::new(), ProblemKind::Missing)]
         );
         assert_eq!(
-            kinds(check("POST", "/api/v2/persons", r#"{"emails": []}"#)),
+            problems_of(check("POST", "/api/v2/persons", r#"{"emails": []}"#)),
             [(Place::Body, String::new(), ProblemKind::Missing)]
         );
     }
@@ -146,7 +111,7 @@ mod tests {
     fn invalid_calls_are_refused() {
         // v2 is strict: numbers are not read from strings, booleans are true/false.
         assert_eq!(
-            kinds(check(
+            problems_of(check(
                 "POST",
                 "/api/v2/deals",
                 r#"{"title": "t", "value": "10", "person_id": "7"}"#
@@ -157,7 +122,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            kinds(check(
+            problems_of(check(
                 "GET",
                 "/api/v2/persons/search?term=x&fields=mail&exact_match=yes&sort=id",
                 ""
@@ -169,16 +134,16 @@ mod tests {
             ]
         );
         assert_eq!(
-            kinds(check("GET", "/api/v2/persons/search", "")),
+            problems_of(check("GET", "/api/v2/persons/search", "")),
             [(Place::Query, "term".into(), ProblemKind::Missing)]
         );
         assert_eq!(
-            kinds(check("PUT", "/api/v2/persons/7", r#"{"name": "x"}"#)),
+            problems_of(check("PUT", "/api/v2/persons/7", r#"{"name": "x"}"#)),
             [(Place::Route, String::new(), ProblemKind::UnknownOperation)]
         );
         // Persons are v2 only.
         assert_eq!(
-            kinds(check("POST", "/v1/persons", r#"{"name": "x"}"#)),
+            problems_of(check("POST", "/v1/persons", r#"{"name": "x"}"#)),
             [(Place::Route, String::new(), ProblemKind::UnknownOperation)]
         );
     }

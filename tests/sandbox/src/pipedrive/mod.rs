@@ -266,7 +266,7 @@ impl Emulator for Pipedrive {
     }
 
     fn contract() -> Option<&'static ApiSpec> {
-        Some(contract::spec())
+        Some(contract::SPEC.get())
     }
 
     fn refuse_invalid(violation: &SpecViolation) -> Response {
@@ -285,7 +285,7 @@ impl Pipedrive {
     /// Adds a company, or replaces the one with this name by a fresh one (its admin user,
     /// the default pipeline, no records).
     pub fn add_company(&self, company: PdCompany) {
-        contract::load_in_background();
+        contract::SPEC.load_in_background();
         let entry = Company {
             data: Mutex::new(CompanyData::new(&company.name)),
             gate: Gate::new(BURST_WINDOW),

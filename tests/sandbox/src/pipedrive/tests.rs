@@ -55,6 +55,16 @@ impl Api {
     }
 }
 
+/// `GET /__sandbox/pipedrive/{route}`'s JSON.
+async fn control_json(sandbox: &RunningSandbox, route: &str) -> Value {
+    reqwest::get(format!("{}/__sandbox/pipedrive/{route}", sandbox.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 fn unlimited(name: &str) -> PdCompany {
     PdCompany {
         requests_per_2s: 10_000,
@@ -446,25 +456,12 @@ async fn persons_organizations_deals_fields_and_notes_round_trip() {
         snapshot.field_code(PdEntity::Person, "Billing id"),
         Some(code.as_str())
     );
-    let control: Value = reqwest::get(format!("{}/__sandbox/pipedrive/crud", sandbox.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let control = control_json(&sandbox, "crud").await;
     assert_eq!(
         control["snapshot"]["organizations"][0]["name"],
         json!("Acme")
     );
-    let counts: Value = reqwest::get(format!(
-        "{}/__sandbox/pipedrive/crud/requests",
-        sandbox.url()
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let counts = control_json(&sandbox, "crud/requests").await;
     assert_eq!(counts["refused"], json!(0));
     assert_eq!(counts["accepted"], json!(14));
     sandbox.shutdown().await;
@@ -550,15 +547,7 @@ async fn requests_the_specs_refuse_are_answered_as_pipedrive_does_and_recorded()
     );
     assert_eq!(first.problems[0].at, "exact_match");
     assert_eq!(checks.violations[2].operation, None);
-    let over_http: Value = reqwest::get(format!(
-        "{}/__sandbox/pipedrive/checked/violations",
-        sandbox.url()
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let over_http = control_json(&sandbox, "checked/violations").await;
     assert_eq!(
         (over_http["checked"].clone(), over_http["invalid"].clone()),
         (json!(4), json!(3))

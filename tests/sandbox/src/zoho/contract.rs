@@ -3,13 +3,11 @@
 //! more, and the accounts server's token endpoint, which crm-oas does not describe, from
 //! Zoho's OAuth documentation.
 
-use std::collections::HashMap;
-use std::sync::OnceLock;
-
 use axum::http::{header, HeaderMap};
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 
-use crate::kit::openapi::{ApiSpec, Place, Problem, ProblemKind, SpecViolation};
+use crate::kit::openapi::{ApiSpec, LazySpec, Place, Problem, ProblemKind, SpecViolation};
 
 use super::state::MAX_RECORDS_PER_CALL;
 
@@ -23,48 +21,33 @@ macro_rules! zoho_documents {
 /// reach.
 const ENTRIES: [&str; 4] = ["record.json", "users.json", "layouts.json", "pipeline.json"];
 
-/// Reads the spec on another thread, if it is not read yet: called when a tenant is added,
-/// so that its first requests do not all wait for the parse (and reach the routes at once,
-/// unlike a real API's).
-pub(crate) fn load_in_background() {
-    static STARTED: std::sync::Once = std::sync::Once::new();
-    STARTED.call_once(|| {
-        std::thread::spawn(|| {
-            spec();
-        });
-    });
-}
-
 /// The v8 spec as the emulator checks requests against it.
-pub(crate) fn spec() -> &'static ApiSpec {
-    static SPEC: OnceLock<ApiSpec> = OnceLock::new();
-    SPEC.get_or_init(|| {
-        let documents = zoho_documents![
+pub(crate) static SPEC: LazySpec = LazySpec::new(|| {
+    let documents = zoho_documents![
+        "record.json",
+        "users.json",
+        "layouts.json",
+        "pipeline.json",
+        "common.json",
+        "custom_views.json",
+        "fields.json",
+        "modules.json",
+        "profiles.json",
+        "related_lists.json",
+        "tags.json",
+    ];
+    ApiSpec::new(&documents, &ENTRIES)
+        // The spec's `iam-oauth2-schema` is OAuth 2, whose tokens are `Bearer`; Zoho
+        // takes them as `Authorization: Zoho-oauthtoken <token>` (its OAuth docs).
+        .with_oauth2_prefix("Zoho-oauthtoken ")
+        // Insert, update and upsert take at most 100 records a call (Zoho's "Upsert
+        // Records" docs; specs/README.md); the spec's `Body_Wrapper` sets no bound.
+        .amend(
             "record.json",
-            "users.json",
-            "layouts.json",
-            "pipeline.json",
-            "common.json",
-            "custom_views.json",
-            "fields.json",
-            "modules.json",
-            "profiles.json",
-            "related_lists.json",
-            "tags.json",
-        ];
-        ApiSpec::new(&documents, &ENTRIES)
-            // The spec's `iam-oauth2-schema` is OAuth 2, whose tokens are `Bearer`; Zoho
-            // takes them as `Authorization: Zoho-oauthtoken <token>` (its OAuth docs).
-            .with_oauth2_prefix("Zoho-oauthtoken ")
-            // Insert, update and upsert take at most 100 records a call (Zoho's "Upsert
-            // Records" docs; specs/README.md); the spec's `Body_Wrapper` sets no bound.
-            .amend(
-                "record.json",
-                "/components/schemas/Body_Wrapper/properties/data",
-                |data| data["maxItems"] = json!(MAX_RECORDS_PER_CALL),
-            )
-    })
-}
+            "/components/schemas/Body_Wrapper/properties/data",
+            |data| data["maxItems"] = json!(MAX_RECORDS_PER_CALL),
+        )
+});
 
 /// `POST {accounts}/oauth/v2/token` to refresh an access token, as Zoho's docs ("Refresh
 /// Access Tokens", API v8) give it, since crm-oas has no accounts server: `grant_type=
@@ -145,7 +128,7 @@ pub(crate) fn check_token_request(
         },
     });
     let value = Value::Object(given);
-    problems.extend(spec().check_value(&schema, &value, Place::Body));
+    problems.extend(SPEC.get().check_value(&schema, &value, Place::Body));
     if problems.is_empty() {
         let Value::Object(given) = value else {
             unreachable!("built as an object")
@@ -166,7 +149,7 @@ pub(crate) fn check_token_request(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kit::openapi::SpecRequest;
+    use crate::kit::openapi::{problems_of, SpecRequest};
 
     fn zoho_headers(json: bool) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -181,25 +164,8 @@ mod tests {
     }
 
     fn check(method: &str, target: &str, body: &str) -> Result<(), SpecViolation> {
-        let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        spec().check(&SpecRequest {
-            method,
-            path,
-            query,
-            headers: &zoho_headers(!body.is_empty()),
-            body: body.as_bytes(),
-        })
-    }
-
-    fn kinds(result: Result<(), SpecViolation>) -> Vec<(Place, String, ProblemKind)> {
-        let mut found: Vec<_> = result
-            .expect_err("invalid")
-            .problems
-            .into_iter()
-            .map(|p| (p.place, p.at, p.kind))
-            .collect();
-        found.sort();
-        found
+        SPEC.get()
+            .check_target(method, target, &zoho_headers(!body.is_empty()), body)
     }
 
     /// The requests billsync's Zoho client sends, as it sends them.
@@ -237,7 +203,7 @@ mod tests {
             .collect();
         let body = json!({"data": records}).to_string();
         assert_eq!(
-            kinds(check("POST", "/crm/v8/Contacts/upsert", &body)),
+            problems_of(check("POST", "/crm/v8/Contacts/upsert", &body)),
             [(Place::Body, "/data".into(), ProblemKind::TooLarge)]
         );
     }
@@ -245,22 +211,22 @@ mod tests {
     #[test]
     fn invalid_calls_are_refused() {
         assert_eq!(
-            kinds(check("GET", "/crm/v8/settings/layouts", "")),
+            problems_of(check("GET", "/crm/v8/settings/layouts", "")),
             [(Place::Query, "module".into(), ProblemKind::Missing)]
         );
         assert_eq!(
-            kinds(check("GET", "/crm/v8/users?type=Everyone&sort=name", "")),
+            problems_of(check("GET", "/crm/v8/users?type=Everyone&sort=name", "")),
             [
                 (Place::Query, "sort".into(), ProblemKind::Unknown),
                 (Place::Query, "type".into(), ProblemKind::NotInEnum),
             ]
         );
         assert_eq!(
-            kinds(check("GET", "/crm/v8/Contacts/search?per_page=many", "")),
+            problems_of(check("GET", "/crm/v8/Contacts/search?per_page=many", "")),
             [(Place::Query, "per_page".into(), ProblemKind::WrongType)]
         );
         assert_eq!(
-            kinds(check(
+            problems_of(check(
                 "POST",
                 "/crm/v8/Contacts/upsert",
                 r#"{"data": {"Last_Name": "x"}, "trigger": "workflow"}"#
@@ -271,11 +237,11 @@ mod tests {
             ]
         );
         assert_eq!(
-            kinds(check("PATCH", "/crm/v8/Contacts/upsert", "")),
+            problems_of(check("PATCH", "/crm/v8/Contacts/upsert", "")),
             [(Place::Route, String::new(), ProblemKind::UnknownOperation)]
         );
         assert_eq!(
-            kinds(check("GET", "/crm/v2/Contacts", "")),
+            problems_of(check("GET", "/crm/v2/Contacts", "")),
             [(Place::Route, String::new(), ProblemKind::UnknownOperation)]
         );
         let bearer = {
@@ -283,7 +249,7 @@ mod tests {
             headers.insert(header::AUTHORIZATION, "Bearer 1000.abc".parse().unwrap());
             headers
         };
-        let result = spec().check(&SpecRequest {
+        let result = SPEC.get().check(&SpecRequest {
             method: "GET",
             path: "/crm/v8/users",
             query: "",
@@ -291,7 +257,7 @@ mod tests {
             body: b"",
         });
         assert_eq!(
-            kinds(result),
+            problems_of(result),
             [(Place::Header, "authorization".into(), ProblemKind::Missing)]
         );
     }
@@ -311,18 +277,8 @@ mod tests {
         assert_eq!(grant["refresh_token"], "r");
         check_token_request("POST", full, &HeaderMap::new(), b"").unwrap();
 
-        let kinds = |result: Result<HashMap<String, String>, SpecViolation>| {
-            let mut found: Vec<_> = result
-                .expect_err("invalid")
-                .problems
-                .into_iter()
-                .map(|p| (p.place, p.at, p.kind))
-                .collect();
-            found.sort();
-            found
-        };
         assert_eq!(
-            kinds(check_token_request(
+            problems_of(check_token_request(
                 "POST",
                 "client_id=c",
                 &form,
@@ -336,7 +292,7 @@ mod tests {
             ]
         );
         // A body not sent as a form is not read: its parameters are missing too.
-        assert!(kinds(check_token_request(
+        assert!(problems_of(check_token_request(
             "POST",
             "",
             &HeaderMap::new(),

@@ -356,7 +356,7 @@ impl Zoho {
 
     /// Adds an organisation, or replaces the one with this name by a fresh, empty one.
     pub fn add_org(&self, org: ZohoOrg) {
-        contract::load_in_background();
+        contract::SPEC.load_in_background();
         let entry = Org {
             name: org.name.clone(),
             client_id: org.client_id,
@@ -599,7 +599,7 @@ impl Emulator for Zoho {
     }
 
     fn contract() -> Option<&'static ApiSpec> {
-        Some(contract::spec())
+        Some(contract::SPEC.get())
     }
 
     fn refuse_invalid(violation: &SpecViolation) -> Response {

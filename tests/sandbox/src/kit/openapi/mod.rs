@@ -15,6 +15,7 @@ mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::{Once, OnceLock};
 
 use axum::http::{header, HeaderMap};
 use serde::{Deserialize, Serialize};
@@ -144,6 +145,39 @@ struct Operation {
     /// JSON pointers of its path item and of the operation in `document`.
     path_item: String,
     pointer: String,
+}
+
+/// A vendor's contract, read on first use (the files are megabytes of JSON and YAML) or
+/// ahead of it on another thread.
+pub(crate) struct LazySpec {
+    spec: OnceLock<ApiSpec>,
+    started: Once,
+    load: fn() -> ApiSpec,
+}
+
+impl LazySpec {
+    pub(crate) const fn new(load: fn() -> ApiSpec) -> Self {
+        Self {
+            spec: OnceLock::new(),
+            started: Once::new(),
+            load,
+        }
+    }
+
+    pub(crate) fn get(&'static self) -> &'static ApiSpec {
+        self.spec.get_or_init(self.load)
+    }
+
+    /// Reads the spec on another thread, if that has not started yet: called when a tenant
+    /// is added, so that its first requests do not all wait for the parse and then reach
+    /// the routes at once, unlike a real API's.
+    pub(crate) fn load_in_background(&'static self) {
+        self.started.call_once(|| {
+            std::thread::spawn(|| {
+                self.get();
+            });
+        });
+    }
 }
 
 /// How an `oauth2` or `http` security scheme's credentials arrive in `Authorization`.
@@ -308,7 +342,7 @@ impl ApiSpec {
                 self.check_raw(
                     doc,
                     schema,
-                    &[value.clone()],
+                    std::slice::from_ref(value),
                     Place::Path,
                     name,
                     &mut problems,
@@ -703,6 +737,45 @@ impl ApiSpec {
         }
         panic!("$ref cycle at {doc}");
     }
+}
+
+#[cfg(test)]
+impl ApiSpec {
+    /// [`ApiSpec::check`] of `target` (`/path?query`) with these headers and body.
+    pub(crate) fn check_target(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &HeaderMap,
+        body: &str,
+    ) -> Result<(), SpecViolation> {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        self.check(&SpecRequest {
+            method,
+            path,
+            query,
+            headers,
+            body: body.as_bytes(),
+        })
+    }
+}
+
+/// The problems of a refused request as `(place, at, kind)`, sorted, for tests to compare.
+///
+/// # Panics
+/// If the request was not refused.
+#[cfg(test)]
+pub(crate) fn problems_of<T: fmt::Debug>(
+    result: Result<T, SpecViolation>,
+) -> Vec<(Place, String, ProblemKind)> {
+    let mut found: Vec<_> = result
+        .expect_err("the request is invalid")
+        .problems
+        .into_iter()
+        .map(|p| (p.place, p.at, p.kind))
+        .collect();
+    found.sort();
+    found
 }
 
 fn operations_of(document_name: &str, document: &Value) -> Vec<Operation> {
