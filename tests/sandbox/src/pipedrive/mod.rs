@@ -408,10 +408,13 @@ impl Pipedrive {
             let snapshot = company.data().snapshot();
             let tokens = self.tokens(&company.config.name);
             let counts = company.gate.counts();
+            let checks = lock(company.gate.spec_checks()).clone();
             let _ = write!(
                 html,
                 "<h3>{name}</h3><p>{} persons, {} organizations, {} deals, {} notes; {} of {} tokens \
-                 spent today; {} API requests accepted, {} refused. API base: <code>{}</code> \
+                 spent today; {} API requests accepted, {} refused; {} checked against the \
+                 specs, <a href=\"/__sandbox/pipedrive/{name}/violations\">{} invalid</a>. \
+                 API base: <code>{}</code> \
                  &middot; <a href=\"/__sandbox/pipedrive/{name}\">state as JSON</a></p>",
                 snapshot.live(PdEntity::Person).len(),
                 snapshot.live(PdEntity::Organization).len(),
@@ -421,6 +424,8 @@ impl Pipedrive {
                 tokens.daily,
                 counts.accepted,
                 counts.refused,
+                checks.checked,
+                checks.invalid,
                 escape(&self.base_url(&company.config.name)),
             );
             let persons = snapshot.live(PdEntity::Person);
