@@ -3,6 +3,10 @@
 //! `GET /__sandbox/{vendor}/{tenant}/violations`) and answered as the vendor refuses such
 //! requests, so a client that sends one both fails visibly and leaves a trace a test can
 //! assert on.
+//!
+//! It runs past the gate: requests the gate answers itself (wrong credentials, the burst
+//! window's 429, injected faults) are not checked, as the vendor would not have read them
+//! either; a client's retry of one is.
 
 use std::sync::Arc;
 

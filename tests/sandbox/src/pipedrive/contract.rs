@@ -99,11 +99,11 @@ mod tests {
                 "/api/v2/organizations",
                 r#"{"address": {"value": "x"}}"#
             )),
-            [(Place::Body, String::new(), ProblemKind::Missing)]
+            [(Place::Body, "/name".into(), ProblemKind::Missing)]
         );
         assert_eq!(
             problems_of(check("POST", "/api/v2/persons", r#"{"emails": []}"#)),
-            [(Place::Body, String::new(), ProblemKind::Missing)]
+            [(Place::Body, "/name".into(), ProblemKind::Missing)]
         );
     }
 

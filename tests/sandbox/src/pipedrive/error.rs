@@ -76,6 +76,9 @@ impl ApiError {
             .and_then(|rest| rest.split(',').next())
             .filter(|_| problem.kind == ProblemKind::WrongType);
         let message = match expected {
+            None if problem.kind == ProblemKind::Missing && at != "body" => {
+                format!("Validation failed: {at}: Parameter '{at}' is required")
+            }
             Some(kind) => {
                 let article = if kind.starts_with(['a', 'o', 'i']) {
                     "an"

@@ -285,8 +285,8 @@ mod tests {
                 b"grant_type=authorization_code&client_id=c&client_secret=s&scope=x"
             )),
             [
-                (Place::Body, String::new(), ProblemKind::Missing),
                 (Place::Body, "/grant_type".into(), ProblemKind::NotInEnum),
+                (Place::Body, "/refresh_token".into(), ProblemKind::Missing),
                 (Place::Body, "/scope".into(), ProblemKind::Unknown),
                 (Place::Body, "client_id".into(), ProblemKind::TooLarge),
             ]

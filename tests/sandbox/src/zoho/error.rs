@@ -139,6 +139,9 @@ impl ApiError {
             (Place::Query | Place::Path | Place::Header, ProblemKind::Missing) => {
                 Self::required_param_missing(&problem.at)
             }
+            (Place::Body, ProblemKind::Missing) if !problem.at.is_empty() => {
+                Self::required_param_missing(problem.at.trim_start_matches('/'))
+            }
             (Place::Body, ProblemKind::TooLarge) if problem.at == "/data" => {
                 Self::too_many_records(MAX_RECORDS_PER_CALL)
             }

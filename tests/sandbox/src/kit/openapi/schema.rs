@@ -240,11 +240,8 @@ impl<'s> Checker<'s> {
                 continue;
             };
             if !object.contains_key(name) {
-                self.report(
-                    at,
-                    ProblemKind::Missing,
-                    format!("required property {name:?} is not given"),
-                );
+                let pointer = format!("{at}/{}", name.replace('~', "~0").replace('/', "~1"));
+                self.report(&pointer, ProblemKind::Missing, "required, not given".into());
             }
         }
         for (name, value) in object {

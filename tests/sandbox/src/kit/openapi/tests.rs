@@ -174,12 +174,12 @@ fn a_missing_required_field_is_reported_where_it_is() {
     );
     assert_eq!(
         problems_of(result),
-        [(Place::Body, "/data/1".into(), ProblemKind::Missing)]
+        [(Place::Body, "/data/1/name".into(), ProblemKind::Missing)]
     );
     let result = check("POST", "/v2/things", &json_headers(), r#"{"mode": "fast"}"#);
     assert_eq!(
         problems_of(result),
-        [(Place::Body, String::new(), ProblemKind::Missing)]
+        [(Place::Body, "/data".into(), ProblemKind::Missing)]
     );
 }
 
