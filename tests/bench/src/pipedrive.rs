@@ -8,7 +8,9 @@
 //! the events alone: one per state a person or deal takes, and the custom field billsync
 //! creates), the API requests accepted and refused, and the total time against the burst
 //! bound (minimum writes ÷ the rate) and the budget bound (minimum tokens ÷ the daily
-//! budget). Exits non-zero when the company differs from what the events describe.
+//! budget), and how many requests the emulator checked against the Pipedrive v2 (and v1)
+//! spec. Exits non-zero when the company differs from what the events describe or any
+//! request was invalid against the spec.
 
 use billsync_e2e::workload::{self, event_for};
 use billsync_e2e::{eventually, Stack, StackOptions};
@@ -233,6 +235,7 @@ async fn main() -> anyhow::Result<()> {
         elapsed.as_secs_f64() / burst_bound,
         args.daily_tokens
     );
+    billsync_e2e::report_spec_checks(&stack.sandbox.url(), "pipedrive", &stack.pd_company).await?;
     for difference in differences.iter().take(20) {
         println!("  differs: {difference}");
     }

@@ -11,8 +11,9 @@
 //! minimum for the record states written (1 credit per 10 records), and the total time.
 //! The organisation is then compared with the state the changes describe — one contact and
 //! one deal per customer, each with its last values — and the run fails when it differs or
-//! calls per change exceed `--max-calls-per-change`. Real NATS and Postgres; nothing leaves
-//! loopback.
+//! calls per change exceed `--max-calls-per-change`, or when any request the worker sent
+//! is invalid against the Zoho v8 spec (the emulator checks each one). Real NATS and
+//! Postgres; nothing leaves loopback.
 
 use billsync_e2e::{eventually, Stack, StackOptions};
 use billsync_sandbox::{stripe, RequestCounts, ZohoSnapshot};
@@ -207,6 +208,7 @@ async fn main() -> anyhow::Result<()> {
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64()
     );
+    billsync_e2e::report_spec_checks(&stack.sandbox.url(), "zoho", &stack.zoho_org).await?;
     let differences = differences(&snapshot, args.customers, per_customer);
     for difference in differences.iter().take(20) {
         println!("  differs: {difference}");

@@ -18,7 +18,7 @@ pub use process::{ProcessConfig, ProcessDeployment};
 pub use servers::{
     ensure_nats, ensure_postgres, fresh_database, PrivateNats, PrivatePostgres, TestDatabase,
 };
-pub use stack::{Stack, StackOptions};
+pub use stack::{report_spec_checks, Stack, StackOptions};
 
 use std::future::Future;
 use std::time::{Duration, Instant};

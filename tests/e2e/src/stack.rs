@@ -757,6 +757,42 @@ destination = "ac-test"
         if self.owns_database {
             self.db.drop_database().await;
         }
+        self.assert_vendor_requests_valid();
+    }
+
+    /// Panics, naming each one, if any request to the sandbox's Zoho CRM organisations or
+    /// Pipedrive companies was invalid against the vendor's spec (the emulators check every
+    /// request; see `billsync_sandbox::SpecChecks`). `stop` calls it, so every test of those
+    /// destinations ends with it. Answers how many requests were checked.
+    pub fn assert_vendor_requests_valid(&self) -> u64 {
+        let zoho = self.sandbox.zoho.org_names().into_iter().map(|org| {
+            (
+                format!("Zoho CRM {org}"),
+                self.sandbox.zoho.spec_checks(&org),
+            )
+        });
+        let pipedrive = self
+            .sandbox
+            .pipedrive
+            .company_names()
+            .into_iter()
+            .map(|company| {
+                let checks = self.sandbox.pipedrive.spec_checks(&company);
+                (format!("Pipedrive {company}"), checks)
+            });
+        let mut checked = 0;
+        let mut invalid = Vec::new();
+        for (tenant, checks) in zoho.chain(pipedrive) {
+            eprintln!("{tenant}: {}", spec_summary(&checks));
+            checked += checks.checked;
+            invalid.extend(checks.violations.iter().map(|v| format!("{tenant}: {v}")));
+        }
+        assert!(
+            invalid.is_empty(),
+            "requests the vendors' specs refuse:\n{}",
+            invalid.join("\n")
+        );
+        checked
     }
 }
 
@@ -774,4 +810,40 @@ async fn terminate(child: &mut tokio::process::Child) {
         let _ = child.start_kill();
         let _ = child.wait().await;
     }
+}
+
+/// `requests checked against the spec: N, invalid: M`.
+fn spec_summary(checks: &billsync_sandbox::SpecChecks) -> String {
+    format!(
+        "requests checked against the spec: {}, invalid: {}",
+        checks.checked, checks.invalid
+    )
+}
+
+/// Reads the requests the sandbox checked for `tenant` of `vendor` (`zoho`, `pipedrive`)
+/// against the vendor's spec from its control API, as any client of it would, prints
+/// `requests checked against the spec: N, invalid: M` and the first invalid ones, and fails
+/// if there are any. Answers how many were checked.
+pub async fn report_spec_checks(
+    sandbox_url: &str,
+    vendor: &str,
+    tenant: &str,
+) -> anyhow::Result<u64> {
+    let checks: billsync_sandbox::SpecChecks = reqwest::get(format!(
+        "{sandbox_url}/__sandbox/{vendor}/{tenant}/violations"
+    ))
+    .await?
+    .error_for_status()?
+    .json()
+    .await?;
+    println!("{}", spec_summary(&checks));
+    for violation in checks.violations.iter().take(20) {
+        println!("  invalid: {violation}");
+    }
+    anyhow::ensure!(
+        checks.invalid == 0,
+        "{} of the requests to {vendor} were invalid against its spec",
+        checks.invalid
+    );
+    Ok(checks.checked)
 }

@@ -44,7 +44,8 @@ pub use chargebee::{
     CbChange, CbCustomer, CbCustomerInput, CbEvent, CbFaults, CbInvoice, CbInvoiceInput,
     CbSandboxError, CbSite, CbSnapshot, CbSubscription, CbSubscriptionInput, Chargebee,
 };
-pub use kit::{ApiFaults, RequestCounts};
+pub use kit::openapi::{Place, Problem, ProblemKind, SpecViolation};
+pub use kit::{ApiFaults, RequestCounts, SpecChecks};
 pub use pipedrive::{PdCompany, PdEntity, PdFaults, PdSnapshot, PdTokens, Pipedrive};
 pub use stripe::{Stripe, StripeAccount, StripeFaults, StripeResource, StripeSeed};
 pub use zoho::{Zoho, ZohoFaults, ZohoOrg, ZohoPipeline, ZohoSnapshot, ZohoUser};

@@ -194,7 +194,12 @@ async fn readme_chargebee_quick_start() {
         stop_group(group).await;
         panic!("the promised Zoho records did not arrive\n{}", log());
     };
+    let checked = billsync_e2e::report_spec_checks(&sandbox_url, "zoho", "demo-org").await;
     stop_group(group).await;
+    assert!(
+        checked.as_ref().is_ok_and(|n| *n > 0),
+        "the demo's Zoho requests against the v8 spec: {checked:?}"
+    );
     assert_eq!(zoho.contacts.len(), 4, "{:#?}", zoho.contacts);
     assert_eq!(zoho.accounts.len(), 2, "{:#?}", zoho.accounts);
     for deal in &zoho.deals {

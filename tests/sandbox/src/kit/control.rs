@@ -1,5 +1,6 @@
 //! The `/__sandbox/{vendor}/{tenant}/...` routes every emulator has, without auth: its fault
-//! settings (read and replace) and its request counts.
+//! settings (read and replace), its request counts and its requests checked against the
+//! vendor's spec.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -8,8 +9,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use super::gate::{Emulator, Tenant};
+use super::lock;
 
-/// `GET/PUT /__sandbox/{vendor}/{tenant}/faults` and `GET /__sandbox/{vendor}/{tenant}/requests`.
+/// `GET/PUT /__sandbox/{vendor}/{tenant}/faults`, `GET /__sandbox/{vendor}/{tenant}/requests`
+/// and `GET /__sandbox/{vendor}/{tenant}/violations` (`SpecChecks`).
 pub(crate) fn control_routes<E: Emulator>(emulator: E) -> Router {
     // The tenant's parameter keeps the emulator's name, so these routes merge with its own.
     let root = format!("/__sandbox/{}/{{{}}}", E::SEGMENT, E::TENANT);
@@ -19,6 +22,7 @@ pub(crate) fn control_routes<E: Emulator>(emulator: E) -> Router {
             get(read_faults::<E>).put(write_faults::<E>),
         )
         .route(&format!("{root}/requests"), get(read_requests::<E>))
+        .route(&format!("{root}/violations"), get(read_violations::<E>))
         .with_state(emulator)
 }
 
@@ -58,6 +62,16 @@ async fn read_requests<E: Emulator>(
 ) -> Response {
     match emulator.tenants().get(&name) {
         Some(tenant) => Json(tenant.gate().counts()).into_response(),
+        None => E::unknown_in_control(&name),
+    }
+}
+
+async fn read_violations<E: Emulator>(
+    State(emulator): State<E>,
+    Path(name): Path<String>,
+) -> Response {
+    match emulator.tenants().get(&name) {
+        Some(tenant) => Json(lock(tenant.gate().spec_checks()).clone()).into_response(),
         None => E::unknown_in_control(&name),
     }
 }

@@ -13,7 +13,9 @@ use axum::response::Response;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::conformance::SpecChecks;
 use super::lock;
+use super::openapi::{ApiSpec, SpecViolation};
 use super::tenants::Tenants;
 use super::window::RateWindow;
 
@@ -109,6 +111,7 @@ pub(crate) struct Gate<F> {
     refused: AtomicU64,
     in_flight: AtomicU64,
     peak_in_flight: AtomicU64,
+    spec_checks: Mutex<SpecChecks>,
 }
 
 impl<F: Faults> Gate<F> {
@@ -121,6 +124,7 @@ impl<F: Faults> Gate<F> {
             refused: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             peak_in_flight: AtomicU64::new(0),
+            spec_checks: Mutex::default(),
         }
     }
 
@@ -170,6 +174,11 @@ impl<F: Faults> Gate<F> {
     /// The most authenticated requests the tenant had in flight at once.
     pub(crate) fn peak_in_flight(&self) -> u64 {
         self.peak_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The tenant's requests checked against the vendor's spec, and the invalid ones.
+    pub(crate) fn spec_checks(&self) -> &Mutex<SpecChecks> {
+        &self.spec_checks
     }
 
     /// Requests the rate limit still admits now, of `limit`.
@@ -238,6 +247,22 @@ pub(crate) trait Emulator: Clone + Send + Sync + 'static {
     /// The answer of the `/__sandbox` routes to a tenant the sandbox does not have.
     fn unknown_in_control(name: &str) -> Response {
         Self::unknown_tenant(name, &Method::GET, "")
+    }
+    /// The vendor's contract, against which every API request is checked before its route
+    /// sees it (`kit::conformance`); none: not checked.
+    fn contract() -> Option<&'static ApiSpec> {
+        None
+    }
+    /// The vendor's answer to a request its contract refuses: its 404 for an unknown
+    /// operation, its 400 for an invalid one.
+    fn refuse_invalid(violation: &SpecViolation) -> Response {
+        use axum::response::IntoResponse;
+        let status = if violation.operation.is_none() {
+            axum::http::StatusCode::NOT_FOUND
+        } else {
+            axum::http::StatusCode::BAD_REQUEST
+        };
+        (status, violation.to_string()).into_response()
     }
     /// The answer of the `/__sandbox` routes to a body they cannot read.
     fn unreadable_control_body(reason: String) -> Response {

@@ -1,13 +1,18 @@
 //! What every vendor emulator is built on, so that one adds only its routes and state: its
 //! tenants (accounts, sites) by name, the gate in front of their API (injected latency,
 //! credentials, the rate limit, injected 429s and 500s, request counts), error replies, and
-//! the `/__sandbox/{vendor}/{tenant}/faults` and `/requests` routes.
+//! the `/__sandbox/{vendor}/{tenant}/faults`, `/requests` and `/violations` routes, and the
+//! check of every request against the vendor's OpenAPI spec.
 
+mod conformance;
 mod control;
 mod gate;
+pub(crate) mod openapi;
 mod tenants;
 mod window;
 
+pub(crate) use conformance::conformance;
+pub use conformance::SpecChecks;
 pub(crate) use control::control_routes;
 pub(crate) use gate::{gatekeeper, Emulator, Faults, Gate, Injected, Refusal, Tenant};
 pub use gate::{ApiFaults, RequestCounts};

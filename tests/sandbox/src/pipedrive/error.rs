@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use crate::kit;
+use crate::kit::openapi::{ProblemKind, SpecViolation};
 
 const ERROR_INFO: &str =
     "Please check developers.pipedrive.com for more information about Pipedrive API.";
@@ -54,6 +55,45 @@ impl ApiError {
             &message,
             Some("ERR_SCHEMA_VALIDATION_FAILED"),
         )
+    }
+
+    /// The answer to a request the specs refuse (`contract`): the 404 of a path the API does
+    /// not have, else v2's schema-validation 400 (v1's plain 400 under `/v1`) naming the
+    /// first problem.
+    pub(crate) fn from_violation(violation: &SpecViolation) -> Self {
+        let Some(problem) = violation.problems.first() else {
+            return Self::route_not_found();
+        };
+        if problem.kind == ProblemKind::UnknownOperation {
+            return Self::route_not_found();
+        }
+        let at = problem.at.trim_start_matches('/');
+        let at = if at.is_empty() { "body" } else { at };
+        // v2's wording for a wrong type: "Parameter 'value' must be a number".
+        let expected = problem
+            .detail
+            .strip_prefix("expected ")
+            .and_then(|rest| rest.split(',').next())
+            .filter(|_| problem.kind == ProblemKind::WrongType);
+        let message = match expected {
+            None if problem.kind == ProblemKind::Missing && at != "body" => {
+                format!("Validation failed: {at}: Parameter '{at}' is required")
+            }
+            Some(kind) => {
+                let article = if kind.starts_with(['a', 'o', 'i']) {
+                    "an"
+                } else {
+                    "a"
+                };
+                format!("Validation failed: {at}: Parameter '{at}' must be {article} {kind}")
+            }
+            None => format!("Validation failed: {at}: {}", problem.detail),
+        };
+        if violation.path.starts_with("/v1/") {
+            Self::v1_bad_request(&message)
+        } else {
+            Self::validation(message)
+        }
     }
 
     /// 400 of a v1 endpoint, which has no schema codes.

@@ -7,7 +7,12 @@
 //! users). Contract: `specs/pipedrive/pipedrive-v2-openapi.yml` and `-v1-`, and the
 //! "Pipedrive" facts of `specs/README.md`, which win where the specs are silent (error
 //! bodies, 429s, the budget).
+//!
+//! Every request is checked against the specs first (`contract`): an invalid one is
+//! recorded (`Pipedrive::spec_checks`, `GET /__sandbox/pipedrive/{company}/violations`) and
+//! refused as Pipedrive refuses it.
 
+mod contract;
 mod error;
 pub(crate) mod routes;
 mod state;
@@ -23,7 +28,8 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::kit::{self, lock, Emulator, Gate, RateWindow, Refusal, Tenants};
+use crate::kit::openapi::{ApiSpec, SpecViolation};
+use crate::kit::{self, lock, Emulator, Gate, RateWindow, Refusal, SpecChecks, Tenants};
 use error::ApiError;
 use state::CompanyData;
 pub use state::{PdEntity, PdField, PdNote, PdOption, PdPipeline, PdSnapshot, PdStage, PdUser};
@@ -258,6 +264,14 @@ impl Emulator for Pipedrive {
     fn unreadable_control_body(reason: String) -> Response {
         (StatusCode::UNPROCESSABLE_ENTITY, reason).into_response()
     }
+
+    fn contract() -> Option<&'static ApiSpec> {
+        Some(contract::SPEC.get())
+    }
+
+    fn refuse_invalid(violation: &SpecViolation) -> Response {
+        ApiError::from_violation(violation).into_response()
+    }
 }
 
 impl Pipedrive {
@@ -271,6 +285,7 @@ impl Pipedrive {
     /// Adds a company, or replaces the one with this name by a fresh one (its admin user,
     /// the default pipeline, no records).
     pub fn add_company(&self, company: PdCompany) {
+        contract::SPEC.load_in_background();
         let entry = Company {
             data: Mutex::new(CompanyData::new(&company.name)),
             gate: Gate::new(BURST_WINDOW),
@@ -363,6 +378,15 @@ impl Pipedrive {
         self.expect(company).gate.counts()
     }
 
+    /// Requests checked against the v2 and v1 specs, with the invalid ones; also at
+    /// `GET /__sandbox/pipedrive/{company}/violations`.
+    ///
+    /// # Panics
+    /// If no company has this name.
+    pub fn spec_checks(&self, company: &str) -> SpecChecks {
+        lock(self.expect(company).gate.spec_checks()).clone()
+    }
+
     /// Names of all companies, sorted.
     pub fn company_names(&self) -> Vec<String> {
         self.companies.names()
@@ -384,10 +408,13 @@ impl Pipedrive {
             let snapshot = company.data().snapshot();
             let tokens = self.tokens(&company.config.name);
             let counts = company.gate.counts();
+            let checks = lock(company.gate.spec_checks()).clone();
             let _ = write!(
                 html,
                 "<h3>{name}</h3><p>{} persons, {} organizations, {} deals, {} notes; {} of {} tokens \
-                 spent today; {} API requests accepted, {} refused. API base: <code>{}</code> \
+                 spent today; {} API requests accepted, {} refused; {} checked against the \
+                 specs, <a href=\"/__sandbox/pipedrive/{name}/violations\">{} invalid</a>. \
+                 API base: <code>{}</code> \
                  &middot; <a href=\"/__sandbox/pipedrive/{name}\">state as JSON</a></p>",
                 snapshot.live(PdEntity::Person).len(),
                 snapshot.live(PdEntity::Organization).len(),
@@ -397,6 +424,8 @@ impl Pipedrive {
                 tokens.daily,
                 counts.accepted,
                 counts.refused,
+                checks.checked,
+                checks.invalid,
                 escape(&self.base_url(&company.config.name)),
             );
             let persons = snapshot.live(PdEntity::Person);

@@ -67,6 +67,10 @@ pub(crate) fn api(pd: Pipedrive) -> Router {
         .fallback(route_not_found)
         .method_not_allowed_fallback(route_not_found)
         .layer(middleware::from_fn_with_state(
+            pd.clone(),
+            kit::conformance::<Pipedrive>,
+        ))
+        .layer(middleware::from_fn_with_state(
             pd,
             kit::gatekeeper::<Pipedrive>,
         ))

@@ -55,6 +55,16 @@ impl Api {
     }
 }
 
+/// `GET /__sandbox/pipedrive/{route}`'s JSON.
+async fn control_json(sandbox: &RunningSandbox, route: &str) -> Value {
+    reqwest::get(format!("{}/__sandbox/pipedrive/{route}", sandbox.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 fn unlimited(name: &str) -> PdCompany {
     PdCompany {
         requests_per_2s: 10_000,
@@ -446,25 +456,12 @@ async fn persons_organizations_deals_fields_and_notes_round_trip() {
         snapshot.field_code(PdEntity::Person, "Billing id"),
         Some(code.as_str())
     );
-    let control: Value = reqwest::get(format!("{}/__sandbox/pipedrive/crud", sandbox.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let control = control_json(&sandbox, "crud").await;
     assert_eq!(
         control["snapshot"]["organizations"][0]["name"],
         json!("Acme")
     );
-    let counts: Value = reqwest::get(format!(
-        "{}/__sandbox/pipedrive/crud/requests",
-        sandbox.url()
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let counts = control_json(&sandbox, "crud/requests").await;
     assert_eq!(counts["refused"], json!(0));
     assert_eq!(counts["accepted"], json!(14));
     sandbox.shutdown().await;
@@ -501,6 +498,64 @@ async fn injected_faults_come_through_the_control_route() {
     assert!(
         index.contains("<h2>Pipedrive</h2>") && index.contains("faults"),
         "{index}"
+    );
+    sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn requests_the_specs_refuse_are_answered_as_pipedrive_does_and_recorded() {
+    let (sandbox, base) = sandbox(unlimited("checked")).await;
+    let api = Api::new(&base);
+    let (status, _, _) = api
+        .call(
+            Method::POST,
+            "/api/v2/persons",
+            Some(json!({"name": "Ada"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _, body) = api
+        .call(
+            Method::GET,
+            "/api/v2/persons/search?term=ada&exact_match=yes",
+            None,
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["code"], "ERR_SCHEMA_VALIDATION_FAILED");
+    assert_eq!(
+        body["error"],
+        "Validation failed: exact_match: Parameter 'exact_match' must be a boolean"
+    );
+    let (status, _, _) = api
+        .call(
+            Method::PATCH,
+            "/api/v2/persons/1",
+            Some(json!({"org_id": "3"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, _, body) = api.call(Method::GET, "/v1/persons", None).await;
+    assert_eq!((status, body["success"].clone()), (404, json!(false)));
+
+    let checks = sandbox.pipedrive.spec_checks("checked");
+    assert_eq!((checks.checked, checks.invalid), (4, 3));
+    let first = &checks.violations[0];
+    assert_eq!(
+        first.operation.as_deref(),
+        Some("searchPersons (GET /api/v2/persons/search)")
+    );
+    assert_eq!(first.problems[0].at, "exact_match");
+    assert_eq!(checks.violations[2].operation, None);
+    let over_http = control_json(&sandbox, "checked/violations").await;
+    assert_eq!(
+        (over_http["checked"].clone(), over_http["invalid"].clone()),
+        (json!(4), json!(3))
+    );
+    // The record the invalid PATCH aimed at is unchanged.
+    assert_eq!(
+        sandbox.pipedrive.snapshot("checked").live(PdEntity::Person)[0]["org_id"],
+        Value::Null
     );
     sandbox.shutdown().await;
 }

@@ -637,3 +637,117 @@ async fn injected_throttles_and_failures() {
         }
     );
 }
+
+#[tokio::test]
+async fn requests_the_v8_spec_refuses_are_answered_as_zoho_does_and_recorded() {
+    let sandbox = sandbox().await;
+    let token = access_token(&sandbox).await;
+    let ok = call(
+        &sandbox,
+        &token,
+        reqwest::Method::GET,
+        "/users?type=ActiveUsers",
+        None,
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK);
+
+    let records: Vec<Value> = (0..101)
+        .map(|i| json!({"Last_Name": format!("n{i}")}))
+        .collect();
+    let too_many = upsert(&sandbox, &token, "Contacts", json!({"data": records})).await;
+    assert_eq!(too_many.status, StatusCode::BAD_REQUEST);
+    assert_eq!(too_many.body["code"], "LIMIT_EXCEEDED");
+    let wrong_type = upsert(
+        &sandbox,
+        &token,
+        "Contacts",
+        json!({"data": [{"Last_Name": "x"}], "trigger": "workflow"}),
+    )
+    .await;
+    assert_eq!(
+        (
+            wrong_type.status,
+            wrong_type.body["code"].clone(),
+            wrong_type.body["details"]["api_name"].clone()
+        ),
+        (
+            StatusCode::BAD_REQUEST,
+            json!("INVALID_DATA"),
+            json!("/trigger")
+        )
+    );
+    let unknown = call(
+        &sandbox,
+        &token,
+        reqwest::Method::GET,
+        "/users?type=ActiveUsers&sort=name",
+        None,
+    )
+    .await;
+    assert_eq!(unknown.body["details"]["param_name"], "sort");
+    let missing = call(
+        &sandbox,
+        &token,
+        reqwest::Method::GET,
+        "/settings/layouts",
+        None,
+    )
+    .await;
+    assert_eq!(missing.body["code"], "REQUIRED_PARAM_MISSING");
+    // A token request with a parameter the endpoint does not take.
+    let url = format!("{}/oauth/v2/token", sandbox.zoho.accounts_url(ORG));
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("client_id", "1000.CLIENT"),
+        ("client_secret", "client-secret"),
+        ("refresh_token", "1000.refresh"),
+        ("scope", "ZohoCRM.modules.ALL"),
+    ];
+    let answer = read(
+        reqwest::Client::new()
+            .post(url)
+            .form(&form)
+            .send()
+            .await
+            .expect("token"),
+    )
+    .await;
+    assert_eq!(
+        (answer.status, answer.body["error"].clone()),
+        (StatusCode::BAD_REQUEST, json!("invalid_request"))
+    );
+
+    let checks = sandbox.zoho.spec_checks(ORG);
+    // The first token request, the users call, the four invalid calls, the token request.
+    assert_eq!((checks.checked, checks.invalid), (7, 5));
+    let operations: Vec<Option<&str>> = checks
+        .violations
+        .iter()
+        .map(|v| v.operation.as_deref())
+        .collect();
+    assert_eq!(
+        operations,
+        [
+            Some("Upsert Records (POST /crm/v8/{module_api_name}/upsert)"),
+            Some("Upsert Records (POST /crm/v8/{module_api_name}/upsert)"),
+            Some("Get Users (GET /crm/v8/users)"),
+            Some("Get Layouts (GET /crm/v8/settings/layouts)"),
+            Some("refreshAccessToken (POST /oauth/v2/token, Zoho's OAuth docs)"),
+        ]
+    );
+    let over_http: Value =
+        reqwest::get(format!("{}/__sandbox/zoho/{ORG}/violations", sandbox.url()))
+            .await
+            .expect("violations")
+            .json()
+            .await
+            .expect("JSON");
+    assert_eq!(over_http["invalid"], 5);
+    assert_eq!(over_http["violations"][0]["problems"][0]["at"], "/data");
+    assert_eq!(
+        over_http["violations"][0]["problems"][0]["kind"],
+        "too_large"
+    );
+    sandbox.shutdown().await;
+}

@@ -9,7 +9,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+use super::state::MAX_RECORDS_PER_CALL;
 use crate::kit::error_reply;
+use crate::kit::openapi::{Place, ProblemKind, SpecViolation};
 
 /// One error answer of the emulated API.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,6 +126,40 @@ impl ApiError {
         )
     }
 
+    /// The answer to a request the v8 spec refuses (`contract`), by its first problem: the
+    /// 404 of a path the API does not have, `REQUIRED_PARAM_MISSING` for a missing
+    /// parameter, `LIMIT_EXCEEDED` for more than 100 records, `INVALID_DATA` otherwise
+    /// (naming the parameter, or the body's field, and what is wrong with it).
+    pub(crate) fn from_violation(violation: &SpecViolation) -> Self {
+        let Some(problem) = violation.problems.first() else {
+            return Self::invalid_body();
+        };
+        match (problem.place, problem.kind) {
+            (_, ProblemKind::UnknownOperation) => Self::invalid_url(),
+            (Place::Query | Place::Path | Place::Header, ProblemKind::Missing) => {
+                Self::required_param_missing(&problem.at)
+            }
+            (Place::Body, ProblemKind::Missing) if !problem.at.is_empty() => {
+                Self::required_param_missing(problem.at.trim_start_matches('/'))
+            }
+            (Place::Body, ProblemKind::TooLarge) if problem.at == "/data" => {
+                Self::too_many_records(MAX_RECORDS_PER_CALL)
+            }
+            (Place::Body, _) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_DATA",
+                "invalid data",
+                json!({"api_name": problem.at, "reason": problem.detail}),
+            ),
+            _ => Self::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_DATA",
+                "invalid data",
+                json!({"param_name": problem.at, "reason": problem.detail}),
+            ),
+        }
+    }
+
     /// 404 for a path the API does not have.
     pub(crate) fn invalid_url() -> Self {
         Self::new(
@@ -163,6 +199,17 @@ pub(crate) fn exception(code: &str, message: &str, details: Value) -> Value {
 /// ten minutes 400 "Access Denied".
 pub(crate) fn oauth_error(error: &str) -> Response {
     error_reply(StatusCode::OK, json!({"error": error}), None)
+}
+
+/// 400 `{"error": "invalid_request"}`: a token request missing a parameter, repeating one or
+/// carrying one the endpoint does not take (RFC 6749 §5.2's code, in the accounts server's
+/// `{error}` shape).
+pub(crate) fn oauth_invalid_request() -> Response {
+    error_reply(
+        StatusCode::BAD_REQUEST,
+        json!({"error": "invalid_request"}),
+        None,
+    )
 }
 
 pub(crate) fn oauth_too_many_tokens() -> Response {

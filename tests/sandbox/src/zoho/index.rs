@@ -24,17 +24,22 @@ impl Zoho {
         for name in names {
             let snapshot = self.snapshot(&name);
             let counts = self.request_counts(&name);
+            let checks = self.spec_checks(&name);
             let shown = escape(&name);
             let _ = write!(
                 html,
                 "<h3>{shown}</h3><p>{} contacts, {} accounts, {} deals; {} API calls accepted, \
-                 {} refused (429); {} credits used; {} access tokens issued. accounts_url: \
+                 {} refused (429); {} requests checked against the v8 spec, \
+                 <a href=\"/__sandbox/zoho/{shown}/violations\">{} invalid</a>; \
+                 {} credits used; {} access tokens issued. accounts_url: \
                  <code>{}</code> &middot; <a href=\"/__sandbox/zoho/{shown}\">state as JSON</a></p>",
                 snapshot.contacts.len(),
                 snapshot.accounts.len(),
                 snapshot.deals.len(),
                 counts.accepted,
                 counts.refused,
+                checks.checked,
+                checks.invalid,
                 snapshot.credits_used,
                 snapshot.tokens.issued,
                 escape(&self.accounts_url(&name)),

@@ -11,7 +11,12 @@
 //! refresh token per 10 minutes; API credits per rolling 24 h (1 per call, 1 per 10 records
 //! upserted) and concurrent calls, both answering 429 `TOO_MANY_REQUESTS` without
 //! `Retry-After`; `X-API-CREDITS-REMAINING` past half the day's credits.
+//!
+//! Every request is checked against the v8 spec first (`contract`): an invalid one is
+//! recorded (`Zoho::spec_checks`, `GET /__sandbox/zoho/{org}/violations`) and refused as
+//! Zoho refuses it.
 
+mod contract;
 mod error;
 mod index;
 pub(crate) mod routes;
@@ -28,8 +33,10 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use crate::kit::openapi::{ApiSpec, SpecViolation};
 use crate::kit::{
-    self, lock, Emulator, Faults, Gate, Injected, RateWindow, Refusal, RequestCounts, Tenants,
+    self, lock, Emulator, Faults, Gate, Injected, RateWindow, Refusal, RequestCounts, SpecChecks,
+    Tenants,
 };
 use error::ApiError;
 use state::OrgData;
@@ -323,6 +330,11 @@ impl Org {
         self.gate.count_refused();
     }
 
+    /// Records a token request's check against Zoho's OAuth docs.
+    pub(crate) fn record_check(&self, outcome: Result<(), SpecViolation>) {
+        lock(self.gate.spec_checks()).record(outcome);
+    }
+
     fn credits_used(&self) -> u64 {
         let mut credits = lock(&self.credits);
         credits.expire(Instant::now());
@@ -344,6 +356,7 @@ impl Zoho {
 
     /// Adds an organisation, or replaces the one with this name by a fresh, empty one.
     pub fn add_org(&self, org: ZohoOrg) {
+        contract::SPEC.load_in_background();
         let entry = Org {
             name: org.name.clone(),
             client_id: org.client_id,
@@ -473,6 +486,15 @@ impl Zoho {
         self.expect(org).gate.counts()
     }
 
+    /// Requests checked against the v8 spec (and the token endpoint against Zoho's OAuth
+    /// docs), with the invalid ones; also at `GET /__sandbox/zoho/{org}/violations`.
+    ///
+    /// # Panics
+    /// If no organisation has this name.
+    pub fn spec_checks(&self, org: &str) -> SpecChecks {
+        lock(self.expect(org).gate.spec_checks()).clone()
+    }
+
     /// The most API calls the organisation had in flight at once.
     ///
     /// # Panics
@@ -574,6 +596,14 @@ impl Emulator for Zoho {
 
     fn unknown_tenant(name: &str, _method: &Method, _path: &str) -> Response {
         ApiError::unknown_org(name).into_response()
+    }
+
+    fn contract() -> Option<&'static ApiSpec> {
+        Some(contract::SPEC.get())
+    }
+
+    fn refuse_invalid(violation: &SpecViolation) -> Response {
+        ApiError::from_violation(violation).into_response()
     }
 }
 

@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
+use super::contract;
 use super::error::{self, ApiError};
 use super::state::{Criteria, Module, DEALS_LAYOUT_ID, MAX_RECORDS_PER_CALL};
 use super::{Org, Zoho};
@@ -40,6 +41,10 @@ pub(crate) fn api(zoho: Zoho) -> Router {
         .fallback(route_not_found)
         .method_not_allowed_fallback(route_not_found)
         .layer(middleware::from_fn(limits))
+        .layer(middleware::from_fn_with_state(
+            zoho.clone(),
+            kit::conformance::<Zoho>,
+        ))
         .layer(middleware::from_fn_with_state(
             zoho,
             kit::gatekeeper::<Zoho>,
@@ -91,19 +96,29 @@ async fn limits(Extension(org): Extension<Arc<Org>>, request: Request, next: Nex
 }
 
 /// `POST {accounts}/oauth/v2/token`: parameters in the query (as Zoho's docs send them) or
-/// a form body.
+/// a form body, checked against Zoho's OAuth docs (`contract::check_token_request`).
 async fn token(
     State(zoho): State<Zoho>,
     Path(org): Path<String>,
-    Query(mut grant): QueryMap,
+    uri: Uri,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let Some(tenant) = zoho.org(&org) else {
         return error::oauth_error("invalid_client");
     };
-    if let Ok(form) = serde_urlencoded_pairs(&body) {
-        grant.extend(form);
-    }
+    let checked =
+        contract::check_token_request("POST", uri.query().unwrap_or_default(), &headers, &body);
+    let grant = match checked {
+        Ok(grant) => {
+            tenant.record_check(Ok(()));
+            grant
+        }
+        Err(violation) => {
+            tenant.record_check(Err(violation));
+            return error::oauth_invalid_request();
+        }
+    };
     match tenant.mint(&grant) {
         Ok((access_token, expires_in)) => Json(json!({
             "access_token": access_token,
@@ -118,46 +133,6 @@ async fn token(
             *refusal
         }
     }
-}
-
-/// `a=b&c=d` (percent-decoded, `+` as space).
-fn serde_urlencoded_pairs(body: &[u8]) -> Result<HashMap<String, String>, ()> {
-    let text = std::str::from_utf8(body).map_err(|_| ())?;
-    Ok(text
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect())
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn module_param(params: &HashMap<String, String>) -> Result<Module, ApiError> {
