@@ -124,3 +124,75 @@ async fn stripe_customers_become_contacts_and_subscriptions_deals_with_their_mrr
     assert_eq!(snapshot.accounts.len(), 1);
     stack.stop().await;
 }
+
+/// Stripe does not promise a customer's event comes before its subscriptions': a deal
+/// written before its contact existed is pointed to the contact (and its account) once the
+/// customer's event writes it, and the subscription's later changes keep the link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stripe_deal_written_before_its_contact_gets_the_contact_once_it_exists() {
+    let stack = Stack::start(StackOptions {
+        zoho_sync: Some(String::new()),
+        ..Default::default()
+    })
+    .await;
+    let base = chrono::Utc::now().timestamp() - 100;
+    let send = |event: Value| {
+        let stack = &stack;
+        async move {
+            let response = stack.send_stripe(&event).await;
+            assert_eq!(response.status(), 200);
+        }
+    };
+    send(event_at(
+        "customer.subscription.created",
+        subscription("active", 2, false),
+        base + 1,
+    ))
+    .await;
+    let snapshot = zoho_when(&stack, "the deal without its contact", |s| {
+        !s.deals.is_empty()
+    })
+    .await;
+    assert!(snapshot.contacts.is_empty());
+    assert_eq!(snapshot.deals[0].get("Contact_Name"), None);
+    assert_eq!(snapshot.deals[0].get("Account_Name"), None);
+
+    let mut ada = stripe::customer("cus_ZADA", "ada@example.com", "Ada King Lovelace");
+    ada["metadata"] = json!({"company": "Analytical Engines"});
+    send(event_at("customer.created", ada, base)).await;
+    let snapshot = zoho_when(&stack, "the deal pointing to the new contact", |s| {
+        s.deals
+            .first()
+            .is_some_and(|d| d.pointer("/Contact_Name/id").is_some())
+    })
+    .await;
+    let ada = snapshot
+        .find("Contacts", "Email", "ada@example.com")
+        .expect("ada");
+    let account = snapshot
+        .find("Accounts", "Account_Name", "Analytical Engines")
+        .expect("account");
+    assert_eq!(snapshot.deals.len(), 1);
+    let deal = &snapshot.deals[0];
+    assert_eq!(deal.pointer("/Contact_Name/id"), ada.get("id"));
+    assert_eq!(deal.pointer("/Account_Name/id"), account.get("id"));
+    // The back-fill wrote only the links: the deal's own fields are as the subscription set them.
+    assert_eq!(text(deal, "Deal_Name"), Some("sub_1Zoho"));
+    assert_eq!(deal["Amount"], json!(30.0));
+    assert_eq!(text(deal, "Stage"), Some("Closed Won"));
+
+    send(event_at(
+        "customer.subscription.updated",
+        subscription("active", 5, false),
+        base + 2,
+    ))
+    .await;
+    let snapshot = zoho_when(&stack, "the deal's new MRR", |s| {
+        s.deals.first().is_some_and(|d| d["Amount"] == json!(60.0))
+    })
+    .await;
+    assert_eq!(snapshot.deals.len(), 1);
+    assert_eq!(snapshot.deals[0].pointer("/Contact_Name/id"), ada.get("id"));
+    assert_eq!(snapshot.contacts.len(), 1);
+    stack.stop().await;
+}
