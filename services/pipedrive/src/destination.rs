@@ -101,7 +101,10 @@ impl PipedriveDestination {
                 org_custom.insert(field.clone(), value.clone());
             }
         }
-        let org_id = match text("organization").filter(|_| rules.options.organizations) {
+        let company = text("organization").filter(|_| rules.options.organizations);
+        let customer = format!("{source}/{customer_id}");
+        organizations::remember_company(&self.records, &customer, company.as_deref()).await?;
+        let org_id = match company {
             Some(name) => {
                 let custom = self
                     .fields
@@ -139,7 +142,7 @@ impl PipedriveDestination {
             &self.client,
             &self.records,
             PersonWrite {
-                customer: &format!("{source}/{customer_id}"),
+                customer: &customer,
                 unique_id: &rules.options.unique_id,
                 unique_value: unique_value.as_deref(),
                 input,
@@ -152,6 +155,16 @@ impl PipedriveDestination {
 }
 
 impl PipedriveDestination {
+    /// The organization of `customer` (`{source connection}/{customer id}`) as its last
+    /// write left it, for events that carry no customer.
+    pub(crate) async fn organization_of(
+        &self,
+        customer: &str,
+        pass: Pass,
+    ) -> Result<Option<u64>, DeliveryError> {
+        organizations::of_customer(&self.client, &self.records, customer, pass).await
+    }
+
     /// Writes `deal` for the billing record `event` is about, owned by `person_id` and
     /// `org_id`.
     pub(crate) async fn write_deal(

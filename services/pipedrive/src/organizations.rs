@@ -10,6 +10,43 @@ fn link_key(name: &str) -> String {
     format!("organization/{}", name.trim().to_lowercase())
 }
 
+/// The company last written for `customer` (`{source connection}/{customer id}`): events
+/// that carry no customer (Chargebee's invoices, Stripe's without the unique id) find its
+/// organization through it.
+fn company_key(customer: &str) -> String {
+    format!("company/{customer}")
+}
+
+/// Remembers `customer`'s company (`None`: it has none any more).
+pub(crate) async fn remember_company(
+    records: &RecordStore,
+    customer: &str,
+    name: Option<&str>,
+) -> Result<(), DeliveryError> {
+    let key = company_key(customer);
+    let stored = records.get_text(&key).await?;
+    match name.map(str::trim) {
+        Some(name) if stored.as_deref() != Some(name) => records.put_text(&key, name).await,
+        None if stored.is_some() => records.delete(&key).await,
+        _ => Ok(()),
+    }
+}
+
+/// The organization of `customer`'s company, as its last customer write left it.
+pub(crate) async fn of_customer(
+    client: &PipedriveClient,
+    records: &RecordStore,
+    customer: &str,
+    pass: Pass,
+) -> Result<Option<u64>, DeliveryError> {
+    match records.get_text(&company_key(customer)).await? {
+        Some(name) => Ok(Some(
+            write(client, records, &name, CustomFields::new(), pass).await?,
+        )),
+        None => Ok(None),
+    }
+}
+
 /// The organization named `name`, written with `custom_fields` (subscription fields when the
 /// sync sends them to organizations); its id.
 pub(crate) async fn write(

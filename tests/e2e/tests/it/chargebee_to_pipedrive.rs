@@ -248,13 +248,34 @@ async fn persons_organizations_and_deals_follow_the_seed() {
         },
     )
     .expect("invoice");
+    // Chargebee's invoice events carry the invoice alone: the deal still gets the
+    // organization of the customer's company, as subscription deals do.
+    cb.create_invoice(
+        site,
+        "cb_ada",
+        CbInvoiceInput {
+            id: Some("inv_ada".into()),
+            status: Some("posted".into()),
+            total: Some(12_000),
+            currency_code: Some("EUR".into()),
+            ..Default::default()
+        },
+    )
+    .expect("invoice");
     sync_now(&stack).await;
     let snapshot = pd_when(&stack, "the deals of the live changes", |s| {
         deal_titled(s, "pro-monthly subscription sub_ada").is_some()
             && deal_titled(s, "pro-monthly subscription sub_bob").is_some()
             && deal_titled(s, "Invoice inv_once").is_some()
+            && deal_titled(s, "Invoice inv_ada").is_some()
     })
     .await;
+    let ada_invoice = deal_titled(&snapshot, "Invoice inv_ada").expect("deal");
+    assert_eq!(ada_invoice["status"], "open", "posted, not yet paid");
+    assert_eq!(ada_invoice["value"].as_f64(), Some(120.0));
+    assert_eq!(ada_invoice["currency"], "EUR");
+    assert_eq!(ada_invoice["person_id"], existing["id"]);
+    assert_eq!(ada_invoice["org_id"], orgs[0]["id"]);
     let ada_deal = deal_titled(&snapshot, "pro-monthly subscription sub_ada").expect("deal");
     assert_eq!(ada_deal["value"].as_f64(), Some(99.0));
     assert_eq!(ada_deal["currency"], "EUR");
@@ -269,6 +290,7 @@ async fn persons_organizations_and_deals_follow_the_seed() {
     assert_eq!(invoice["status"], "won");
     assert_eq!(invoice["value"].as_f64(), Some(250.0));
     assert_eq!(invoice["person_id"], bob["id"]);
+    assert_eq!(invoice["org_id"], Value::Null, "Bob has no company");
     let untouched = snapshot
         .persons
         .iter()
@@ -333,7 +355,7 @@ async fn persons_organizations_and_deals_follow_the_seed() {
     );
     assert_eq!(
         snapshot.live(PdEntity::Deal).len(),
-        3,
+        4,
         "{:#?}",
         snapshot.deals
     );
