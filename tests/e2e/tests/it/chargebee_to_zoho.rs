@@ -470,6 +470,8 @@ async fn an_email_shared_by_two_zoho_contacts_is_a_sync_error_naming_both() {
 async fn one_refused_record_fails_alone_and_an_expired_token_is_refreshed_once() {
     let stack = start("").await;
     let (cb, site) = (&stack.sandbox.chargebee, &stack.chargebee_site);
+    // The worker's start-up calls (link fields, layouts, pipelines, users) are not the events'.
+    let at_start = stack.sandbox.zoho.request_counts(&stack.zoho_org).accepted;
     // Created together, polled together, upserted in one call: Zoho refuses the bad email.
     for n in 0..5 {
         cb.create_customer(
@@ -497,7 +499,7 @@ async fn one_refused_record_fails_alone_and_an_expired_token_is_refreshed_once()
     assert!(snapshot.find("Contacts", "Last_Name", "Email").is_none());
     assert_eq!(snapshot.tokens.issued, 1, "one token for every call");
     assert!(
-        upserts.accepted < 6,
+        upserts.accepted - at_start < 6,
         "six customers polled together share upserts, not one call each: {upserts:?}"
     );
 
