@@ -5,7 +5,7 @@
 use crate::api::{ContactEntry, Entity, PersonInput, PipedriveClient};
 use crate::deals::{self, DealDraft, DealOwner};
 use crate::fields::FieldBook;
-use crate::options::{reads_subscription, SubscriptionsTo, PERSON_FIELDS};
+use crate::options::{reads_subscription, SubscriptionsTo, UniqueId, PERSON_FIELDS};
 use crate::persons::{self, PersonWrite};
 use crate::sync_rules::{sync_rules, SyncRules};
 use crate::{organizations, PIPEDRIVE};
@@ -138,6 +138,14 @@ impl PipedriveDestination {
                 .await?,
         };
         let unique_value = text(rules.options.unique_id.field());
+        let unique_key = match &rules.options.unique_id {
+            UniqueId::Email => None,
+            UniqueId::Field(name) => {
+                self.fields
+                    .key_of(&self.client, Entity::Person, name)
+                    .await?
+            }
+        };
         let person_id = persons::write(
             &self.client,
             &self.records,
@@ -145,6 +153,7 @@ impl PipedriveDestination {
                 customer: &customer,
                 unique_id: &rules.options.unique_id,
                 unique_value: unique_value.as_deref(),
+                unique_key,
                 input,
                 pass,
             },
