@@ -196,3 +196,89 @@ async fn a_stripe_deal_written_before_its_contact_gets_the_contact_once_it_exist
     assert_eq!(snapshot.contacts.len(), 1);
     stack.stop().await;
 }
+
+/// The operator's ignore works for Zoho CRM as for ActiveCampaign: an ignored failure leaves
+/// the list and the CSV, the unchanged record's next event is skipped and nothing reaches
+/// Zoho, and a change of the record syncs it and lifts the ignore.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ignored_zoho_failure_holds_the_record_back_until_it_changes() {
+    use crate::operator_api::{api_csv, api_get, api_post, outcomes_of, wait_failure};
+    let stack = Stack::start(StackOptions {
+        zoho_sync: Some(String::new()),
+        ..Default::default()
+    })
+    .await;
+    let base = chrono::Utc::now().timestamp() - 100;
+    let send = |event: Value| {
+        let stack = &stack;
+        async move {
+            let response = stack.send_stripe(&event).await;
+            assert_eq!(response.status(), 200);
+        }
+    };
+    // Zoho refuses the contact: its email is not one (INVALID_DATA).
+    let mut ivy = stripe::customer("cus_ZIGN", "ivy.at.example.com", "Ivy Ignored");
+    send(event_at("customer.created", ivy.clone(), base)).await;
+    let failure = wait_failure(&stack, "open", "zoho-test", "customer/cus_ZIGN").await;
+    assert!(
+        failure["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("INVALID_DATA") && m.contains("Email")),
+        "{failure}"
+    );
+    // ActiveCampaign (fed by the same source) has its own failure: rows are per connection.
+    let zoho_row = |csv: &str| {
+        csv.lines()
+            .any(|l| l.contains("zoho-test") && l.contains("customer/cus_ZIGN"))
+    };
+    assert!(zoho_row(&api_csv(&stack).await));
+
+    let ignored = api_post(
+        &stack,
+        &format!("/api/v1/failures/{}/ignore", failure["id"]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(ignored["status"], "ignored");
+    let open = api_get(&stack, "/api/v1/failures?destination=zoho").await;
+    assert_eq!(open["items"], json!([]), "ignored failures leave the list");
+    let csv = api_csv(&stack).await;
+    assert!(!zoho_row(&csv), "nor the CSV: {csv}");
+
+    // The unchanged record's next event is skipped at Zoho: nothing is written.
+    let unchanged = event_at("customer.updated", ivy.clone(), base + 1);
+    send(unchanged.clone()).await;
+    let skipped = billsync_e2e::eventually(
+        "the unchanged record's event skipped at zoho-test",
+        std::time::Duration::from_secs(40),
+        || async {
+            outcomes_of(&stack, unchanged["id"].as_str()?)
+                .await
+                .into_iter()
+                .find(|o| o["destination_connection"] == "zoho-test")
+        },
+    )
+    .await;
+    assert_eq!(skipped["result"]["status"], "skipped", "{skipped}");
+    assert_eq!(skipped["result"]["reason"], "ignored by operator");
+    let snapshot = stack.sandbox.zoho.snapshot(&stack.zoho_org);
+    assert!(snapshot.contacts.is_empty(), "{:?}", snapshot.contacts);
+    let row = api_get(&stack, &format!("/api/v1/failures/{}", failure["id"])).await;
+    assert_eq!(row["status"], "ignored");
+
+    // The record changes (its email fixed): it syncs, and the ignore lifts itself.
+    ivy["email"] = json!("ivy@example.com");
+    send(event_at("customer.updated", ivy, base + 2)).await;
+    let snapshot = zoho_when(&stack, "the fixed contact", |s| {
+        s.find("Contacts", "Email", "ivy@example.com").is_some()
+    })
+    .await;
+    let contact = snapshot
+        .find("Contacts", "Email", "ivy@example.com")
+        .expect("ivy");
+    assert_eq!(text(contact, "First_Name"), Some("Ivy"));
+    assert_eq!(text(contact, "Last_Name"), Some("Ignored"));
+    let resolved = wait_failure(&stack, "resolved", "zoho-test", "customer/cus_ZIGN").await;
+    assert_eq!(resolved["id"], failure["id"]);
+    stack.stop().await;
+}
