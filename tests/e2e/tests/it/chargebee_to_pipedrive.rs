@@ -478,38 +478,27 @@ async fn the_unique_id_is_locked_once_the_first_full_sync_ran() {
     // The command the message names resets the lock: the changed unique id then starts.
     let dir = tempfile::tempdir().expect("a temp dir");
     let config_file = stack.write_config(dir.path());
-    let said = crate::operator_cli::billsync_local(
-        &config_file,
-        &[
-            "sync",
-            "reset-unique-id",
-            "--connection",
-            "cb-test",
-            "--to",
-            "pd-test",
-        ],
-    )
-    .await
-    .expect("the reset runs");
+    let reset = || {
+        crate::operator_cli::billsync_local(
+            &config_file,
+            &[
+                "sync",
+                "reset-unique-id",
+                "--connection",
+                "cb-test",
+                "--to",
+                "pd-test",
+            ],
+        )
+    };
+    let said = reset().await.expect("the reset runs");
     assert!(
         said.contains(
             "Reset the unique id of cb-test → pd-test: it was \"field:Billing customer id\""
         ),
         "{said}"
     );
-    let said = crate::operator_cli::billsync_local(
-        &config_file,
-        &[
-            "sync",
-            "reset-unique-id",
-            "--connection",
-            "cb-test",
-            "--to",
-            "pd-test",
-        ],
-    )
-    .await
-    .expect("a second reset runs");
+    let said = reset().await.expect("a second reset runs");
     assert!(said.contains("has no unique id lock"), "{said}");
     let config = billsync_config::Config::from_toml(&changed, std::path::Path::new("e2e.toml"))
         .expect("a valid configuration");
@@ -799,16 +788,13 @@ async fn a_custom_unique_id_matches_only_its_own_field() {
             &json!({"name": "K. Old", "custom_fields": {&billing: "cb_kim"}}),
         )
         .expect("person");
-    cb.create_customer(
-        site,
-        customer("cb_zed", "zed@example.com", "Zed", "Zee", ""),
-    )
-    .expect("customer");
-    cb.create_customer(
-        site,
-        customer("cb_kim", "kim@example.com", "Kim", "Lee", ""),
-    )
-    .expect("customer");
+    for (id, email, first, last) in [
+        ("cb_zed", "zed@example.com", "Zed", "Zee"),
+        ("cb_kim", "kim@example.com", "Kim", "Lee"),
+    ] {
+        cb.create_customer(site, customer(id, email, first, last, ""))
+            .expect("customer");
+    }
     sync_now(&stack).await;
     let snapshot = pd_when(&stack, "Zed's person and Kim's", |s| {
         let names: Vec<&Value> = s

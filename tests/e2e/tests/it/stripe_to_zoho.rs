@@ -30,6 +30,20 @@ fn subscription(status: &str, quantity: i64, cancel_at_period_end: bool) -> Valu
     })
 }
 
+/// A stack whose Stripe source feeds Zoho CRM with the default options.
+async fn zoho_stack() -> Stack {
+    Stack::start(StackOptions {
+        zoho_sync: Some(String::new()),
+        ..Default::default()
+    })
+    .await
+}
+
+/// Posts `event` to the stack's webhook and expects it taken.
+async fn send(stack: &Stack, event: Value) {
+    crate::operator_api::send(stack, &event).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stripe_customers_become_contacts_and_subscriptions_deals_with_their_mrr() {
     let stack = Stack::start(StackOptions {
@@ -130,19 +144,9 @@ async fn stripe_customers_become_contacts_and_subscriptions_deals_with_their_mrr
 /// customer's event writes it, and the subscription's later changes keep the link.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stripe_deal_written_before_its_contact_gets_the_contact_once_it_exists() {
-    let stack = Stack::start(StackOptions {
-        zoho_sync: Some(String::new()),
-        ..Default::default()
-    })
-    .await;
+    let stack = zoho_stack().await;
     let base = chrono::Utc::now().timestamp() - 100;
-    let send = |event: Value| {
-        let stack = &stack;
-        async move {
-            let response = stack.send_stripe(&event).await;
-            assert_eq!(response.status(), 200);
-        }
-    };
+    let send = |event: Value| send(&stack, event);
     send(event_at(
         "customer.subscription.created",
         subscription("active", 2, false),
@@ -202,20 +206,10 @@ async fn a_stripe_deal_written_before_its_contact_gets_the_contact_once_it_exist
 /// Zoho, and a change of the record syncs it and lifts the ignore.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ignored_zoho_failure_holds_the_record_back_until_it_changes() {
-    use crate::operator_api::{api_csv, api_get, api_post, outcomes_of, wait_failure};
-    let stack = Stack::start(StackOptions {
-        zoho_sync: Some(String::new()),
-        ..Default::default()
-    })
-    .await;
+    use crate::operator_api::{api_csv, api_get, ignore_failure, outcomes_of, wait_failure};
+    let stack = zoho_stack().await;
     let base = chrono::Utc::now().timestamp() - 100;
-    let send = |event: Value| {
-        let stack = &stack;
-        async move {
-            let response = stack.send_stripe(&event).await;
-            assert_eq!(response.status(), 200);
-        }
-    };
+    let send = |event: Value| send(&stack, event);
     // Zoho refuses the contact: its email is not one (INVALID_DATA).
     let mut ivy = stripe::customer("cus_ZIGN", "ivy.at.example.com", "Ivy Ignored");
     send(event_at("customer.created", ivy.clone(), base)).await;
@@ -233,13 +227,7 @@ async fn an_ignored_zoho_failure_holds_the_record_back_until_it_changes() {
     };
     assert!(zoho_row(&api_csv(&stack).await));
 
-    let ignored = api_post(
-        &stack,
-        &format!("/api/v1/failures/{}/ignore", failure["id"]),
-        json!({}),
-    )
-    .await;
-    assert_eq!(ignored["status"], "ignored");
+    assert_eq!(ignore_failure(&stack, &failure).await["status"], "ignored");
     let open = api_get(&stack, "/api/v1/failures?destination=zoho").await;
     assert_eq!(open["items"], json!([]), "ignored failures leave the list");
     let csv = api_csv(&stack).await;

@@ -170,6 +170,14 @@ fn module_named(name: &str) -> Result<Module, ApiError> {
     Module::parse(name).ok_or_else(ApiError::invalid_module)
 }
 
+/// The required `module` query parameter (settings endpoints).
+fn module_query(query: &HashMap<String, String>) -> Result<Module, ApiError> {
+    let module = query
+        .get("module")
+        .ok_or_else(|| ApiError::required_param_missing("module"))?;
+    module_named(module)
+}
+
 fn id_param(params: &HashMap<String, String>) -> String {
     params.get("id").cloned().unwrap_or_default()
 }
@@ -303,10 +311,7 @@ async fn users(Extension(org): Extension<Arc<Org>>) -> Reply {
 
 /// `GET /settings/layouts?module=` (required).
 async fn layouts(Extension(org): Extension<Arc<Org>>, Query(query): QueryMap) -> Reply {
-    let module = query
-        .get("module")
-        .ok_or_else(|| ApiError::required_param_missing("module"))?;
-    let module = module_named(module)?;
+    let module = module_query(&query)?;
     Ok(Json(json!({"layouts": org.data().layouts(module)})).into_response())
 }
 
@@ -326,10 +331,7 @@ async fn list_fields(Extension(org): Extension<Arc<Org>>, Query(query): QueryMap
     if !fields::allows(org.scopes(), fields::READ_SCOPES) {
         return Err(ApiError::oauth_scope_mismatch());
     }
-    let module = query
-        .get("module")
-        .ok_or_else(|| ApiError::required_param_missing("module"))?;
-    let module = module_named(module)?;
+    let module = module_query(&query)?;
     Ok(Json(json!({"fields": org.data().fields.list(module)})).into_response())
 }
 
@@ -343,10 +345,7 @@ async fn create_fields(
     if !fields::allows(org.scopes(), fields::CREATE_SCOPES) {
         return Err(ApiError::oauth_scope_mismatch());
     }
-    let module = query
-        .get("module")
-        .ok_or_else(|| ApiError::required_param_missing("module"))?;
-    let module = module_named(module)?;
+    let module = module_query(&query)?;
     let body: Value = serde_json::from_slice(&body).map_err(|_| ApiError::invalid_body())?;
     let inputs = body
         .get("fields")
