@@ -1,5 +1,6 @@
-//! `billsync sync initial|all|validate` and `billsync sync-now`: runs from Chargebee to one
-//! destination, the validation step before them, and an immediate poll.
+//! `billsync sync initial|all|validate|reset-unique-id` and `billsync sync-now`: runs from
+//! Chargebee to one destination, the validation step before them, the deliberate reset of a
+//! Pipedrive sync's unique id lock, and an immediate poll.
 
 use anyhow::{bail, Context};
 use billsync_config::Config;
@@ -22,6 +23,19 @@ pub enum SyncCommand {
     /// List the customers a full sync would skip (no email; no subscription with
     /// --require-subscription) and write them to a CSV.
     Validate(RunArgs),
+    /// Forget the unique id a Pipedrive sync's first full sync locked, deliberately: stop
+    /// the Pipedrive workers first, then start them and run `sync all` to lock the new one.
+    ResetUniqueId(ConnectionPair),
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectionPair {
+    /// The Chargebee source connection.
+    #[arg(long)]
+    pub connection: String,
+    /// The Pipedrive destination connection.
+    #[arg(long)]
+    pub to: String,
 }
 
 #[derive(Debug, Args)]
@@ -57,6 +71,9 @@ pub async fn execute(config: &Config, command: SyncCommand) -> anyhow::Result<()
         SyncCommand::Initial(args) => (args, Some(RunScope::LatestCustomers(10))),
         SyncCommand::All(args) => (args, Some(RunScope::All)),
         SyncCommand::Validate(args) => (args, None),
+        SyncCommand::ResetUniqueId(pair) => {
+            return reset_unique_id(config, &pair, &mut std::io::stdout()).await
+        }
     };
     // What the destination matches customers by, and whether it needs subscriptions.
     let destination = billsync_pipedrive::validation_rule(config, &args.connection, &args.to)?;
@@ -184,4 +201,36 @@ fn describe_poll(report: &PollReport) -> String {
             " (stopped before the last page)"
         },
     )
+}
+
+/// `billsync sync reset-unique-id`: removes the lock and says what it was.
+async fn reset_unique_id(
+    config: &Config,
+    pair: &ConnectionPair,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<()> {
+    let nats = billsync_bus::connect(&config.nats.url, "billsync-sync").await?;
+    let removed =
+        billsync_pipedrive::reset_unique_id_lock(config, &nats, &pair.connection, &pair.to).await?;
+    match removed {
+        Some(lock) => writeln!(
+            out,
+            "Reset the unique id of {} → {}: it was {:?}, locked at {} (run {}). Start the \
+             Pipedrive workers, then run `billsync sync all --connection {} --to {}` to lock \
+             the configured one.",
+            pair.connection,
+            pair.to,
+            lock.unique_id,
+            lock.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            lock.run_id,
+            pair.connection,
+            pair.to
+        )?,
+        None => writeln!(
+            out,
+            "{} → {} has no unique id lock: no full sync has run yet.",
+            pair.connection, pair.to
+        )?,
+    }
+    Ok(())
 }

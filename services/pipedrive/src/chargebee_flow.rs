@@ -103,13 +103,17 @@ impl PipedriveDestination {
                     .into(),
             });
         };
-        let person_id = match event.customer_id.as_deref() {
+        let (person_id, org_id) = match event.customer_id.as_deref() {
             Some(customer) => {
-                persons::linked(&self.records, &format!("{}/{customer}", event.connection)).await?
+                let customer = format!("{}/{customer}", event.connection);
+                (
+                    persons::linked(&self.records, &customer).await?,
+                    self.organization_of(&customer, pass).await?,
+                )
             }
-            None => None,
+            None => (None, None),
         };
-        self.write_deal(rules, event, deal, (person_id, None), pass)
+        self.write_deal(rules, event, deal, (person_id, org_id), pass)
             .await
     }
 }

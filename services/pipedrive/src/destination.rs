@@ -5,7 +5,7 @@
 use crate::api::{ContactEntry, Entity, PersonInput, PipedriveClient};
 use crate::deals::{self, DealDraft, DealOwner};
 use crate::fields::FieldBook;
-use crate::options::{reads_subscription, SubscriptionsTo, PERSON_FIELDS};
+use crate::options::{reads_subscription, SubscriptionsTo, UniqueId, PERSON_FIELDS};
 use crate::persons::{self, PersonWrite};
 use crate::sync_rules::{sync_rules, SyncRules};
 use crate::{organizations, PIPEDRIVE};
@@ -101,7 +101,10 @@ impl PipedriveDestination {
                 org_custom.insert(field.clone(), value.clone());
             }
         }
-        let org_id = match text("organization").filter(|_| rules.options.organizations) {
+        let company = text("organization").filter(|_| rules.options.organizations);
+        let customer = format!("{source}/{customer_id}");
+        organizations::remember_company(&self.records, &customer, company.as_deref()).await?;
+        let org_id = match company {
             Some(name) => {
                 let custom = self
                     .fields
@@ -135,13 +138,22 @@ impl PipedriveDestination {
                 .await?,
         };
         let unique_value = text(rules.options.unique_id.field());
+        let unique_key = match &rules.options.unique_id {
+            UniqueId::Email => None,
+            UniqueId::Field(name) => {
+                self.fields
+                    .key_of(&self.client, Entity::Person, name)
+                    .await?
+            }
+        };
         let person_id = persons::write(
             &self.client,
             &self.records,
             PersonWrite {
-                customer: &format!("{source}/{customer_id}"),
+                customer: &customer,
                 unique_id: &rules.options.unique_id,
                 unique_value: unique_value.as_deref(),
+                unique_key,
                 input,
                 pass,
             },
@@ -152,6 +164,16 @@ impl PipedriveDestination {
 }
 
 impl PipedriveDestination {
+    /// The organization of `customer` (`{source connection}/{customer id}`) as its last
+    /// write left it, for events that carry no customer.
+    pub(crate) async fn organization_of(
+        &self,
+        customer: &str,
+        pass: Pass,
+    ) -> Result<Option<u64>, DeliveryError> {
+        organizations::of_customer(&self.client, &self.records, customer, pass).await
+    }
+
     /// Writes `deal` for the billing record `event` is about, owned by `person_id` and
     /// `org_id`.
     pub(crate) async fn write_deal(

@@ -87,6 +87,28 @@ impl FieldBook {
     }
 }
 
+impl FieldBook {
+    /// The key of `entity`'s custom field named `name`, if there is one.
+    pub(crate) async fn key_of(
+        &self,
+        client: &PipedriveClient,
+        entity: Entity,
+        name: &str,
+    ) -> Result<Option<String>, DeliveryError> {
+        let mut known = self.known.lock().await;
+        let fields = match known.entry(key(entity)) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(client.fields(entity).await?)
+            }
+        };
+        Ok(fields
+            .iter()
+            .find(|f| f.is_custom_field && f.field_name == name)
+            .map(|f| f.field_code.clone()))
+    }
+}
+
 /// The type of a field billsync creates, from the first value it writes.
 fn field_type_for(value: &Value) -> &'static str {
     match value {

@@ -98,7 +98,6 @@ pub async fn run(
 
 /// The seed's rule: the unique id can only be changed before the first full sync.
 async fn check_unique_id_locks(config: &Config, stores: &DestinationStores) -> anyhow::Result<()> {
-    let topology = Topology::new(&config.nats.prefix);
     for connection in &config.destinations.pipedrive {
         let records = RecordStore::new(
             stores.links.clone(),
@@ -119,15 +118,14 @@ async fn check_unique_id_locks(config: &Config, stores: &DestinationStores) -> a
             };
             let configured = rules.options.unique_id.describe();
             if locked.unique_id != configured {
-                let key = records.key(&first_sync::record_key(&source));
-                let bucket = topology.links_bucket();
                 anyhow::bail!(
                     "{file}: {sync}.options.unique_id: persons of {source} → {destination} are \
                      matched by {locked_id:?}, locked when the first full sync ran at {at} (run \
                      {run}); the configuration now says {configured:?}. Put it back, or reset \
-                     the lock deliberately: stop every billsync pipedrive replica, run `nats kv \
-                     del {bucket} {key}`, start again and run `billsync sync all` (customers \
-                     already linked keep their persons; new ones are matched by the new id)",
+                     the lock deliberately: stop every billsync pipedrive replica, run \
+                     `billsync sync reset-unique-id --connection {source} --to {destination}`, \
+                     start again and run `billsync sync all` (customers already linked keep \
+                     their persons; new ones are matched by the new id)",
                     file = config.origin.display(),
                     sync = rules.key,
                     destination = connection.name,
@@ -139,4 +137,47 @@ async fn check_unique_id_locks(config: &Config, stores: &DestinationStores) -> a
         }
     }
     Ok(())
+}
+
+/// `billsync sync reset-unique-id`: forgets the unique id the first full sync of `source`
+/// into the Pipedrive connection `destination` locked, so the next full sync locks the one
+/// configured then. Answers the lock removed (`None`: there was none). Linked customers keep
+/// their persons.
+pub async fn reset_unique_id_lock(
+    config: &Config,
+    client: &async_nats::Client,
+    source: &str,
+    destination: &str,
+) -> anyhow::Result<Option<FirstFullSync>> {
+    if !config
+        .destinations
+        .pipedrive
+        .iter()
+        .any(|c| c.name == destination)
+    {
+        anyhow::bail!(
+            "{}: no Pipedrive destination named {destination:?}",
+            config.origin.display()
+        );
+    }
+    let rules = sync_rules::sync_rules(config, destination)?;
+    if !rules.contains_key(source) {
+        anyhow::bail!(
+            "{}: no sync from {source:?} to {destination:?}",
+            config.origin.display()
+        );
+    }
+    let stores = DestinationStores::open(config, client).await?;
+    let records = RecordStore::new(stores.links, DestinationKind::Pipedrive, destination);
+    let key = first_sync::record_key(source);
+    let locked = first_sync::first_full_sync(&records, source)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if locked.is_some() {
+        records
+            .delete(&key)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    Ok(locked)
 }

@@ -4,11 +4,12 @@
 //! link are ignored; a linked person deleted in Pipedrive is created again and the link
 //! updated. Several customers with one unique id share one person, as the seed warns.
 
-use crate::api::{PersonInput, PipedriveClient};
+use crate::api::{PersonInput, PipedriveClient, SearchHit};
 use crate::links::{self, digest, is_gone};
 use crate::options::UniqueId;
 use billsync_events::FailureClass;
 use billsync_worker::{DeliveryError, Pass, RecordStore};
+use serde_json::Value;
 
 /// A person to write for one billing customer.
 pub(crate) struct PersonWrite<'a> {
@@ -17,6 +18,9 @@ pub(crate) struct PersonWrite<'a> {
     pub(crate) unique_id: &'a UniqueId,
     /// The customer's value of the unique id, if it has one.
     pub(crate) unique_value: Option<&'a str>,
+    /// The `custom_fields` key of the unique id when it is a custom field (`None`: email, or
+    /// a field that does not exist yet).
+    pub(crate) unique_key: Option<String>,
     pub(crate) input: PersonInput,
     pub(crate) pass: Pass,
 }
@@ -76,7 +80,10 @@ pub(crate) async fn write(
     };
     let hits = match person.unique_id {
         UniqueId::Email => client.find_persons_by_email(value).await?,
-        UniqueId::Field(_) => client.find_persons_by_custom_field(value).await?,
+        UniqueId::Field(_) => {
+            let hits = client.find_persons_by_custom_field(value).await?;
+            holding(client, hits, person.unique_key.as_deref(), value).await?
+        }
     };
     let id = match hits.as_slice() {
         [] => {
@@ -101,6 +108,36 @@ pub(crate) async fn write(
     };
     links::save(records, &key, id, fingerprint).await?;
     Ok(id)
+}
+
+/// The hits whose custom field `key` holds `value`. Pipedrive's search of `custom_fields`
+/// matches the value in any custom field and answers their values without keys, so each
+/// hit is read (1 token) to keep only the persons holding it in the unique id's field.
+async fn holding(
+    client: &PipedriveClient,
+    hits: Vec<SearchHit>,
+    key: Option<&str>,
+    value: &str,
+) -> Result<Vec<SearchHit>, DeliveryError> {
+    let Some(key) = key else {
+        // The field does not exist yet: no person holds a value in it.
+        return Ok(Vec::new());
+    };
+    let mut kept = Vec::new();
+    for hit in hits {
+        let Some(found) = client.get_person(hit.id).await? else {
+            continue;
+        };
+        let held = match found.custom_fields.get(key) {
+            Some(Value::String(text)) => text.trim() == value.trim(),
+            Some(Value::Number(number)) => number.to_string() == value.trim(),
+            _ => false,
+        };
+        if held && !found.is_deleted {
+            kept.push(hit);
+        }
+    }
+    Ok(kept)
 }
 
 /// How long a claim to create the person of one unique id holds off other customers with

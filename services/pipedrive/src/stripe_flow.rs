@@ -53,10 +53,10 @@ impl PipedriveDestination {
                         .await?;
                     (Some(person), org)
                 } else {
-                    (linked.await?, None)
+                    (linked.await?, self.organization_of(&customer, pass).await?)
                 }
             }
-            _ => (linked.await?, None),
+            _ => (linked.await?, self.organization_of(&customer, pass).await?),
         };
         let deal = match event.object {
             ObjectKind::Subscription => subscription_deal(&event.data),

@@ -6,6 +6,10 @@
 //! Deals are matched by the unique custom field `Billsync_Subscription_Id`, never by
 //! `Deal_Name`: people rename deals, so the name is written only when billsync has no deal
 //! for the subscription yet.
+//!
+//! A deal written before its customer's contact exists (a Stripe subscription event that came
+//! before its customer's, or whose customer failed first) waits for it: the contact's write
+//! back-fills `Contact_Name` and `Account_Name` of the deals waiting for it.
 
 use crate::api::Module;
 use crate::destination::{refused, unchanged, DealSettings, ZohoDestination};
@@ -14,6 +18,7 @@ use crate::sync_rules::SyncRules;
 use billsync_worker::{DeliveryError, Pass};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use std::collections::BTreeSet;
 
 /// The custom field (unique) holding the subscription a deal was written for.
 pub const SUBSCRIPTION_ID_FIELD: &str = "Billsync_Subscription_Id";
@@ -64,6 +69,11 @@ struct DealLink {
 
 fn deal_record(source_connection: &str, subscription: &str) -> String {
     format!("deal/{source_connection}/{subscription}")
+}
+
+/// The subscriptions of a customer whose deals were written without its contact.
+fn awaiting_record(source_connection: &str, customer: &str) -> String {
+    format!("deals-awaiting-contact/{source_connection}/{customer}")
 }
 
 /// Minor units → the decimal amount Zoho's currency fields take.
@@ -151,6 +161,83 @@ impl ZohoDestination {
             )
             .await?;
         Ok(deal_id)
+    }
+}
+
+impl ZohoDestination {
+    /// Remembers that `subscription`'s deal was written without the contact of `customer`,
+    /// so the contact's write fills it in.
+    pub(crate) async fn await_contact(
+        &self,
+        source_connection: &str,
+        customer: &str,
+        subscription: &str,
+    ) -> Result<(), DeliveryError> {
+        let key = awaiting_record(source_connection, customer);
+        let stored = self.records.load::<BTreeSet<String>>(&key).await?;
+        let mut waiting = stored.value.unwrap_or_default();
+        if waiting.insert(subscription.to_string()) {
+            self.records
+                .save_if_unchanged(&key, &waiting, stored.revision, || {
+                    format!("the deals awaiting customer {customer}'s contact changed meanwhile")
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Points the deals waiting for `customer`'s contact to it (and to its account). Each
+    /// upsert carries only the subscription id and the links, so it changes nothing else of
+    /// the deal whichever order it meets the subscription's own writes in, and repeating it
+    /// changes nothing. A deal deleted in Zoho since is left to the subscription's next
+    /// change, which writes it whole.
+    pub(crate) async fn fill_awaiting_deals(
+        &self,
+        rules: &SyncRules,
+        source_connection: &str,
+        customer: &str,
+        contact_id: &str,
+        account_id: Option<&str>,
+    ) -> Result<(), DeliveryError> {
+        let key = awaiting_record(source_connection, customer);
+        let stored = self.records.load::<BTreeSet<String>>(&key).await?;
+        let Some(waiting) = stored.value.filter(|w| !w.is_empty()) else {
+            return Ok(());
+        };
+        for subscription in &waiting {
+            let link_key = deal_record(source_connection, subscription);
+            let Some(mut link) = self.records.get::<DealLink>(&link_key).await? else {
+                continue;
+            };
+            let mut links = Map::new();
+            links.insert("Contact_Name".into(), json!({ "id": contact_id }));
+            if let Some(id) = account_id {
+                links.insert("Account_Name".into(), json!({ "id": id }));
+            }
+            let mut record = links.clone();
+            record.insert(SUBSCRIPTION_ID_FIELD.into(), json!(subscription));
+            let result = self
+                .upsert(rules, Module::Deals, DEAL_CHECK, Value::Object(record))
+                .await?;
+            if result.code == "MANDATORY_NOT_FOUND" {
+                continue;
+            }
+            if !result.is_success() {
+                return Err(refused(Module::Deals, &result));
+            }
+            // What billsync wrote now includes the links: the subscription's next event
+            // that changes nothing else writes nothing.
+            if let Value::Object(written) = &mut link.written {
+                written.extend(links);
+            }
+            self.records.put(&link_key, &link).await?;
+        }
+        self.records
+            .save_if_unchanged(&key, &BTreeSet::<String>::new(), stored.revision, || {
+                format!("the deals awaiting customer {customer}'s contact changed meanwhile")
+            })
+            .await?;
+        Ok(())
     }
 }
 

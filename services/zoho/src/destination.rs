@@ -36,6 +36,8 @@ pub struct ZohoDestination {
     syncs: HashMap<String, SyncRules>,
     /// Each deal-writing sync's pipeline and owner, checked against Zoho once.
     deal_settings: OnceCell<HashMap<String, DealSettings>>,
+    /// Set once the link fields are known to exist (`link_fields`).
+    pub(crate) link_fields: OnceCell<()>,
     /// Set while the connection's API credits are spent.
     pause: Pause,
 }
@@ -88,6 +90,7 @@ impl ZohoDestination {
             records: RecordStore::new(links, DestinationKind::Zoho, &connection.name),
             syncs,
             deal_settings: OnceCell::new(),
+            link_fields: OnceCell::new(),
             pause: Pause::new(
                 "zoho",
                 "credits",
@@ -111,13 +114,22 @@ impl ZohoDestination {
         self.deal_settings().await.map(|_| ())
     }
 
+    /// Whether a sync of this connection writes deals.
+    pub(crate) fn writes_deals(&self) -> bool {
+        self.syncs.values().any(|r| r.options.sync_deals)
+    }
+
+    pub(crate) fn connection_name(&self) -> &str {
+        &self.name
+    }
+
     pub(crate) async fn deal_settings(
         &self,
     ) -> Result<&HashMap<String, DealSettings>, DeliveryError> {
         self.deal_settings
             .get_or_try_init(|| async {
                 let mut settings = HashMap::new();
-                if !self.syncs.values().any(|r| r.options.sync_deals) {
+                if !self.writes_deals() {
                     return Ok(settings);
                 }
                 let layouts = self.zoho.layouts(Module::Deals).await?;
@@ -249,6 +261,7 @@ impl ZohoDestination {
         let Some(rules) = self.syncs.get(&event.connection) else {
             return Err(DeliveryError::no_sync(&event.connection, &self.name));
         };
+        self.ensure_link_fields().await?;
         match rules.source {
             SourceKind::Chargebee => self.apply_chargebee(rules, event, pass).await,
             SourceKind::Stripe => self.apply_stripe(rules, event, pass).await,

@@ -12,6 +12,7 @@ mod chargebee_flow;
 mod contacts;
 mod deals;
 mod destination;
+mod link_fields;
 mod options;
 mod stripe_flow;
 mod sync_rules;
@@ -34,9 +35,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Runs a worker per Zoho CRM connection until `shutdown`, then drains them. Each
-/// connection's deal pipeline, stages and owner are checked against Zoho first: a mismatch
-/// stops the start with a message naming the option; Zoho out of reach only delays the
-/// check to the first deal.
+/// connection's link fields are made sure of (created when missing) and its deal pipeline,
+/// stages and owner checked against Zoho first: a field billsync may not create, or a
+/// mismatch, stops the start with a message saying what to do; Zoho out of reach only delays
+/// the checks to the first event.
 pub async fn run(
     config: Arc<Config>,
     client: async_nats::Client,
@@ -61,23 +63,29 @@ pub async fn run(
             )
             .with_context(|| format!("configuring Zoho CRM connection {}", connection.name))?
             .with_shutdown(shutdown.clone());
-            match destination.check_deal_settings().await {
-                Ok(()) => {}
-                // A pipeline, stage or owner Zoho does not have: fix the configuration.
-                Err(DeliveryError::Permanent {
-                    class: FailureClass::Configuration,
-                    message,
-                    http_status: None,
-                    ..
-                }) => anyhow::bail!(
-                    "{}: Zoho CRM connection {}: {message}",
-                    config.origin.display(),
-                    connection.name
-                ),
-                // Zoho out of reach, or refusing the credentials (readiness says so): the
-                // first deal checks again.
-                Err(error) => {
-                    tracing::warn!(connection = %connection.name, %error, "Could not check the deal pipeline against Zoho CRM yet; checking before the first deal.");
+            for (what, checked) in [
+                ("link fields", destination.ensure_link_fields().await),
+                ("deal pipeline", destination.check_deal_settings().await),
+            ] {
+                match checked {
+                    Ok(()) => {}
+                    // A link field billsync may not create, or a pipeline, stage or owner
+                    // Zoho does not have: fix the configuration.
+                    Err(DeliveryError::Permanent {
+                        class: FailureClass::Configuration,
+                        message,
+                        http_status: None,
+                        ..
+                    }) => anyhow::bail!(
+                        "{}: Zoho CRM connection {}: {message}",
+                        config.origin.display(),
+                        connection.name
+                    ),
+                    // Zoho out of reach, or refusing the credentials (readiness says so): the
+                    // first event checks again.
+                    Err(error) => {
+                        tracing::warn!(connection = %connection.name, %error, check = what, "Could not check Zoho CRM yet; checking again before the first event.");
+                    }
                 }
             }
             destinations.push(destination);

@@ -114,6 +114,16 @@ impl ZohoDestination {
                 let contact = self
                     .write_contact(rules, &event.connection, customer_id, fields, pass)
                     .await?;
+                if let (Some(contact_id), true) = (&contact.contact_id, rules.options.sync_deals) {
+                    self.fill_awaiting_deals(
+                        rules,
+                        &event.connection,
+                        customer_id,
+                        contact_id,
+                        contact.account_id.as_deref(),
+                    )
+                    .await?;
+                }
                 Ok(delivered(contact.contact_id, || {
                     contact.skipped.unwrap_or_default()
                 }))
@@ -124,8 +134,7 @@ impl ZohoDestination {
                         reason: "the subscription has no id".into(),
                     });
                 };
-                // The customer's contact, once its customer event wrote it (Stripe sends
-                // customer.created before the customer's subscriptions).
+                // The customer's contact, once its customer event wrote it.
                 let contact: Option<ContactLink> = self
                     .records
                     .get(&link_record(&event.connection, customer_id))
@@ -140,6 +149,27 @@ impl ZohoDestination {
                         pass,
                     )
                     .await?;
+                if contact.is_none() {
+                    // Stripe does not promise the customer's event comes first: the contact's
+                    // write fills this deal in. Looking again after saying so closes the race
+                    // with a contact written meanwhile (by another replica).
+                    self.await_contact(&event.connection, customer_id, &deal.id)
+                        .await?;
+                    let written: Option<ContactLink> = self
+                        .records
+                        .get(&link_record(&event.connection, customer_id))
+                        .await?;
+                    if let Some(contact) = written {
+                        self.fill_awaiting_deals(
+                            rules,
+                            &event.connection,
+                            customer_id,
+                            &contact.contact_id,
+                            contact.account_id.as_deref(),
+                        )
+                        .await?;
+                    }
+                }
                 Ok(Delivered::Written {
                     crm_id: Some(deal_id),
                 })

@@ -12,18 +12,22 @@ use tokio_util::sync::CancellationToken;
 const ORG: &str = "start";
 
 async fn sandbox() -> RunningSandbox {
+    sandbox_with_scopes(None).await
+}
+
+/// The sandbox with the organisation; its refresh token has `scopes` when given.
+async fn sandbox_with_scopes(scopes: Option<&[&str]>) -> RunningSandbox {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let sandbox = billsync_sandbox::start(listener, SandboxConfig::default())
         .await
         .expect("sandbox");
-    sandbox.zoho.add_org(ZohoOrg::new(
-        ORG,
-        "1000.START",
-        "start-secret",
-        "1000.start-refresh",
-    ));
+    let mut org = ZohoOrg::new(ORG, "1000.START", "start-secret", "1000.start-refresh");
+    if let Some(scopes) = scopes {
+        org.scopes = scopes.iter().map(|s| s.to_string()).collect();
+    }
+    sandbox.zoho.add_org(org);
     sandbox
 }
 
@@ -68,9 +72,13 @@ destination = "zoho-main"
 /// Runs the worker with `options`: the error it stops with, or `None` when it started (it
 /// is then stopped).
 async fn start_with(options: &str) -> Option<String> {
-    let sandbox = sandbox().await;
+    start_against(&sandbox().await, options).await
+}
+
+/// Runs the worker with `options` against `sandbox`'s organisation, as `start_with`.
+async fn start_against(sandbox: &RunningSandbox, options: &str) -> Option<String> {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let config = Arc::new(config(&sandbox, dir.path(), options));
+    let config = Arc::new(config(sandbox, dir.path(), options));
     let client = async_nats::connect("127.0.0.1:4222").await.expect("nats");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -130,4 +138,58 @@ async fn an_unknown_pipeline_or_owner_stops_the_start_and_good_settings_start() 
         .await,
         None
     );
+}
+
+#[tokio::test]
+async fn a_start_against_an_organisation_without_the_link_fields_creates_them() {
+    let sandbox = sandbox().await;
+    let custom = |module: &str| -> Vec<String> {
+        sandbox
+            .zoho
+            .field_names(ORG, module)
+            .into_iter()
+            .filter(|f| f.starts_with("Billsync_"))
+            .collect()
+    };
+    assert!(custom("Contacts").is_empty() && custom("Deals").is_empty());
+    assert_eq!(start_against(&sandbox, "").await, None);
+    assert_eq!(custom("Contacts"), ["Billsync_Customer_Id"]);
+    assert_eq!(custom("Deals"), ["Billsync_Subscription_Id"]);
+    // A second start finds them: nothing is created twice, and it starts.
+    assert_eq!(start_against(&sandbox, "").await, None);
+    assert_eq!(custom("Contacts"), ["Billsync_Customer_Id"]);
+
+    // A sync without deals needs no deal field.
+    let sandbox = sandbox_with_scopes(None).await;
+    assert_eq!(start_against(&sandbox, "sync_deals = false").await, None);
+    assert!(!sandbox
+        .zoho
+        .field_names(ORG, "Deals")
+        .contains(&"Billsync_Subscription_Id".to_string()));
+}
+
+#[tokio::test]
+async fn without_the_scope_to_create_them_the_start_says_which_field_and_how() {
+    let sandbox = sandbox_with_scopes(Some(&[
+        "ZohoCRM.modules.ALL",
+        "ZohoCRM.settings.READ",
+        "ZohoCRM.users.READ",
+    ]))
+    .await;
+    let error = start_against(&sandbox, "").await.expect("refused");
+    assert!(
+        error.contains(
+            "zoho.toml: Zoho CRM connection zoho-main: the Contacts module has no field \
+             Billsync_Customer_Id, which billsync matches records by, and the OAuth client may \
+             not create it (OAUTH_SCOPE_MISMATCH): give the refresh token the scope \
+             ZohoCRM.settings.fields.ALL (or ZohoCRM.settings.ALL), or create it in Zoho CRM: \
+             Setup → Customization → Modules and Fields → Contacts → a Single Line field \
+             labelled \"Billsync Customer Id\" with \"Do not allow duplicate values\""
+        ),
+        "{error}"
+    );
+    assert!(!sandbox
+        .zoho
+        .field_names(ORG, "Contacts")
+        .contains(&"Billsync_Customer_Id".to_string()));
 }

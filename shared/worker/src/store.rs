@@ -8,6 +8,7 @@
 
 use crate::destination::DeliveryError;
 use async_nats::jetstream::kv;
+use billsync_bus::lease::Lease;
 use billsync_bus::Topology;
 use billsync_events::DestinationKind;
 use serde::{de::DeserializeOwned, Serialize};
@@ -164,6 +165,11 @@ impl RecordStore {
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(kv_error(e)),
         }
+    }
+
+    /// The lease of `record` (one holder at a time across replicas), for `holder`.
+    pub fn lease(&self, record: &str, holder: &str, ttl: std::time::Duration) -> Lease {
+        Lease::new(self.kv.clone(), &self.key(record), holder, ttl)
     }
 }
 

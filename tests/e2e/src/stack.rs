@@ -47,6 +47,10 @@ pub struct StackOptions {
     /// with these lines appended; its worker runs in-process unless `worker_service` is
     /// `"zoho"` and `worker_process` is set.
     pub zoho_sync: Option<String>,
+    /// With `chargebee_sync` and `zoho_sync`: a second Chargebee site, source `cb-live`,
+    /// synced with `zoho_sync`'s lines into a second Zoho CRM organisation, destination
+    /// `zoho-live` (a Chargebee test site and a live one feeding separate Zoho accounts).
+    pub zoho_live_site: bool,
     /// The worker `worker_process` runs as a child process: `activecampaign`, `zoho` or `pipedrive`.
     pub worker_service: &'static str,
     /// Adds an emulated Pipedrive company as destination `pd-test`, fed by `cb-test` (needs
@@ -72,6 +76,7 @@ impl Default for StackOptions {
             worker_max_in_flight: 512,
             worker_replicas: 1,
             zoho_sync: None,
+            zoho_live_site: false,
             worker_service: "activecampaign",
             pipedrive_chargebee_sync: None,
             pipedrive_stripe_sync: None,
@@ -92,6 +97,10 @@ pub struct Stack {
     pub chargebee_site: String,
     /// The emulated Zoho CRM organisation of `zoho-test`, when `zoho_sync` was given.
     pub zoho_org: String,
+    /// With `zoho_live_site`: the second Chargebee site (`cb-live`) and the Zoho CRM
+    /// organisation of `zoho-live`.
+    pub chargebee_live_site: String,
+    pub zoho_live_org: String,
     /// The in-process Zoho worker's `/healthz`, `/readyz` and `/metrics`, when it runs.
     pub zoho_ops_url: String,
     worker_service: &'static str,
@@ -189,6 +198,8 @@ impl Stack {
         };
         let stripe_connection = "stripe-test".to_string();
         let zoho_org = format!("zoho-{prefix}");
+        let (chargebee_live_site, zoho_live_org) =
+            (format!("site-{prefix}-live"), format!("zoho-{prefix}-live"));
         let zoho = match &options.zoho_sync {
             Some(sync_lines) => {
                 let refresh = format!("1000.refresh.{}", uuid::Uuid::new_v4().simple());
@@ -215,6 +226,40 @@ impl Stack {
                 if options.chargebee_sync.is_some() {
                     text.push_str(&format!(
                         "\n[[syncs]]\nsource = \"cb-test\"\ndestination = \"zoho-test\"\n{sync_lines}\n"
+                    ));
+                }
+                if options.zoho_live_site {
+                    let key = format!("cb-live-key-{}", uuid::Uuid::new_v4().simple());
+                    let mut site =
+                        billsync_sandbox::CbSite::new(chargebee_live_site.clone(), key.clone());
+                    site.requests_per_minute = 6_000;
+                    sandbox.chargebee.add_site(site);
+                    let refresh = format!("1000.refresh.{}", uuid::Uuid::new_v4().simple());
+                    let secret = format!("zoho-secret-{}", uuid::Uuid::new_v4().simple());
+                    sandbox.zoho.add_org(billsync_sandbox::ZohoOrg::new(
+                        zoho_live_org.clone(),
+                        "1000.E2ELIVE",
+                        secret.clone(),
+                        refresh.clone(),
+                    ));
+                    let (key_file, id_file, secret_file, refresh_file) = (
+                        write("cb-live-key", &key),
+                        write("zoho-live-client-id", "1000.E2ELIVE"),
+                        write("zoho-live-client-secret", &secret),
+                        write("zoho-live-refresh-token", &refresh),
+                    );
+                    text.push_str(&format!(
+                        "\n[[sources.chargebee]]\nname = \"cb-live\"\nsite = \"{chargebee_live_site}\"\n\
+                         api_key = {{ file = \"{key_file}\" }}\nbase_url = \"{base}\"\n\
+                         poll_interval_secs = 1\nrequests_per_minute = 6000\n{source_extra}\n\n\
+                         [[destinations.zoho]]\nname = \"zoho-live\"\naccounts_url = \"{accounts}\"\n\
+                         client_id = {{ file = \"{id_file}\" }}\n\
+                         client_secret = {{ file = \"{secret_file}\" }}\n\
+                         refresh_token = {{ file = \"{refresh_file}\" }}\n\n\
+                         [[syncs]]\nsource = \"cb-live\"\ndestination = \"zoho-live\"\n{sync_lines}\n",
+                        base = sandbox.chargebee.base_url(&chargebee_live_site),
+                        source_extra = options.chargebee_source_extra,
+                        accounts = sandbox.zoho.accounts_url(&zoho_live_org),
                     ));
                 }
                 text
@@ -408,6 +453,8 @@ destination = "ac-test"
             ac_token,
             chargebee_site,
             zoho_org,
+            chargebee_live_site,
+            zoho_live_org,
             zoho_ops_url,
             worker_service: options.worker_service,
             stripe_connection,

@@ -3,14 +3,15 @@
 //! Zoho mints at most 10 access tokens per refresh token per 10 minutes, so the token lives in
 //! NATS KV (`{prefix}_tokens`, record `oauth/token` of the connection). A replica that needs a
 //! new one (the stored one expires within [`REFRESH_MARGIN`], or Zoho answered
-//! `INVALID_TOKEN` to it) takes the lease `oauth/lease` with a KV create; the others wait for
-//! the token it stores. A refresh token Zoho refuses (`invalid_code`: wrong, revoked, another
+//! `INVALID_TOKEN` to it) takes the lease `oauth/lease` (`billsync_bus::lease`); the others
+//! wait for the token it stores. A refresh token Zoho refuses (`invalid_code`: wrong, revoked, another
 //! data centre) is one `Configuration` failure, kept — in this process and in KV for the
 //! replicas waiting — so nothing asks Zoho again until the configuration changes (a restart).
 //! Secrets are `SecretString`s and never logged; the token request carries them in its body.
 
+use billsync_bus::lease::LeaseError;
 use billsync_events::FailureClass;
-use billsync_worker::{DeliveryError, RecordStore};
+use billsync_worker::{kv_error, DeliveryError, RecordStore};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -85,7 +86,6 @@ pub struct TokenSource {
     settings: OAuthSettings,
     http: reqwest::Client,
     store: RecordStore,
-    holder: String,
     cached: Mutex<Option<StoredToken>>,
     failure: Mutex<Option<String>>,
     requested: AtomicU64,
@@ -109,7 +109,6 @@ impl TokenSource {
             settings,
             http: billsync_crm_http::http_client(timeout),
             store,
-            holder: billsync_bus::lease::holder_id("zoho"),
             cached: Mutex::new(None),
             failure: Mutex::new(None),
             requested: AtomicU64::new(0),
@@ -154,40 +153,38 @@ impl TokenSource {
     async fn obtain(&self, stale: Option<String>) -> Result<AccessToken, DeliveryError> {
         let started = now_ms();
         let deadline = tokio::time::Instant::now() + WAIT_FOR_REFRESH;
+        // A holder id per call: two tasks of this process wanting a token are two contenders
+        // (the lease takes back a live lease of its own holder as a leftover).
+        let lease = self.store.lease(
+            LEASE_RECORD,
+            &billsync_bus::lease::holder_id("zoho"),
+            LEASE_TTL,
+        );
         loop {
             if let Some(token) = self.usable(stale.as_deref()).await? {
                 return Ok(token);
             }
-            if self
-                .store
-                .create_text(LEASE_RECORD, &format!("{} {}", self.holder, now_ms()))
-                .await?
-            {
-                // Someone may have stored a token between the read and the lease.
-                let result = match self.usable(stale.as_deref()).await {
-                    Ok(Some(token)) => Ok(token),
-                    Ok(None) => self.refresh().await,
-                    Err(error) => Err(error),
-                };
-                let _ = self.store.delete(LEASE_RECORD).await;
-                return result;
+            match lease.acquire().await {
+                Ok(guard) => {
+                    // Someone may have stored a token between the read and the lease.
+                    let result = match self.usable(stale.as_deref()).await {
+                        Ok(Some(token)) => Ok(token),
+                        Ok(None) => self.refresh().await,
+                        Err(error) => Err(error),
+                    };
+                    guard.release().await;
+                    return result;
+                }
+                // Another replica refreshes (a lease it abandoned expires after LEASE_TTL).
+                Err(LeaseError::Held { .. }) => {}
+                Err(LeaseError::Store(reason)) => return Err(kv_error(reason)),
             }
-            // Another replica refreshes: adopt its failure, or wait for its token.
+            // Adopt its failure, or wait for its token.
             if let Some(failure) = self.store.get::<StoredFailure>(FAILURE_RECORD).await? {
                 if failure.at_ms >= started {
                     *self.failure.lock().expect("failure poisoned") = Some(failure.message.clone());
                     return Err(refused_credentials(failure.message));
                 }
-            }
-            let lease = self.store.get_text(LEASE_RECORD).await?;
-            let taken_at = lease
-                .as_deref()
-                .and_then(|l| l.split_once(' '))
-                .and_then(|(_, at)| at.parse::<u64>().ok())
-                .unwrap_or(0);
-            if now_ms().saturating_sub(taken_at) > LEASE_TTL.as_millis() as u64 {
-                let _ = self.store.delete(LEASE_RECORD).await;
-                continue;
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(DeliveryError::Retryable {

@@ -14,8 +14,8 @@ use serde_json::Value;
 
 use super::auth::{AccessToken, OAuthSettings, TokenSource};
 use super::types::{
-    DataAnswer, Layout, LayoutsAnswer, Module, Pipeline, PipelinesAnswer, RecordResult, Trigger,
-    UpsertBody, User, UsersAnswer,
+    DataAnswer, Field, FieldsAnswer, Layout, LayoutsAnswer, Module, Pipeline, PipelinesAnswer,
+    RecordResult, Trigger, UpsertBody, User, UsersAnswer,
 };
 
 /// Zoho's limit of records per upsert.
@@ -330,6 +330,74 @@ impl ZohoClient {
             })
             .await?;
         Ok(answer.map(|a| a.layouts).unwrap_or_default())
+    }
+
+    /// `GET /crm/v8/settings/fields?module=`: the module's fields (none: 204).
+    pub async fn fields(&self, module: Module) -> Result<Vec<Field>, DeliveryError> {
+        let answer: Option<FieldsAnswer> = self
+            .json(|token| {
+                Call::get(format!(
+                    "{}/crm/v8/settings/fields?module={}",
+                    token.api_domain,
+                    module.api_name()
+                ))
+                .endpoint("/crm/v8/settings/fields")
+            })
+            .await?;
+        Ok(answer.map(|a| a.fields).unwrap_or_default())
+    }
+
+    /// `POST /crm/v8/settings/fields?module=` of one single-line text field labelled `label`
+    /// that allows no duplicate values (Zoho names it after the label, `_` for spaces).
+    ///
+    /// The spec's request schema reuses the whole field metadata object, with its 70-odd
+    /// read-only properties marked required; the body is what Zoho's "Create Custom Fields"
+    /// docs list as input (`field_label` and `data_type` mandatory, `length`, `unique`).
+    /// A refused field is `Rejected` with Zoho's code and message from `fields[0]`.
+    pub async fn create_unique_text_field(
+        &self,
+        module: Module,
+        label: &str,
+    ) -> Result<(), DeliveryError> {
+        let body = serde_json::json!({"fields": [{
+            "field_label": label,
+            "data_type": "text",
+            "length": 255,
+            "unique": {"casesensitive": "false"},
+        }]});
+        match self
+            .send(|token| {
+                Call::post(format!(
+                    "{}/crm/v8/settings/fields?module={}",
+                    token.api_domain,
+                    module.api_name()
+                ))
+                .endpoint("/crm/v8/settings/fields")
+                .json(&body)
+            })
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(DeliveryError::Permanent {
+                class: FailureClass::Rejected,
+                http_status,
+                detail,
+                ..
+            }) if detail.pointer("/fields/0/code").is_some() => {
+                let field = &detail["fields"][0];
+                Err(DeliveryError::Permanent {
+                    class: FailureClass::Rejected,
+                    message: format!(
+                        "{}: {}",
+                        field["code"].as_str().unwrap_or_default(),
+                        field["message"].as_str().unwrap_or_default()
+                    ),
+                    http_status,
+                    detail,
+                })
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// `GET /crm/v8/settings/pipeline?layout_id=` (pipelines belong to a layout).

@@ -8,4 +8,4 @@ pub mod types;
 
 pub use auth::{OAuthSettings, TokenSource};
 pub use client::{ZohoClient, ZohoCrm, MAX_RECORDS_PER_UPSERT};
-pub use types::{Layout, Module, Pipeline, RecordResult, Stage, Trigger, User};
+pub use types::{Field, Layout, Module, Pipeline, RecordResult, Stage, Trigger, User};

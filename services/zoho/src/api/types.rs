@@ -160,3 +160,16 @@ pub struct Stage {
 pub(crate) struct PipelinesAnswer {
     pub pipeline: Vec<Pipeline>,
 }
+
+/// A field's metadata (`GET /crm/v8/settings/fields?module=`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Field {
+    pub api_name: String,
+    #[serde(default)]
+    pub custom_field: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct FieldsAnswer {
+    pub fields: Vec<Field>,
+}

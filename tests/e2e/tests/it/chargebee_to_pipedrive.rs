@@ -248,13 +248,34 @@ async fn persons_organizations_and_deals_follow_the_seed() {
         },
     )
     .expect("invoice");
+    // Chargebee's invoice events carry the invoice alone: the deal still gets the
+    // organization of the customer's company, as subscription deals do.
+    cb.create_invoice(
+        site,
+        "cb_ada",
+        CbInvoiceInput {
+            id: Some("inv_ada".into()),
+            status: Some("posted".into()),
+            total: Some(12_000),
+            currency_code: Some("EUR".into()),
+            ..Default::default()
+        },
+    )
+    .expect("invoice");
     sync_now(&stack).await;
     let snapshot = pd_when(&stack, "the deals of the live changes", |s| {
         deal_titled(s, "pro-monthly subscription sub_ada").is_some()
             && deal_titled(s, "pro-monthly subscription sub_bob").is_some()
             && deal_titled(s, "Invoice inv_once").is_some()
+            && deal_titled(s, "Invoice inv_ada").is_some()
     })
     .await;
+    let ada_invoice = deal_titled(&snapshot, "Invoice inv_ada").expect("deal");
+    assert_eq!(ada_invoice["status"], "open", "posted, not yet paid");
+    assert_eq!(ada_invoice["value"].as_f64(), Some(120.0));
+    assert_eq!(ada_invoice["currency"], "EUR");
+    assert_eq!(ada_invoice["person_id"], existing["id"]);
+    assert_eq!(ada_invoice["org_id"], orgs[0]["id"]);
     let ada_deal = deal_titled(&snapshot, "pro-monthly subscription sub_ada").expect("deal");
     assert_eq!(ada_deal["value"].as_f64(), Some(99.0));
     assert_eq!(ada_deal["currency"], "EUR");
@@ -269,6 +290,7 @@ async fn persons_organizations_and_deals_follow_the_seed() {
     assert_eq!(invoice["status"], "won");
     assert_eq!(invoice["value"].as_f64(), Some(250.0));
     assert_eq!(invoice["person_id"], bob["id"]);
+    assert_eq!(invoice["org_id"], Value::Null, "Bob has no company");
     let untouched = snapshot
         .persons
         .iter()
@@ -333,7 +355,7 @@ async fn persons_organizations_and_deals_follow_the_seed() {
     );
     assert_eq!(
         snapshot.live(PdEntity::Deal).len(),
-        3,
+        4,
         "{:#?}",
         snapshot.deals
     );
@@ -450,10 +472,52 @@ async fn the_unique_id_is_locked_once_the_first_full_sync_ran() {
         message.contains("\"field:Billing customer id\", locked when the first full sync ran at"),
         "{message}"
     );
+    let command = "billsync sync reset-unique-id --connection cb-test --to pd-test";
+    assert!(message.contains(command), "{message}");
+
+    // The command the message names resets the lock: the changed unique id then starts.
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config_file = stack.write_config(dir.path());
+    let reset = || {
+        crate::operator_cli::billsync_local(
+            &config_file,
+            &[
+                "sync",
+                "reset-unique-id",
+                "--connection",
+                "cb-test",
+                "--to",
+                "pd-test",
+            ],
+        )
+    };
+    let said = reset().await.expect("the reset runs");
     assert!(
-        message.contains(&format!("nats kv del {}_links", stack.prefix)),
-        "{message}"
+        said.contains(
+            "Reset the unique id of cb-test → pd-test: it was \"field:Billing customer id\""
+        ),
+        "{said}"
     );
+    let said = reset().await.expect("a second reset runs");
+    assert!(said.contains("has no unique id lock"), "{said}");
+    let config = billsync_config::Config::from_toml(&changed, std::path::Path::new("e2e.toml"))
+        .expect("a valid configuration");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn(billsync_pipedrive::run(
+        std::sync::Arc::new(config),
+        stack.nats.clone(),
+        listener,
+        shutdown.clone(),
+    ));
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    shutdown.cancel();
+    worker
+        .await
+        .expect("the worker task")
+        .expect("the worker starts with the new unique id once the lock is reset");
     stack.stop().await;
 }
 
@@ -614,5 +678,150 @@ async fn subscription_fields_go_on_the_organization_when_configured() {
         "subscription fields stay off the person"
     );
     assert!(snapshot.deals.is_empty());
+    stack.stop().await;
+}
+
+/// A linked organization deleted in Pipedrive, when the customer's next change writes no
+/// organization field: billsync notices (the organization answers `is_deleted`), makes the
+/// organization again and links the person to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linked_organization_deleted_in_pipedrive_is_made_again_and_relinked() {
+    let stack = start("").await;
+    let (cb, site, pd, company) = (
+        &stack.sandbox.chargebee,
+        &stack.chargebee_site,
+        &stack.sandbox.pipedrive,
+        &stack.pd_company,
+    );
+    cb.create_customer(
+        site,
+        customer(
+            "cb_eve",
+            "eve@example.com",
+            "Eve",
+            "Ada",
+            "Difference Engines",
+        ),
+    )
+    .expect("customer");
+    sync_now(&stack).await;
+    let snapshot = pd_when(&stack, "Eve and her organization", |s| {
+        s.live(PdEntity::Person)
+            .iter()
+            .any(|p| p["name"] == "Eve Ada" && p["org_id"].is_u64())
+    })
+    .await;
+    let first = snapshot.live(PdEntity::Organization)[0]["id"]
+        .as_u64()
+        .expect("id");
+    assert!(pd.delete(company, PdEntity::Organization, first));
+
+    cb.update_customer(
+        site,
+        "cb_eve",
+        CbCustomerInput {
+            first_name: Some("Evelyn".into()),
+            ..Default::default()
+        },
+    )
+    .expect("update");
+    sync_now(&stack).await;
+    let snapshot = pd_when(&stack, "Evelyn on a new organization", |s| {
+        s.live(PdEntity::Person)
+            .iter()
+            .any(|p| p["name"] == "Evelyn Ada")
+    })
+    .await;
+    let orgs = snapshot.live(PdEntity::Organization);
+    assert_eq!(orgs.len(), 1, "{orgs:#?}");
+    assert_eq!(orgs[0]["name"], "Difference Engines");
+    assert_ne!(orgs[0]["id"].as_u64(), Some(first));
+    let eve = person(&snapshot, "eve@example.com");
+    assert_eq!(
+        eve["org_id"], orgs[0]["id"],
+        "the person follows the new one"
+    );
+    let deleted = snapshot
+        .organizations
+        .iter()
+        .find(|o| o["id"].as_u64() == Some(first))
+        .expect("the deleted organization stays readable");
+    assert_eq!(deleted["is_deleted"], true);
+    stack.stop().await;
+}
+
+/// With a custom field as the unique id, only that field matches: Pipedrive's search of
+/// custom fields also finds the value in any other custom field, and such a person is not
+/// the customer's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_unique_id_matches_only_its_own_field() {
+    let stack = start("[syncs.options]\nunique_id = \"Billing customer id\"").await;
+    let (cb, site, pd, company) = (
+        &stack.sandbox.chargebee,
+        &stack.chargebee_site,
+        &stack.sandbox.pipedrive,
+        &stack.pd_company,
+    );
+    let field = |name: &str| {
+        pd.create_field(
+            company,
+            PdEntity::Person,
+            &json!({"field_name": name, "field_type": "varchar"}),
+        )
+        .expect("field")["field_code"]
+            .as_str()
+            .expect("key")
+            .to_string()
+    };
+    let (billing, legacy) = (field("Billing customer id"), field("Legacy id"));
+    let other = pd
+        .create(
+            company,
+            PdEntity::Person,
+            &json!({"name": "Legacy Zed", "custom_fields": {&legacy: "cb_zed"}}),
+        )
+        .expect("person");
+    let kim = pd
+        .create(
+            company,
+            PdEntity::Person,
+            &json!({"name": "K. Old", "custom_fields": {&billing: "cb_kim"}}),
+        )
+        .expect("person");
+    for (id, email, first, last) in [
+        ("cb_zed", "zed@example.com", "Zed", "Zee"),
+        ("cb_kim", "kim@example.com", "Kim", "Lee"),
+    ] {
+        cb.create_customer(site, customer(id, email, first, last, ""))
+            .expect("customer");
+    }
+    sync_now(&stack).await;
+    let snapshot = pd_when(&stack, "Zed's person and Kim's", |s| {
+        let names: Vec<&Value> = s
+            .live(PdEntity::Person)
+            .iter()
+            .map(|p| &p["name"])
+            .collect();
+        names.contains(&&json!("Zed Zee")) && names.contains(&&json!("Kim Lee"))
+    })
+    .await;
+    let persons = snapshot.live(PdEntity::Person);
+    assert_eq!(persons.len(), 3, "{persons:#?}");
+    let untouched = persons
+        .iter()
+        .find(|p| p["id"] == other["id"])
+        .expect("the person with cb_zed in another field");
+    assert_eq!(
+        untouched["name"], "Legacy Zed",
+        "not matched by its Legacy id"
+    );
+    assert_eq!(untouched["custom_fields"][&legacy], "cb_zed");
+    assert_eq!(untouched["custom_fields"].get(&billing), None);
+    let zed = person(&snapshot, "zed@example.com");
+    assert_ne!(zed["id"], other["id"]);
+    assert_eq!(zed["custom_fields"][&billing], "cb_zed");
+    let kim_now = person(&snapshot, "kim@example.com");
+    assert_eq!(kim_now["id"], kim["id"], "matched by its own field");
+    assert_eq!(kim_now["name"], "Kim Lee");
     stack.stop().await;
 }

@@ -75,6 +75,16 @@ pub async fn wait_failure(
     .await
 }
 
+/// The operator ignores `failure` through the admin API; the failure as it is then.
+pub async fn ignore_failure(stack: &Stack, failure: &Value) -> Value {
+    api_post(
+        stack,
+        &format!("/api/v1/failures/{}/ignore", failure["id"]),
+        json!({}),
+    )
+    .await
+}
+
 /// Deletes the contact with `email` from the sandbox account of destination `connection`,
 /// through ActiveCampaign's API, as someone working in the CRM would.
 pub async fn delete_ac_contact(stack: &Stack, connection: &str, email: &str) {

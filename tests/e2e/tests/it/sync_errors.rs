@@ -2,8 +2,8 @@
 //! in Stripe (seed 004), and a retry goes to the one destination that failed.
 
 use crate::operator_api::{
-    api_csv, api_get, api_post, delete_ac_contact, outcomes_of, send, send_refused_customer,
-    stream_messages, stripe_event, wait_failure, WAIT,
+    api_csv, api_get, api_post, delete_ac_contact, ignore_failure, outcomes_of, send,
+    send_refused_customer, stream_messages, stripe_event, wait_failure, WAIT,
 };
 use billsync_e2e::{eventually, Stack, StackOptions};
 use billsync_sandbox::{stripe, AcFaults};
@@ -42,12 +42,7 @@ async fn an_ignored_record_does_not_sync_again_until_it_changes() {
     let failure = wait_failure(&stack, "open", "ac-test", "customer/cus_IGN1").await;
 
     // The operator ignores it: it leaves the list, and the worker is told.
-    let ignored = api_post(
-        &stack,
-        &format!("/api/v1/failures/{}/ignore", failure["id"]),
-        json!({}),
-    )
-    .await;
+    let ignored = ignore_failure(&stack, &failure).await;
     assert_eq!(ignored["status"], "ignored");
     let listed = api_get(&stack, "/api/v1/failures").await;
     assert_eq!(

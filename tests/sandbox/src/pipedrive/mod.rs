@@ -322,6 +322,23 @@ impl Pipedrive {
             .map_err(|e| format!("{e:?}"))
     }
 
+    /// Creates a custom field as a person would in the web app (`field_name`, `field_type`),
+    /// checked as `POST /{entity}Fields` checks it; answers the field with its key.
+    ///
+    /// # Panics
+    /// If no company has this name.
+    pub fn create_field(
+        &self,
+        company: &str,
+        entity: PdEntity,
+        body: &Value,
+    ) -> Result<Value, String> {
+        self.expect(company)
+            .data()
+            .create_field(entity, body)
+            .map_err(|e| format!("{e:?}"))
+    }
+
     /// Deletes a record as a person would in the web app: softly, `is_deleted: true`.
     ///
     /// # Panics

@@ -296,6 +296,33 @@ async fn duplicate_check_fields_replace_the_system_check_and_shared_emails_are_d
     assert_eq!(result["details"]["more_records"], true);
     assert_eq!(sandbox.zoho.snapshot(ORG).contacts.len(), 2);
 
+    // A check field the module does not have refuses the call; a new organisation has no
+    // custom fields.
+    let answer = upsert(
+        &sandbox,
+        &token,
+        "Contacts",
+        json!({"data": [{"Last_Name": "Three", "Billing_Id": "cus_1"}],
+               "duplicate_check_fields": ["Billing_Id"]}),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.body["code"], "INVALID_DATA");
+    assert_eq!(answer.body["details"]["api_name"], "Billing_Id");
+    assert_eq!(sandbox.zoho.snapshot(ORG).contacts.len(), 2);
+    let answer = call(
+        &sandbox,
+        &token,
+        reqwest::Method::POST,
+        "/settings/fields?module=Contacts",
+        Some(
+            json!({"fields": [{"field_label": "Billing Id", "data_type": "text", "length": 255,
+                                "unique": {"casesensitive": "false"}}]}),
+        ),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{:?}", answer.body);
+
     // A user-defined check field turns the Email check off: a new contact.
     let answer = upsert(
         &sandbox,
@@ -750,4 +777,155 @@ async fn requests_the_v8_spec_refuses_are_answered_as_zoho_does_and_recorded() {
         "too_large"
     );
     sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn fields_are_listed_and_created_as_the_spec_says_and_creating_needs_the_scope() {
+    let sandbox = sandbox().await;
+    let token = access_token(&sandbox).await;
+    let get = |module: &'static str| {
+        let (sandbox, token) = (&sandbox, &token);
+        async move {
+            call(
+                sandbox,
+                token,
+                reqwest::Method::GET,
+                &format!("/settings/fields?module={module}"),
+                None,
+            )
+            .await
+        }
+    };
+    let names = |answer: &Answer| -> Vec<String> {
+        answer.body["fields"]
+            .as_array()
+            .expect("fields")
+            .iter()
+            .map(|f| f["api_name"].as_str().expect("api_name").to_string())
+            .collect()
+    };
+    let answer = get("Deals").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(names(&answer).contains(&"Deal_Name".to_string()));
+    assert!(answer.body["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .all(|f| f["custom_field"] == false));
+
+    let answer = call(
+        &sandbox,
+        &token,
+        reqwest::Method::POST,
+        "/settings/fields?module=Deals",
+        Some(
+            json!({"fields": [{"field_label": "Billsync Subscription Id", "data_type": "text",
+                                "length": 255, "unique": {"casesensitive": "false"}}]}),
+        ),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::CREATED);
+    assert_eq!(answer.body["fields"][0]["code"], "SUCCESS");
+    assert_eq!(answer.body["fields"][0]["status"], "success");
+    let id = answer.body["fields"][0]["details"]["id"].clone();
+    let answer = get("Deals").await;
+    let created = answer.body["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .find(|f| f["api_name"] == "Billsync_Subscription_Id")
+        .expect("the new field, its API name from its label")
+        .clone();
+    assert_eq!(created["id"], id);
+    assert_eq!(created["custom_field"], true);
+    assert_eq!(created["data_type"], "text");
+    assert_eq!(created["unique"]["casesensitive"], "false");
+    assert!(!names(&get("Contacts").await).contains(&"Billsync_Subscription_Id".to_string()));
+
+    // The same label again is DUPLICATE_DATA; a field without data_type MANDATORY_NOT_FOUND.
+    let answer = call(
+        &sandbox,
+        &token,
+        reqwest::Method::POST,
+        "/settings/fields?module=Deals",
+        Some(json!({"fields": [{"field_label": "Billsync Subscription Id", "data_type": "text"}]})),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.body["fields"][0]["code"], "DUPLICATE_DATA");
+    let answer = call(
+        &sandbox,
+        &token,
+        reqwest::Method::POST,
+        "/settings/fields?module=Deals",
+        Some(json!({"fields": [{"field_label": "Other"}]})),
+    )
+    .await;
+    assert_eq!(answer.body["fields"][0]["code"], "MANDATORY_NOT_FOUND");
+    let answer = call(
+        &sandbox,
+        &token,
+        reqwest::Method::GET,
+        "/settings/fields",
+        None,
+    )
+    .await;
+    assert_eq!(answer.body["code"], "REQUIRED_PARAM_MISSING");
+
+    // A refresh token without a settings scope that covers creating fields.
+    let mut limited = org();
+    limited.name = "limited".into();
+    limited.scopes = vec!["ZohoCRM.modules.ALL".into(), "ZohoCRM.settings.READ".into()];
+    sandbox.zoho.add_org(limited);
+    let url = format!(
+        "{}/oauth/v2/token?grant_type=refresh_token&client_id=1000.CLIENT&client_secret=client-secret&refresh_token=1000.refresh",
+        sandbox.zoho.accounts_url("limited")
+    );
+    let minted = read(
+        reqwest::Client::new()
+            .post(url)
+            .send()
+            .await
+            .expect("token"),
+    )
+    .await;
+    assert_eq!(
+        minted.body["scope"],
+        "ZohoCRM.modules.ALL ZohoCRM.settings.READ"
+    );
+    let token = minted.body["access_token"].as_str().expect("token");
+    let answer = read(
+        reqwest::Client::new()
+            .post(format!(
+                "{}/crm/v8/settings/fields?module=Contacts",
+                sandbox.zoho.api_domain("limited")
+            ))
+            .header("Authorization", format!("Zoho-oauthtoken {token}"))
+            .json(
+                &json!({"fields": [{"field_label": "Billsync Customer Id", "data_type": "text"}]}),
+            )
+            .send()
+            .await
+            .expect("call"),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer.body["code"], "OAUTH_SCOPE_MISMATCH");
+    let answer = read(
+        reqwest::Client::new()
+            .get(format!(
+                "{}/crm/v8/settings/fields?module=Contacts",
+                sandbox.zoho.api_domain("limited")
+            ))
+            .header("Authorization", format!("Zoho-oauthtoken {token}"))
+            .send()
+            .await
+            .expect("call"),
+    )
+    .await;
+    assert_eq!(
+        answer.status,
+        StatusCode::OK,
+        "reading needs settings.READ only"
+    );
 }

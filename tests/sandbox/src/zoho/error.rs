@@ -40,6 +40,27 @@ impl ApiError {
         )
     }
 
+    /// 401 `OAUTH_SCOPE_MISMATCH`: the refresh token's scopes do not cover the call. Not in
+    /// the spec (it declares no 401); the code and message are Zoho's documented ones.
+    pub(crate) fn oauth_scope_mismatch() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "OAUTH_SCOPE_MISMATCH",
+            "invalid oauth scope to access this URL",
+            json!({}),
+        )
+    }
+
+    /// 400 `INVALID_DATA` for a `duplicate_check_fields` entry the module has no field for.
+    pub(crate) fn unknown_check_field(field: &str, index: usize) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_DATA",
+            "invalid data",
+            json!({"api_name": field, "json_path": format!("$.duplicate_check_fields[{index}]")}),
+        )
+    }
+
     /// 401 `AUTHENTICATION_FAILURE` for a request without a `Zoho-oauthtoken` authorization.
     pub(crate) fn authentication_failure() -> Self {
         Self::new(

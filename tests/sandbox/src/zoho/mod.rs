@@ -18,6 +18,7 @@
 
 mod contract;
 mod error;
+mod fields;
 mod index;
 pub(crate) mod routes;
 mod state;
@@ -107,7 +108,16 @@ pub struct ZohoOrg {
     pub concurrency: u64,
     pub users: Vec<ZohoUser>,
     pub pipelines: Vec<ZohoPipeline>,
+    /// The OAuth scopes of the refresh token (and so of its access tokens).
+    pub scopes: Vec<String>,
 }
+
+/// The scopes billsync's README asks for, field creation included.
+pub const DEFAULT_SCOPES: &[&str] = &[
+    "ZohoCRM.modules.ALL",
+    "ZohoCRM.settings.ALL",
+    "ZohoCRM.users.READ",
+];
 
 impl ZohoOrg {
     /// An organisation with Zoho's defaults: one administrator, the standard pipeline.
@@ -131,6 +141,7 @@ impl ZohoOrg {
                 email: "patricia.b@zylker.example".into(),
             }],
             pipelines: vec![ZohoPipeline::standard()],
+            scopes: DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect(),
         }
     }
 
@@ -164,6 +175,7 @@ impl fmt::Debug for ZohoOrg {
             .field("token_lifetime_secs", &self.token_lifetime_secs)
             .field("credits_per_day", &self.credits_per_day)
             .field("concurrency", &self.concurrency)
+            .field("scopes", &self.scopes)
             .finish_non_exhaustive()
     }
 }
@@ -242,6 +254,7 @@ pub(crate) struct Org {
     name: String,
     client_id: String,
     client_secret: String,
+    scopes: Vec<String>,
     credits_per_day: AtomicU64,
     concurrency: AtomicU64,
     gate: Gate<ZohoFaults>,
@@ -253,6 +266,10 @@ pub(crate) struct Org {
 impl Org {
     pub(crate) fn data(&self) -> MutexGuard<'_, OrgData> {
         lock(&self.data)
+    }
+
+    pub(crate) fn scopes(&self) -> &[String] {
+        &self.scopes
     }
 
     pub(crate) fn faults(&self) -> ZohoFaults {
@@ -361,6 +378,7 @@ impl Zoho {
             name: org.name.clone(),
             client_id: org.client_id,
             client_secret: org.client_secret,
+            scopes: org.scopes,
             credits_per_day: AtomicU64::new(org.credits_per_day),
             concurrency: AtomicU64::new(org.concurrency),
             gate: Gate::new(Duration::from_secs(1)),
@@ -428,6 +446,18 @@ impl Zoho {
     ///
     /// # Panics
     /// If there is no such organisation, module or record.
+    /// The API names of the module's fields (`GET /settings/fields`), custom ones last.
+    pub fn field_names(&self, org: &str, module: &str) -> Vec<String> {
+        let module = state::Module::parse(module).expect("Contacts, Accounts or Deals");
+        self.expect(org)
+            .data()
+            .fields
+            .list(module)
+            .iter()
+            .filter_map(|f| f["api_name"].as_str().map(str::to_string))
+            .collect()
+    }
+
     pub fn edit(&self, org: &str, module: &str, id: &str, fields: serde_json::Value) {
         let module = state::Module::parse(module).expect("Contacts, Accounts or Deals");
         let fields = fields.as_object().cloned().expect("an object of fields");

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use super::contract;
 use super::error::{self, ApiError};
+use super::fields;
 use super::state::{Criteria, Module, DEALS_LAYOUT_ID, MAX_RECORDS_PER_CALL};
 use super::{Org, Zoho};
 use crate::kit;
@@ -35,6 +36,7 @@ pub(crate) fn api(zoho: Zoho) -> Router {
         .route("/users", get(users))
         .route("/settings/layouts", get(layouts))
         .route("/settings/pipeline", get(pipelines))
+        .route("/settings/fields", get(list_fields).post(create_fields))
         .route("/{module}/upsert", post(upsert))
         .route("/{module}/search", get(search))
         .route("/{module}/{id}", get(get_record).delete(delete_record))
@@ -122,7 +124,7 @@ async fn token(
     match tenant.mint(&grant) {
         Ok((access_token, expires_in)) => Json(json!({
             "access_token": access_token,
-            "scope": "ZohoCRM.modules.ALL ZohoCRM.settings.ALL ZohoCRM.users.READ",
+            "scope": tenant.scopes().join(" "),
             "api_domain": zoho.api_domain(&org),
             "token_type": "Bearer",
             "expires_in": expires_in,
@@ -141,6 +143,14 @@ fn module_param(params: &HashMap<String, String>) -> Result<Module, ApiError> {
 
 fn module_named(name: &str) -> Result<Module, ApiError> {
     Module::parse(name).ok_or_else(ApiError::invalid_module)
+}
+
+/// The required `module` query parameter (settings endpoints).
+fn module_query(query: &HashMap<String, String>) -> Result<Module, ApiError> {
+    let module = query
+        .get("module")
+        .ok_or_else(|| ApiError::required_param_missing("module"))?;
+    module_named(module)
 }
 
 fn id_param(params: &HashMap<String, String>) -> String {
@@ -172,6 +182,16 @@ async fn upsert(Extension(org): Extension<Arc<Org>>, Path(params): Params, body:
         Some(_) => return Err(ApiError::invalid_param("duplicate_check_fields")),
     };
     let fields = fields.filter(|f| !f.is_empty());
+    if let Some(fields) = &fields {
+        let data = org.data();
+        if let Some((index, unknown)) = fields
+            .iter()
+            .enumerate()
+            .find(|(_, f)| !data.fields.has(module, f))
+        {
+            return Err(ApiError::unknown_check_field(unknown, index));
+        }
+    }
     let results = org.data().write(module, records, fields.as_deref());
     Ok(Json(json!({"data": results})).into_response())
 }
@@ -266,10 +286,7 @@ async fn users(Extension(org): Extension<Arc<Org>>) -> Reply {
 
 /// `GET /settings/layouts?module=` (required).
 async fn layouts(Extension(org): Extension<Arc<Org>>, Query(query): QueryMap) -> Reply {
-    let module = query
-        .get("module")
-        .ok_or_else(|| ApiError::required_param_missing("module"))?;
-    let module = module_named(module)?;
+    let module = module_query(&query)?;
     Ok(Json(json!({"layouts": org.data().layouts(module)})).into_response())
 }
 
@@ -282,6 +299,41 @@ async fn pipelines(Extension(org): Extension<Arc<Org>>, Query(query): QueryMap) 
         return Err(ApiError::invalid_param("layout_id"));
     }
     Ok(Json(json!({"pipeline": org.data().pipelines_json()})).into_response())
+}
+
+/// `GET /settings/fields?module=` (required): `{fields: [...]}` of the spec's `fields`.
+async fn list_fields(Extension(org): Extension<Arc<Org>>, Query(query): QueryMap) -> Reply {
+    if !fields::allows(org.scopes(), fields::READ_SCOPES) {
+        return Err(ApiError::oauth_scope_mismatch());
+    }
+    let module = module_query(&query)?;
+    Ok(Json(json!({"fields": org.data().fields.list(module)})).into_response())
+}
+
+/// `POST /settings/fields?module=` `{fields: [...]}`: 201 with each field's `SUCCESS`, or
+/// 400 with each field's result when one cannot be created (then none is).
+async fn create_fields(
+    Extension(org): Extension<Arc<Org>>,
+    Query(query): QueryMap,
+    body: Bytes,
+) -> Reply {
+    if !fields::allows(org.scopes(), fields::CREATE_SCOPES) {
+        return Err(ApiError::oauth_scope_mismatch());
+    }
+    let module = module_query(&query)?;
+    let body: Value = serde_json::from_slice(&body).map_err(|_| ApiError::invalid_body())?;
+    let inputs = body
+        .get("fields")
+        .and_then(Value::as_array)
+        .filter(|fields| !fields.is_empty())
+        .ok_or_else(ApiError::invalid_body)?;
+    let (results, created) = org.data().fields.create(module, inputs);
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    Ok((status, Json(json!({"fields": results}))).into_response())
 }
 
 async fn read_snapshot(State(zoho): State<Zoho>, Path(org): Path<String>) -> Response {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::error::exception;
+use super::fields::FieldBook;
 use super::{ZohoPipeline, ZohoUser};
 
 /// At most this many records per upsert (spec: `Body_Wrapper.data`, Zoho's 100).
@@ -39,7 +40,7 @@ impl Module {
     }
 
     /// The system duplicate check of upserts without `duplicate_check_fields`.
-    fn system_duplicate_field(self) -> &'static str {
+    pub(crate) fn system_duplicate_field(self) -> &'static str {
         match self {
             Self::Contacts => "Email",
             Self::Accounts => "Account_Name",
@@ -130,6 +131,7 @@ pub(crate) struct OrgData {
     records: BTreeMap<Module, Vec<Map<String, Value>>>,
     pub(crate) users: Vec<ZohoUser>,
     pub(crate) pipelines: Vec<ZohoPipeline>,
+    pub(crate) fields: FieldBook,
 }
 
 /// The Deals module's one layout.
@@ -143,6 +145,7 @@ impl OrgData {
             records: BTreeMap::new(),
             users,
             pipelines,
+            fields: FieldBook::default(),
         }
     }
 
