@@ -21,8 +21,9 @@ services: ## Install/start NATS (JetStream) and PostgreSQL if they are not runni
 	deploy/ensure-nats.sh
 	deploy/ensure-postgres.sh
 
-test: services ## Run every test (ensures NATS, Postgres, Chromium, Prometheus first)
+test: services ## Run every test (ensures NATS, Postgres, Chromium, Prometheus, network namespaces first)
 	deploy/ensure-chromium.sh
+	deploy/ensure-netns.sh
 	deploy/ensure-check-tools.sh >/dev/null
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		echo "$(CARGO) nextest run --workspace"; \
@@ -55,6 +56,7 @@ bench-pipedrive: services ## Benchmark Stripe → Pipedrive through the whole pi
 	$(CARGO) run --release --quiet -p billsync-bench --bin bench-pipedrive -- $(BENCH_ARGS)
 
 chaos: services ## Faults on a 3-node JetStream cluster, every service ×2: nothing lost, doubled or reordered (root; CHAOS_ARGS=--help)
+	deploy/ensure-netns.sh
 	$(CARGO) run --release --quiet -p billsync-bench --bin chaos -- $(CHAOS_ARGS)
 
 bench-ingest: services ## Benchmark Stripe webhooks → JetStream against raw JetStream (release build; BENCH_ARGS=--help)

@@ -380,7 +380,8 @@ impl Topology {
     ///
     /// The bucket's stream is declared here rather than by `create_key_value`, which first
     /// asks for account information in a shape nats-server 2.9 does not send. The settings
-    /// are those of a standard KV bucket, so any NATS tool reads it as one.
+    /// are those of a standard KV bucket, so any NATS tool reads it as one, except direct
+    /// gets, which are off (see below).
     pub async fn ensure_bucket(
         &self,
         js: &jetstream::Context,
@@ -393,7 +394,21 @@ impl Topology {
             source: e,
         };
         if let Ok(store) = js.get_key_value(&bucket).await {
-            return Ok(store);
+            if !store.stream.cached_info().config.allow_direct {
+                return Ok(store);
+            }
+            // A bucket made by an earlier billsync (or a NATS tool) with direct gets: on a
+            // cluster those may be answered by a replica that has not caught up yet, so a
+            // worker could read a record's applied version from before the last write and
+            // let an older event overwrite a newer one. Reads go to the leader instead.
+            let mut config = store.stream.cached_info().config.clone();
+            config.allow_direct = false;
+            until_jetstream_answers(&bucket, || js.update_stream(config.clone()))
+                .await
+                .map_err(|e| err(e.into()))?;
+            return until_jetstream_answers(&bucket, || js.get_key_value(&bucket))
+                .await
+                .map_err(|e| err(e.into()));
         }
         let config = stream::Config {
             name: format!("KV_{bucket}"),
@@ -404,7 +419,10 @@ impl Topology {
             storage: stream::StorageType::File,
             allow_rollup: true,
             deny_delete: true,
-            allow_direct: true,
+            // Reads from the stream's leader, never from a replica that lags behind: what a
+            // worker reads (a record's applied version, its writer claim, its links) must
+            // include the last write, or an older event could overwrite a newer one.
+            allow_direct: false,
             num_replicas: settings.replicas,
             discard: stream::DiscardPolicy::New,
             ..Default::default()
@@ -413,12 +431,13 @@ impl Topology {
             // Replicas starting together race to create it, and JetStream answers the
             // losers "stream name already in use" or "subjects overlap": use the winner's.
             tokio::time::sleep(Duration::from_millis(100)).await;
-            return js
-                .get_key_value(&bucket)
+            return until_jetstream_answers(&bucket, || js.get_key_value(&bucket))
                 .await
                 .map_err(|_| err(error.into()));
         }
-        js.get_key_value(&bucket).await.map_err(|e| err(e.into()))
+        until_jetstream_answers(&bucket, || js.get_key_value(&bucket))
+            .await
+            .map_err(|e| err(e.into()))
     }
 }
 

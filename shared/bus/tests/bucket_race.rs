@@ -43,3 +43,58 @@ async fn replicas_opening_a_new_bucket_at_once_all_get_it() {
         let _ = js.delete_key_value(topology.writers_bucket()).await;
     }
 }
+
+/// On a JetStream cluster a direct get may be answered by a replica that lags behind the
+/// leader, so a worker could read a record's applied version from before the last write.
+/// Buckets are made without direct gets, and one an earlier billsync made with them is
+/// switched when it is opened.
+#[tokio::test]
+async fn buckets_read_from_the_leader_and_old_ones_are_switched() {
+    let url =
+        std::env::var("BILLSYNC_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let settings = StreamSettings {
+        duplicate_window: Duration::from_secs(60),
+        replicas: 1,
+        retention: Duration::from_secs(3600),
+    };
+    let topology = Topology::new(&format!(
+        "t{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    ));
+    let client = async_nats::connect(url).await.expect("NATS");
+    let js = async_nats::jetstream::new(client);
+
+    let fresh = topology
+        .ensure_bucket(&js, topology.versions_bucket(), &settings, Duration::ZERO)
+        .await
+        .expect("a new bucket");
+    assert!(!fresh.stream.cached_info().config.allow_direct);
+
+    // The links bucket as billsync made it before: a standard KV stream with direct gets.
+    let bucket = topology.links_bucket();
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: async_nats::jetstream::stream::DiscardPolicy::New,
+        ..Default::default()
+    })
+    .await
+    .expect("an old-style bucket");
+    let old = js.get_key_value(&bucket).await.expect("opens");
+    old.put("cus_1", "crm-1".into()).await.expect("put");
+    let switched = topology
+        .ensure_bucket(&js, bucket.clone(), &settings, Duration::ZERO)
+        .await
+        .expect("the old bucket");
+    assert!(!switched.stream.cached_info().config.allow_direct);
+    assert_eq!(
+        switched.get("cus_1").await.expect("get").as_deref(),
+        Some(&b"crm-1"[..]),
+        "its entries stay"
+    );
+    topology.remove_all(&js).await;
+}

@@ -17,9 +17,14 @@ macro_rules! zoho_documents {
     };
 }
 
-/// The operations billsync calls are in the first four; the rest are what their `$ref`s
-/// reach.
-const ENTRIES: [&str; 4] = ["record.json", "users.json", "layouts.json", "pipeline.json"];
+/// The operations billsync calls are in these; the rest are what their `$ref`s reach.
+const ENTRIES: [&str; 5] = [
+    "record.json",
+    "users.json",
+    "layouts.json",
+    "pipeline.json",
+    "fields.json",
+];
 
 /// The v8 spec as the emulator checks requests against it.
 pub(crate) static SPEC: LazySpec = LazySpec::new(|| {
@@ -46,6 +51,15 @@ pub(crate) static SPEC: LazySpec = LazySpec::new(|| {
             "record.json",
             "/components/schemas/Body_Wrapper/properties/data",
             |data| data["maxItems"] = json!(MAX_RECORDS_PER_CALL),
+        )
+        // One schema serves both the fields Zoho lists and the field a request creates, so
+        // it marks ~70 properties that only Zoho sets (`id`, `api_name`, `created_time`...)
+        // as required. Zoho's "Create Custom Fields" docs require `field_label` and
+        // `data_type` of a new field; the others are optional or answered by Zoho.
+        .amend(
+            "fields.json",
+            "/components/schemas/fields/required",
+            |required| *required = json!(["field_label", "data_type"]),
         )
 });
 
