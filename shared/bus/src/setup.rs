@@ -427,7 +427,9 @@ impl Topology {
             discard: stream::DiscardPolicy::New,
             ..Default::default()
         };
-        if let Err(error) = until_jetstream_answers(&bucket, || js.get_or_create_stream(config.clone())).await {
+        if let Err(error) =
+            until_jetstream_answers(&bucket, || js.get_or_create_stream(config.clone())).await
+        {
             // Replicas starting together race to create it, and JetStream answers the
             // losers "stream name already in use" or "subjects overlap": use the winner's.
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -475,9 +477,14 @@ where
 /// JetStream's 10008 "temporarily unavailable"), as opposed to refusing the request.
 fn jetstream_not_ready(error: &str) -> bool {
     let error = error.to_ascii_lowercase();
-    ["timed out", "no responders", "temporarily unavailable", "10008"]
-        .iter()
-        .any(|sign| error.contains(sign))
+    [
+        "timed out",
+        "no responders",
+        "temporarily unavailable",
+        "10008",
+    ]
+    .iter()
+    .any(|sign| error.contains(sign))
 }
 
 #[cfg(test)]
@@ -513,7 +520,11 @@ mod tests {
         })
         .await;
         assert!(result.is_err() && calls > 5, "{calls}");
-        assert!(started.elapsed() <= DECLARE_PATIENCE, "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() <= DECLARE_PATIENCE,
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
@@ -535,7 +546,10 @@ mod tests {
             connect_options("nats://u:p@n1:4222, nats://u:p@n2:4222", "t").expect("valid");
         assert_eq!(addresses, ["nats://n1:4222", "nats://n2:4222"]);
         let error = connect_options("nats://u:p@n1:4222,n2:4222", "t").expect_err("n2 has none");
-        assert!(error.to_string().contains("different credentials"), "{error}");
+        assert!(
+            error.to_string().contains("different credentials"),
+            "{error}"
+        );
         assert!(!error.to_string().contains(":p@"), "{error}");
         let (_, addresses) = connect_options("n1:4222,n2:4222,n3:4222", "t").expect("valid");
         assert_eq!(addresses.len(), 3);
@@ -546,7 +560,10 @@ mod tests {
         );
         // A raw ',' inside a password: the whole text is redacted as one server.
         let redacted = redact_url("nats://u:pa,ss@n1:4222");
-        assert!(!redacted.contains("pa") && !redacted.contains("ss@"), "{redacted}");
+        assert!(
+            !redacted.contains("pa") && !redacted.contains("ss@"),
+            "{redacted}"
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(about = "Chaos: faults on a 3-node JetStream cluster with nothing lost, doubled or reordered.")]
+#[command(
+    about = "Chaos: faults on a 3-node JetStream cluster with nothing lost, doubled or reordered."
+)]
 struct Args {
     /// New customers per source (Stripe, Chargebee) during each fault.
     #[arg(long, default_value_t = Plan::full().customers)]

@@ -5,11 +5,11 @@
 //! never see each other or leftovers.
 
 mod binary;
+pub mod chaos;
 mod otlp;
 mod process;
 mod servers;
 mod stack;
-pub mod chaos;
 pub mod workload;
 
 pub use binary::{billsync_binary, sandbox_binary};

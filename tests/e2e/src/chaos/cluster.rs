@@ -55,7 +55,16 @@ impl NatsCluster {
             };
             let inner = format!("{tag}p{i}");
             ip(&["netns", "add", &node.netns]);
-            ip(&["link", "add", &node.host_link, "type", "veth", "peer", "name", &inner]);
+            ip(&[
+                "link",
+                "add",
+                &node.host_link,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &inner,
+            ]);
             ip(&["link", "set", &inner, "netns", &node.netns]);
             ip(&["link", "set", &node.host_link, "master", &bridge]);
             ip(&["link", "set", &node.host_link, "up"]);

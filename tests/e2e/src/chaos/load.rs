@@ -58,7 +58,11 @@ pub fn names_in_zoho(snapshot: &ZohoSnapshot, email: &str) -> Vec<String> {
     snapshot
         .contacts
         .iter()
-        .filter(|c| c["Email"].as_str().is_some_and(|e| e.eq_ignore_ascii_case(email)))
+        .filter(|c| {
+            c["Email"]
+                .as_str()
+                .is_some_and(|e| e.eq_ignore_ascii_case(email))
+        })
         .map(|c| {
             format!(
                 "{} {}",

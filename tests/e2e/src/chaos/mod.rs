@@ -138,7 +138,11 @@ pub struct Counts {
 
 impl Counts {
     fn clean(&self) -> bool {
-        self.lost + self.duplicated + self.out_of_order + self.missing_outcomes + self.refused_webhooks
+        self.lost
+            + self.duplicated
+            + self.out_of_order
+            + self.missing_outcomes
+            + self.refused_webhooks
             == 0
     }
 }
@@ -171,7 +175,15 @@ impl Report {
         let _ = writeln!(
             out,
             "{:<34} {:>9} {:>6} {:>5} {:>10} {:>12} {:>16} {:>8} {:>9}",
-            "fault", "customers", "events", "lost", "duplicated", "out of order", "missing outcome", "refused", "drain"
+            "fault",
+            "customers",
+            "events",
+            "lost",
+            "duplicated",
+            "out of order",
+            "missing outcome",
+            "refused",
+            "drain"
         );
         let mut total = Counts::default();
         for phase in &self.phases {
@@ -435,7 +447,17 @@ daily_token_budget = 100000000
             events as f64 / f64::from(plan.rate) / 3.0,
         ))
         .await;
-        apply(fault, &plan, &run, &mut fleet, &mut cluster, &postgres, &nats, &topology).await;
+        apply(
+            fault,
+            &plan,
+            &run,
+            &mut fleet,
+            &mut cluster,
+            &postgres,
+            &nats,
+            &topology,
+        )
+        .await;
         let fault_over = Instant::now();
         let (customers, refused) = load.await.expect("the load task");
         // What is left of a storm must not spill into the next fault's customers.
@@ -541,7 +563,9 @@ async fn drive(run: Arc<Run>, mut customers: Vec<Customer>, plan: Plan) -> (Vec<
                     event["id"] = serde_json::json!(id);
                     customer.event_ids.push(id);
                     let run = Arc::clone(&run);
-                    sends.push(tokio::spawn(async move { deliver_webhook(&run, &event).await }));
+                    sends.push(tokio::spawn(
+                        async move { deliver_webhook(&run, &event).await },
+                    ));
                 }
             }
             tokio::time::sleep(pause).await;
@@ -566,7 +590,9 @@ async fn deliver_webhook(run: &Run, event: &serde_json::Value) -> bool {
         let now = chrono::Utc::now().timestamp();
         let response = run
             .http
-            .post(format!("http://127.0.0.1:{port}/webhooks/stripe/stripe-chaos"))
+            .post(format!(
+                "http://127.0.0.1:{port}/webhooks/stripe/stripe-chaos"
+            ))
             .header(
                 "Stripe-Signature",
                 billsync_sandbox::stripe::sign(&run.secret, now, &body),
@@ -609,7 +635,9 @@ async fn apply(
         }
         Fault::KillStreamLeader => {
             let leader = cluster.stream_leader(nats, &topology.events_stream()).await;
-            let i = cluster.index_of(&leader).expect("the leader is a node of the cluster");
+            let i = cluster
+                .index_of(&leader)
+                .expect("the leader is a node of the cluster");
             eprintln!("chaos:   the events stream's leader is {leader}");
             cluster.kill(i);
             tokio::time::sleep(Duration::from_secs(5)).await;
@@ -704,8 +732,14 @@ async fn backlog(nats: &async_nats::Client, topology: &billsync_bus::Topology) -
         .iter()
         .flat_map(|connection| {
             [
-                (topology.events_stream(), topology.worker_consumer(connection)),
-                (topology.replay_stream(), topology.replay_consumer(connection)),
+                (
+                    topology.events_stream(),
+                    topology.worker_consumer(connection),
+                ),
+                (
+                    topology.replay_stream(),
+                    topology.replay_consumer(connection),
+                ),
             ]
         })
         .collect();
@@ -784,7 +818,9 @@ fn check(run: &Run, customers: &[Customer], updates: usize, outcomes: Option<&Ou
             }
             if names.len() > 1 {
                 counts.duplicated += names.len() - 1;
-                counts.details.push(format!("{what}: {} records {names:?}", names.len()));
+                counts
+                    .details
+                    .push(format!("{what}: {} records {names:?}", names.len()));
             }
             if !names.contains(&want_name(customer)) {
                 let newest_synced = outcomes.and_then(|o| {
@@ -801,9 +837,10 @@ fn check(run: &Run, customers: &[Customer], updates: usize, outcomes: Option<&Ou
                     ));
                 } else {
                     counts.lost += 1;
-                    counts
-                        .details
-                        .push(format!("{what}: holds {names:?}, expected {:?}", want_name(customer)));
+                    counts.details.push(format!(
+                        "{what}: holds {names:?}, expected {:?}",
+                        want_name(customer)
+                    ));
                 }
             }
             if let Some(outcomes) = outcomes {

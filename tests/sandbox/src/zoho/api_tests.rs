@@ -863,7 +863,11 @@ async fn fields_are_listed_and_created_as_the_spec_says_and_creating_needs_the_s
     .await;
     // Refused at the door by the spec check (data_type is required), before the handler.
     assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
-    assert!(answer.body.to_string().contains("data_type"), "{}", answer.body);
+    assert!(
+        answer.body.to_string().contains("data_type"),
+        "{}",
+        answer.body
+    );
     let answer = call(
         &sandbox,
         &token,
