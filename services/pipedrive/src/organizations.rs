@@ -5,8 +5,14 @@
 
 use crate::api::{CustomFields, OrganizationInput, PipedriveClient};
 use crate::links::{self, digest, is_gone};
+use billsync_bus::lease::LeaseError;
 use billsync_events::FailureClass;
-use billsync_worker::{DeliveryError, Pass, RecordStore};
+use billsync_worker::{kv_error, DeliveryError, Pass, RecordStore};
+use std::time::Duration;
+
+/// How long a writer may hold an organization name while it finds or creates it (a search
+/// and a create); a lease its replica abandoned expires after this.
+const CREATE_LEASE_TTL: Duration = Duration::from_secs(30);
 
 fn link_key(name: &str) -> String {
     format!("organization/{}", name.trim().to_lowercase())
@@ -89,6 +95,57 @@ pub(crate) async fn write(
             }
         }
     }
+    // Two customers of one new company written at once (by two lanes or two replicas) would
+    // both find no organization and create one each — and every later write of either would
+    // then be the "two organizations" error. Finding and creating hold a lease on the name.
+    let lease = records.lease(
+        &format!("{key}/creating"),
+        &billsync_bus::lease::holder_id("pipedrive"),
+        CREATE_LEASE_TTL,
+    );
+    let deadline = tokio::time::Instant::now() + CREATE_LEASE_TTL * 2;
+    let guard = loop {
+        match lease.acquire().await {
+            Ok(guard) => break guard,
+            Err(LeaseError::Held { .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(LeaseError::Held { holder, .. }) => {
+                return Err(DeliveryError::Retryable {
+                    message: format!(
+                        "another writer ({holder}) is still finding or creating the Pipedrive                          organization {:?}",
+                        name.trim()
+                    ),
+                    retry_after: None,
+                    http_status: None,
+                })
+            }
+            Err(LeaseError::Store(reason)) => return Err(kv_error(reason)),
+        }
+    };
+    let found = find_or_create(client, records, &key, name, input, fingerprint).await;
+    guard.release().await;
+    found
+}
+
+/// The organization named `name` found (the link the lease's previous holder saved, or
+/// Pipedrive's search) or created; saves the link.
+async fn find_or_create(
+    client: &PipedriveClient,
+    records: &RecordStore,
+    key: &str,
+    name: &str,
+    input: OrganizationInput,
+    fingerprint: String,
+) -> Result<u64, DeliveryError> {
+    if let Some(link) = links::load(records, key).await? {
+        if input.custom_fields.is_empty() {
+            return Ok(link.id);
+        }
+        let updated = client.update_organization(link.id, &input).await?;
+        links::save(records, key, updated.id, fingerprint).await?;
+        return Ok(updated.id);
+    }
     let hits = client.find_organizations_by_name(name.trim()).await?;
     let id = match hits.as_slice() {
         [] => client.create_organization(&input).await?.id,
@@ -108,6 +165,6 @@ pub(crate) async fn write(
             ));
         }
     };
-    links::save(records, &key, id, fingerprint).await?;
+    links::save(records, key, id, fingerprint).await?;
     Ok(id)
 }

@@ -647,6 +647,43 @@ async fn customers_sharing_an_email_share_one_person() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_of_one_new_company_written_at_once_share_one_organization() {
+    let stack = start("").await;
+    let (cb, site) = (&stack.sandbox.chargebee, &stack.chargebee_site);
+    let staff = [
+        ("cb_co_a", "Ann"),
+        ("cb_co_b", "Bea"),
+        ("cb_co_c", "Cy"),
+        ("cb_co_d", "Dee"),
+    ];
+    for (id, first) in staff {
+        let email = format!("{}@newco.example.com", first.to_lowercase());
+        cb.create_customer(site, customer(id, &email, first, "Staff", "Brand New Co"))
+            .expect("customer");
+    }
+    // Slow answers, so that every customer's organization search runs before a create ends:
+    // without the lease on the name, each would create its own "Brand New Co".
+    stack.sandbox.pipedrive.set_faults(
+        &stack.pd_company,
+        billsync_sandbox::PdFaults {
+            latency_ms: 400,
+            ..Default::default()
+        },
+    );
+    let report = run(&stack, RunScope::All).await;
+    assert_eq!(report.count("synced"), 4, "{}", report.render());
+    let snapshot = stack.sandbox.pipedrive.snapshot(&stack.pd_company);
+    let organizations = snapshot.live(PdEntity::Organization);
+    assert_eq!(organizations.len(), 1, "{organizations:#?}");
+    assert_eq!(organizations[0]["name"], "Brand New Co");
+    for (_, first) in staff {
+        let email = format!("{}@newco.example.com", first.to_lowercase());
+        assert_eq!(person(&snapshot, &email)["org_id"], organizations[0]["id"]);
+    }
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscription_fields_go_on_the_organization_when_configured() {
     let stack = start("[syncs.options]\nsubscriptions_to = \"organization\"").await;
     let (cb, site) = (&stack.sandbox.chargebee, &stack.chargebee_site);
