@@ -6,10 +6,13 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
+# Seconds each fuzz target runs: `make fuzz`, and the short run of each in `make test`.
+FUZZ_SECONDS ?= 600
+FUZZ_SHORT_SECONDS ?= 20
 
 .DEFAULT_GOAL := help
 
-.PHONY: help run observe test lint check-deploy fmt build k8s clean-run services shellcheck bench-ingest bench-activecampaign bench-zoho bench-pipedrive chaos
+.PHONY: help run observe test lint check-deploy fmt build k8s clean-run services shellcheck fuzz chaos bench-ingest bench-activecampaign bench-zoho bench-pipedrive
 
 help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_-]+:.*## / { printf "  make %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -21,10 +24,11 @@ services: ## Install/start NATS (JetStream) and PostgreSQL if they are not runni
 	deploy/ensure-nats.sh
 	deploy/ensure-postgres.sh
 
-test: services ## Run every test (ensures NATS, Postgres, Chromium, Prometheus, network namespaces first)
+test: services ## Run every test, then each fuzz target for FUZZ_SHORT_SECONDS (ensures NATS, Postgres, Chromium, Prometheus, schemathesis, cargo-fuzz, network namespaces first)
 	deploy/ensure-chromium.sh
 	deploy/ensure-netns.sh
 	deploy/ensure-check-tools.sh >/dev/null
+	deploy/ensure-fuzz.sh
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		echo "$(CARGO) nextest run --workspace"; \
 		$(CARGO) nextest run --workspace; \
@@ -32,6 +36,11 @@ test: services ## Run every test (ensures NATS, Postgres, Chromium, Prometheus, 
 		echo "$(CARGO) test --workspace --all-targets  (install cargo-nextest for faster runs)"; \
 		$(CARGO) test --workspace --all-targets; \
 	fi
+	fuzz/run.sh $(FUZZ_SHORT_SECONDS)
+
+fuzz: ## Run each fuzz target for FUZZ_SECONDS (default 600) from its seed corpus (fuzz/)
+	deploy/ensure-fuzz.sh
+	fuzz/run.sh $(FUZZ_SECONDS)
 
 lint: check-deploy ## Check formatting, clippy with warnings as errors, and the deployment files
 	$(CARGO) fmt --all -- --check
@@ -70,7 +79,7 @@ k8s: ## Render the Kubernetes manifests (kubectl kustomize k8s)
 	kubectl kustomize k8s
 
 shellcheck: ## Check the shell scripts (needs shellcheck)
-	shellcheck -x deploy/*.sh .ci/run
+	shellcheck -x deploy/*.sh fuzz/run.sh .ci/run
 
 clean-run: ## Stop a demo left behind and delete .run/ (its logs)
 	deploy/stop-demo.sh

@@ -19,6 +19,7 @@ use async_nats::jetstream::kv;
 use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::Uri;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -42,6 +43,8 @@ pub struct ApiState {
 }
 
 pub use page::OPENAPI_JSON;
+#[doc(hidden)]
+pub use params::{encode_cursor, FailureParams, Page, RunListParams, RunParams};
 
 /// The `/api/v1` routes, authenticated, and the public page and document, with JSON errors
 /// for unknown paths.
@@ -112,10 +115,16 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Query::<T>::try_from_uri(&parts.uri)
-            .map(|Query(value)| ApiQuery(value))
-            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+        read_query(&parts.uri).map(ApiQuery)
     }
+}
+
+/// The query string of `uri` as the handlers read it; public for the fuzz targets (`fuzz/`).
+#[doc(hidden)]
+pub fn read_query<T: DeserializeOwned>(uri: &Uri) -> Result<T, ApiError> {
+    Query::<T>::try_from_uri(uri)
+        .map(|Query(value)| value)
+        .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
 }
 
 /// `Path` whose rejection is an [`ApiError`].

@@ -5,6 +5,7 @@
 //! failure list and the CSV. This is the last line before Postgres, so it assumes nothing.
 
 use serde_json::Value;
+use std::borrow::Cow;
 
 /// What a secret is replaced with.
 pub const REDACTED: &str = "[redacted]";
@@ -47,11 +48,7 @@ impl Scrubber {
 
     /// `text` with every secret replaced.
     pub fn text(&self, text: &str) -> String {
-        let mut out = if text.contains('\0') {
-            text.replace('\0', "\u{FFFD}")
-        } else {
-            text.to_string()
-        };
+        let mut out = storable(text).into_owned();
         for needle in &self.needles {
             if out.contains(needle.as_str()) {
                 out = out.replace(needle.as_str(), REDACTED);
@@ -85,6 +82,16 @@ impl Scrubber {
             }
             Value::Null | Value::Bool(_) | Value::Number(_) => {}
         }
+    }
+}
+
+/// `text` as PostgreSQL can hold it, NUL characters replaced: what every stored value went
+/// through, so a filter or id given with a NUL matches what was stored.
+pub fn storable(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(text)
     }
 }
 

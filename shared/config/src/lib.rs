@@ -467,7 +467,17 @@ impl Config {
     pub fn from_toml_for(text: &str, origin: &Path, role: Role) -> Result<Config, ConfigError> {
         let mut config: Config = toml::from_str(text).map_err(|e| {
             let key = e.span().map(|s| key_at(text, s.start)).unwrap_or_default();
-            ConfigError::new(origin, &key, e.message().to_string())
+            let reason = match (e.message(), e.span()) {
+                // toml has no words for some syntax errors (a control character in a
+                // comment): say where it is.
+                ("", Some(span)) => {
+                    let (line, column) = line_and_column(text, span.start);
+                    format!("not valid TOML at line {line}, column {column}")
+                }
+                ("", None) => "not valid TOML".to_string(),
+                (message, _) => message.to_string(),
+            };
+            ConfigError::new(origin, &key, reason)
         })?;
         config.origin = origin.to_path_buf();
         config.apply_env(|name| std::env::var(name).ok())?;
@@ -612,27 +622,61 @@ impl Config {
 }
 
 /// The dotted key whose value starts at byte `offset`, best effort, for parse errors.
-fn key_at(text: &str, offset: usize) -> String {
-    let mut table = String::new();
-    let mut key = String::new();
-    for line in text[..offset.min(text.len())].lines() {
-        let line = line.trim();
-        if let Some(header) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
-            table = header.trim().to_string();
-            key.clear();
-        } else if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            table = header.trim().to_string();
-            key.clear();
-        } else if let Some((k, _)) = line.split_once('=') {
-            key = k.trim().to_string();
+/// The 1-based line and column (in characters) of byte `offset` of `text`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    )
+}
+
+/// The dotted key a parse error at byte `offset` is about: the key or table header on the
+/// error's line (an unknown key's error points at the key itself), else the key of the value
+/// the line continues, within the table it is in.
+/// The name in a `[table]` or `[[array]]` header line, which may end with a comment.
+fn table_header(line: &str) -> Option<&str> {
+    let (open, close) = if line.starts_with("[[") {
+        (2, "]]")
+    } else if line.starts_with('[') {
+        (1, "]")
+    } else {
+        return None;
+    };
+    let mut quote = None;
+    for (i, c) in line.char_indices().skip(open) {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, ']') => return line[i..].starts_with(close).then(|| line[open..i].trim()),
+            _ => {}
         }
     }
-    let line_of_error = text[..offset.min(text.len())]
-        .rsplit('\n')
-        .next()
-        .unwrap_or("");
-    if !line_of_error.contains('=') && !line_of_error.trim().is_empty() {
-        key.clear();
+    None
+}
+
+fn key_at(text: &str, offset: usize) -> String {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let mut table = String::new();
+    let mut key = String::new();
+    for line in text[..line_end].lines() {
+        let line = line.trim();
+        if let Some(header) = table_header(line) {
+            table = header.to_string();
+            key.clear();
+        } else if let Some((k, _)) = line.split_once('=') {
+            // Not a comment, nor the inside of a value that spans lines.
+            let k = k.trim();
+            if !k.is_empty() && !k.starts_with(['#', '{', '}', '[', ']', ',']) {
+                key = k.to_string();
+            }
+        }
     }
     match (table.is_empty(), key.is_empty()) {
         (true, _) => key,

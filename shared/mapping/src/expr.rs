@@ -138,7 +138,9 @@ fn split_outside_quotes<'a>(text: &'a str, separator: &str) -> Vec<&'a str> {
             b'\'' => quoted = !quoted,
             b'(' if !quoted => depth += 1,
             b')' if !quoted => depth -= 1,
-            _ if !quoted && depth == 0 && text[i..].starts_with(separator) => {
+            // Compared as bytes: `i` may be inside a multi-byte character, where slicing
+            // the text would panic; an ASCII separator never matches there.
+            _ if !quoted && depth == 0 && bytes[i..].starts_with(separator.as_bytes()) => {
                 parts.push(&text[start..i]);
                 i += separator.len();
                 start = i;

@@ -127,4 +127,19 @@ mod tests {
         assert!(Mapping::parse([("x", "'unterminated")]).is_err());
         assert!(Mapping::parse([("x", "a..b")]).is_err());
     }
+
+    /// Found by the `mapping` fuzz target: a character of several bytes outside quotes made
+    /// the expression splitter slice inside it and panic (a configured mapping with an
+    /// accented name stopped the worker at start instead of being refused or used).
+    #[test]
+    fn non_ascii_text_is_parsed_not_a_panic() {
+        let error = Mapping::parse([("x", "zǜriipt")]).expect_err("not a path");
+        assert_eq!(error.field.as_deref(), Some("x"));
+        let mapping =
+            Mapping::parse([("city", "metadata.city ?? 'Zürich' | uppercase")]).expect("valid");
+        assert_eq!(mapping.apply(&json!({}))["city"], "ZÜRICH");
+        let mapping =
+            Mapping::parse([("status", "state | map(ü=über, a=b) ?? 'ß'")]).expect("valid");
+        assert_eq!(mapping.apply(&json!({"state": "ü"}))["status"], "über");
+    }
 }

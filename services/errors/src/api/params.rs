@@ -4,8 +4,9 @@
 //! not silently widen to every failure.
 
 use crate::error::ApiError;
+use crate::scrub::storable;
 use crate::store::{FailureFilter, FailureStatus};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::fmt::Display;
@@ -59,13 +60,13 @@ impl FailureParams {
                 "activecampaign, zoho or pipedrive",
             )?,
             source: kind("source", &self.source, "stripe or chargebee")?,
-            connection: given(&self.connection).map(str::to_string),
+            connection: given(&self.connection).map(|c| storable(c).into_owned()),
             class: kind(
                 "class",
                 &self.class,
                 "rejected, retries_exhausted, configuration or invalid_event",
             )?,
-            q: given(&self.q).map(str::to_string),
+            q: given(&self.q).map(|q| storable(q).into_owned()),
             since: time("since", &self.since)?,
             until: time("until", &self.until)?,
         })
@@ -111,7 +112,10 @@ pub struct RunListParams {
 
 impl RunListParams {
     pub fn page(&self) -> Result<Page<String>, ApiError> {
-        let after = given(&self.cursor).map(decode_cursor).transpose()?;
+        let after = given(&self.cursor)
+            .map(decode_cursor::<String>)
+            .transpose()?
+            .map(|(at, run_id)| (at, storable(&run_id).into_owned()));
         Ok(Page {
             limit: limit(&self.limit)?,
             after,
@@ -213,9 +217,19 @@ fn decode_cursor<K: FromStr>(text: &str) -> Result<(DateTime<Utc>, K), ApiError>
         .parse::<i64>()
         .ok()
         .and_then(DateTime::from_timestamp_micros)
+        // Every position the API gives out is a time PostgreSQL stored.
+        .filter(|at| *at >= earliest_postgres_time())
         .ok_or_else(invalid)?;
     let key = key.parse::<K>().map_err(|_| invalid())?;
     Ok((at, key))
+}
+
+/// The earliest `timestamptz` PostgreSQL holds: 4713 BC (astronomical year -4712).
+fn earliest_postgres_time() -> DateTime<Utc> {
+    NaiveDate::from_ymd_opt(-4712, 1, 1)
+        .and_then(|day| day.and_hms_opt(0, 0, 0))
+        .expect("a valid date")
+        .and_utc()
 }
 
 #[cfg(test)]
@@ -302,6 +316,33 @@ mod tests {
         assert_eq!(
             decode_cursor::<String>(&cursor).expect("valid"),
             (at, "run_with_underscores".to_string())
+        );
+    }
+
+    /// Found by schemathesis: PostgreSQL refuses NUL in text and times before 4713 BC, which
+    /// made these filters a 500. A NUL matches what the store keeps in its place.
+    #[test]
+    fn filters_hold_only_what_postgres_can_compare() {
+        let filter = params(&[("connection", "pd\0main"), ("q", "\0")])
+            .filter()
+            .expect("valid");
+        assert_eq!(filter.connection.as_deref(), Some("pd\u{FFFD}main"));
+        assert_eq!(filter.q.as_deref(), Some("\u{FFFD}"));
+        let runs = RunListParams {
+            cursor: Some("1700000000000000_run\u{0}1".into()),
+            limit: None,
+        };
+        let (_, run_id) = runs.page().expect("valid").after.expect("a position");
+        assert_eq!(run_id, "run\u{FFFD}1");
+        let earliest = earliest_postgres_time();
+        let before = encode_cursor(earliest - chrono::Duration::microseconds(1), 1);
+        for cursor in ["-8000000000000000000_1", &before] {
+            assert!(params(&[("cursor", cursor)]).page().is_err(), "{cursor}");
+        }
+        let at_earliest = encode_cursor(earliest, 1);
+        assert!(
+            params(&[("cursor", &at_earliest)]).page().is_ok(),
+            "{at_earliest}"
         );
     }
 }

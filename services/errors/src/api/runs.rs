@@ -3,6 +3,7 @@
 use super::params::{encode_cursor, Page, RunListParams, RunParams};
 use super::{ApiPath, ApiQuery, ApiState};
 use crate::error::ApiError;
+use crate::scrub::storable;
 use crate::store;
 use axum::extract::State;
 use axum::Json;
@@ -35,6 +36,7 @@ pub async fn get_one(
 ) -> Result<Json<Value>, ApiError> {
     let status = params.status()?;
     let (limit, after_id) = params.page()?;
+    let run_id = storable(&run_id).into_owned();
     let pool = state.db.pool()?;
     let summary = store::get_run(pool, state.db.deployment(), &run_id)
         .await?

@@ -5,6 +5,7 @@ mod ignores;
 mod open_failures;
 mod openapi;
 mod postgres_outage;
+mod schemathesis;
 
 use app::{
     at, customer_event, eventually, eventually_within, failed, simple_failure, skipped, spawn_app,

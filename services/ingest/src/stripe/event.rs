@@ -3,9 +3,11 @@
 use billsync_events::{BillingEvent, BillingEventV1, ObjectKind, RecordVersion, SourceKind};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
+use std::fmt;
 
 /// The event types of the ActiveCampaign–Stripe integration (seed 001's table), plus
 /// `customer.deleted` so that deletions reach the CRMs.
@@ -148,6 +150,11 @@ fn envelope(connection: &str, event: &StripeEvent<'_>) -> Result<BillingEventV1,
     let object = object_kind(&event.event_type);
     let identity: ObjectIdentity = serde_json::from_str(event.data.object.get())
         .map_err(|e| format!("data.object is not an object: {e}"))?;
+    readable(event.data.object).map_err(|e| format!("data.object cannot be carried: {e}"))?;
+    if let Some(previous) = event.data.previous_attributes {
+        readable(previous)
+            .map_err(|e| format!("data.previous_attributes cannot be carried: {e}"))?;
+    }
     let customer_id = if object == ObjectKind::Customer {
         identity.id.clone()
     } else {
@@ -184,6 +191,57 @@ fn envelope(connection: &str, event: &StripeEvent<'_>) -> Result<BillingEventV1,
         data: Value::Null,
         related: Value::Null,
     })
+}
+
+/// Checks that `raw` reads as a [`Value`], as every reader of the published event parses it:
+/// raw JSON may hold what a `Value` cannot (a number beyond `f64`, such as `1e400`), and an
+/// event published with one would be unreadable downstream. Walks the text without building
+/// the tree, to keep the webhook's path free of a parse-and-print.
+fn readable(raw: &RawValue) -> Result<(), serde_json::Error> {
+    serde_json::from_str::<Readable>(raw.get()).map(|_| ())
+}
+
+/// Any JSON value a [`Value`] can hold, read and dropped.
+struct Readable;
+
+impl<'de> Deserialize<'de> for Readable {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(Readable)
+    }
+}
+
+impl<'de> Visitor<'de> for Readable {
+    type Value = Readable;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_unit<E>(self) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Readable, A::Error> {
+        while items.next_element::<Readable>()?.is_some() {}
+        Ok(Readable)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Readable, A::Error> {
+        while entries.next_entry::<Readable, Readable>()?.is_some() {}
+        Ok(Readable)
+    }
 }
 
 /// The `schema` tag of [`BillingEvent::V1`].
@@ -281,6 +339,33 @@ mod tests {
     fn objects_without_identity_are_refused() {
         assert!(translate("charge.succeeded", json!({"amount": 1})).is_err());
         assert!(translate("charge.succeeded", json!([1, 2])).is_err());
+    }
+
+    /// Found by the `stripe_event` fuzz target: a number beyond `f64` in the object was
+    /// published as received, and no reader could parse the event.
+    #[test]
+    fn objects_a_billing_event_cannot_hold_are_refused() {
+        for (object, previous) in [
+            (r#"{"id":"ch_1","amount":1e400}"#, None),
+            (r#"{"id":"ch_1","lines":[{"x":-4.0e99999}]}"#, None),
+            (r#"{"id":"ch_1"}"#, Some(r#"{"amount":1e400}"#)),
+        ] {
+            let previous = previous
+                .map(|p| format!(r#","previous_attributes":{p}"#))
+                .unwrap_or_default();
+            let text = format!(
+                r#"{{"id":"evt_1","type":"charge.refunded","created":1700000000,"data":{{"object":{object}{previous}}}}}"#
+            );
+            let event: StripeEvent = serde_json::from_str(&text).expect("raw JSON takes it");
+            let refused = encode("acme", &event).err().expect("refused");
+            assert!(refused.contains("cannot be carried"), "{refused}");
+            assert!(to_billing_event("acme", &event).is_err());
+        }
+        let text = r#"{"id":"evt_1","type":"charge.refunded","created":1700000000,"data":{"object":{"id":"ch_1","amount":1e300,"n":18446744073709551616}}}"#;
+        let event: StripeEvent = serde_json::from_str(text).expect("event");
+        let encoded = encode("acme", &event).expect("a Value holds these");
+        let read_back: BillingEvent = serde_json::from_slice(&encoded.payload).expect("readable");
+        assert_eq!(read_back, to_billing_event("acme", &event).expect("typed"));
     }
 
     #[test]
