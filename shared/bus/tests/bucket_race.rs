@@ -5,8 +5,8 @@
 use billsync_bus::{StreamSettings, Topology};
 use std::time::Duration;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_opening_a_new_bucket_at_once_all_get_it() {
+/// The test NATS server's URL, and single-server stream settings.
+fn nats_and_settings() -> (String, StreamSettings) {
     let url =
         std::env::var("BILLSYNC_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let settings = StreamSettings {
@@ -14,6 +14,12 @@ async fn replicas_opening_a_new_bucket_at_once_all_get_it() {
         replicas: 1,
         retention: Duration::from_secs(3600),
     };
+    (url, settings)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_opening_a_new_bucket_at_once_all_get_it() {
+    let (url, settings) = nats_and_settings();
     for _ in 0..20 {
         let topology = Topology::new(&format!(
             "t{}",
@@ -50,13 +56,7 @@ async fn replicas_opening_a_new_bucket_at_once_all_get_it() {
 /// switched when it is opened.
 #[tokio::test]
 async fn buckets_read_from_the_leader_and_old_ones_are_switched() {
-    let url =
-        std::env::var("BILLSYNC_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-    let settings = StreamSettings {
-        duplicate_window: Duration::from_secs(60),
-        replicas: 1,
-        retention: Duration::from_secs(3600),
-    };
+    let (url, settings) = nats_and_settings();
     let topology = Topology::new(&format!(
         "t{}",
         &uuid::Uuid::new_v4().simple().to_string()[..10]

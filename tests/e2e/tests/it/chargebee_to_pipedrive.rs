@@ -116,6 +116,18 @@ pub(crate) fn deal_titled<'a>(snapshot: &'a PdSnapshot, title: &str) -> Option<&
         .find(|d| d["title"] == title)
 }
 
+/// Every answer of the emulated company 400 ms late, so that concurrent first-time writes
+/// overlap.
+fn slow_answers(stack: &Stack) {
+    stack.sandbox.pipedrive.set_faults(
+        &stack.pd_company,
+        billsync_sandbox::PdFaults {
+            latency_ms: 400,
+            ..Default::default()
+        },
+    );
+}
+
 pub(crate) async fn sync_now(stack: &Stack) {
     assert!(stack.sync_now("cb-test").await.status().is_success());
 }
@@ -627,13 +639,7 @@ async fn customers_sharing_an_email_share_one_person() {
             .expect("customer");
     }
     // Slow answers, so that the three first-time searches all run before any create ends.
-    stack.sandbox.pipedrive.set_faults(
-        &stack.pd_company,
-        billsync_sandbox::PdFaults {
-            latency_ms: 400,
-            ..Default::default()
-        },
-    );
+    slow_answers(&stack);
     let report = run(&stack, RunScope::All).await;
     assert_eq!(report.count("synced"), 3, "{}", report.render());
     let snapshot = stack.sandbox.pipedrive.snapshot(&stack.pd_company);
@@ -663,13 +669,7 @@ async fn customers_of_one_new_company_written_at_once_share_one_organization() {
     }
     // Slow answers, so that every customer's organization search runs before a create ends:
     // without the lease on the name, each would create its own "Brand New Co".
-    stack.sandbox.pipedrive.set_faults(
-        &stack.pd_company,
-        billsync_sandbox::PdFaults {
-            latency_ms: 400,
-            ..Default::default()
-        },
-    );
+    slow_answers(&stack);
     let report = run(&stack, RunScope::All).await;
     assert_eq!(report.count("synced"), 4, "{}", report.render());
     let snapshot = stack.sandbox.pipedrive.snapshot(&stack.pd_company);
