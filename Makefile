@@ -12,7 +12,7 @@ FUZZ_SHORT_SECONDS ?= 20
 
 .DEFAULT_GOAL := help
 
-.PHONY: help run observe test lint check-deploy fmt build k8s clean-run services shellcheck fuzz chaos bench-ingest bench-activecampaign bench-zoho bench-pipedrive
+.PHONY: help run observe test lint check-deploy fmt build k8s clean-run services shellcheck fuzz chaos chaos-short bench-ingest bench-activecampaign bench-zoho bench-pipedrive
 
 help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_-]+:.*## / { printf "  make %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -24,9 +24,8 @@ services: ## Install/start NATS (JetStream) and PostgreSQL if they are not runni
 	deploy/ensure-nats.sh
 	deploy/ensure-postgres.sh
 
-test: services ## Run every test, then each fuzz target for FUZZ_SHORT_SECONDS (ensures NATS, Postgres, Chromium, Prometheus, schemathesis, cargo-fuzz, network namespaces first)
+test: services ## Run every test, then each fuzz target for FUZZ_SHORT_SECONDS (ensures NATS, Postgres, Chromium, Prometheus, schemathesis, cargo-fuzz first)
 	deploy/ensure-chromium.sh
-	deploy/ensure-netns.sh
 	deploy/ensure-check-tools.sh >/dev/null
 	deploy/ensure-fuzz.sh
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
@@ -67,6 +66,10 @@ bench-pipedrive: services ## Benchmark Stripe → Pipedrive through the whole pi
 chaos: services ## Faults on a 3-node JetStream cluster, every service ×2: nothing lost, doubled or reordered (root; CHAOS_ARGS=--help)
 	deploy/ensure-netns.sh
 	$(CARGO) run --release --quiet -p billsync-bench --bin chaos -- $(CHAOS_ARGS)
+
+chaos-short: services ## The chaos schedule with 3 + 3 customers per fault and 8 s outages (debug build; root)
+	deploy/ensure-netns.sh
+	$(CARGO) run --quiet -p billsync-bench --bin chaos -- --short $(CHAOS_ARGS)
 
 bench-ingest: services ## Benchmark Stripe webhooks → JetStream against raw JetStream (release build; BENCH_ARGS=--help)
 	$(CARGO) run --release --quiet -p billsync-bench --bin bench-ingest -- $(BENCH_ARGS)

@@ -14,29 +14,38 @@ use std::time::Duration;
     about = "Chaos: faults on a 3-node JetStream cluster with nothing lost, doubled or reordered."
 )]
 struct Args {
-    /// New customers per source (Stripe, Chargebee) during each fault.
-    #[arg(long, default_value_t = Plan::full().customers)]
-    customers: usize,
-    /// Changes of each customer after its creation.
-    #[arg(long, default_value_t = Plan::full().updates)]
-    updates: usize,
-    /// Seconds a PostgreSQL outage, a cut-off NATS node and CRM latency last.
-    #[arg(long, default_value_t = Plan::full().outage.as_secs())]
-    outage_secs: u64,
-    /// Stripe webhooks (and Chargebee changes) per second.
-    #[arg(long, default_value_t = Plan::full().rate)]
-    rate: u32,
+    /// The short plan (3 + 3 customers per fault, 4 events each, 8 s outages) instead of the
+    /// full one; the other options refine it.
+    #[arg(long)]
+    short: bool,
+    /// New customers per source (Stripe, Chargebee) during each fault [full: 32].
+    #[arg(long)]
+    customers: Option<usize>,
+    /// Changes of each customer after its creation [full: 9].
+    #[arg(long)]
+    updates: Option<usize>,
+    /// Seconds a PostgreSQL outage, a cut-off NATS node and CRM latency last [full: 30].
+    #[arg(long)]
+    outage_secs: Option<u64>,
+    /// Stripe webhooks (and Chargebee changes) per second [full: 60].
+    #[arg(long)]
+    rate: Option<u32>,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    let base = if args.short {
+        Plan::short()
+    } else {
+        Plan::full()
+    };
     let plan = Plan {
-        customers: args.customers,
-        updates: args.updates,
-        outage: Duration::from_secs(args.outage_secs),
-        rate: args.rate,
-        ..Plan::full()
+        customers: args.customers.unwrap_or(base.customers),
+        updates: args.updates.unwrap_or(base.updates),
+        outage: args.outage_secs.map_or(base.outage, Duration::from_secs),
+        rate: args.rate.unwrap_or(base.rate),
+        ..base
     };
     let report = run(plan).await;
     println!("{}", report.render());

@@ -7,7 +7,7 @@
 //! Each fault has customers of its own (changed while it runs), so the report says per fault
 //! how many customers were lost, duplicated or left out of order in each CRM, how many events
 //! have no outcome, and how long the backlog took to drain. `make chaos` runs the full plan
-//! (`billsync-bench`'s `chaos` binary); the e2e test `chaos_short` a short one.
+//! (`billsync-bench`'s `chaos` binary); `make chaos-short` a short one.
 
 pub mod cluster;
 pub mod fleet;
@@ -52,7 +52,7 @@ impl Plan {
         }
     }
 
-    /// `make test`: the same faults, shorter.
+    /// `make chaos-short`: the same faults, shorter.
     pub fn short() -> Plan {
         Plan {
             customers: 3,

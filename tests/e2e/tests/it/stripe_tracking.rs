@@ -321,7 +321,10 @@ async fn duplicates_late_retries_and_replays_track_nothing_again() {
         (outcome_statuses(stack, charge_id).await.len() == 2).then_some(())
     })
     .await;
-    assert_eq!(outcome_statuses(stack, charge_id).await, ["synced", "skipped"]);
+    assert_eq!(
+        outcome_statuses(stack, charge_id).await,
+        ["synced", "skipped"]
+    );
 
     // A replay of the whole stream: the worker applies every event again (no version
     // check), but AC cannot take a tracked event back, so none is tracked twice.
