@@ -17,7 +17,6 @@
 
 use billsync_e2e::workload::{differences, event_for, MinimumWrites};
 use billsync_e2e::{eventually, Stack, StackOptions};
-use billsync_sandbox::RequestCounts;
 use clap::Parser;
 use std::time::{Duration, Instant};
 
@@ -121,16 +120,9 @@ async fn main() -> anyhow::Result<()> {
     )
     .await;
     let elapsed = started.elapsed();
-    // The sandbox's own count, read back as any client of it would.
-    let counts: RequestCounts = reqwest::get(format!(
-        "{}/__sandbox/activecampaign/{}/requests",
-        stack.sandbox.url(),
-        stack.ac_account
-    ))
-    .await?
-    .error_for_status()?
-    .json()
-    .await?;
+    let counts = stack
+        .sandbox_request_counts("activecampaign", &stack.ac_account)
+        .await?;
     let snapshot = stack.sandbox.activecampaign.snapshot(&stack.ac_account);
     let minimum = MinimumWrites::of(args.customers, per_customer);
     let bound = minimum.total() as f64 / f64::from(args.rate);

@@ -14,7 +14,7 @@
 
 use billsync_e2e::workload::{self, event_for};
 use billsync_e2e::{eventually, Stack, StackOptions};
-use billsync_sandbox::{PdCompany, PdEntity, RequestCounts};
+use billsync_sandbox::{PdCompany, PdEntity};
 use clap::Parser;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -130,15 +130,9 @@ async fn main() -> anyhow::Result<()> {
     .await;
     let elapsed = started.elapsed();
 
-    let counts: RequestCounts = reqwest::get(format!(
-        "{}/__sandbox/pipedrive/{}/requests",
-        stack.sandbox.url(),
-        stack.pd_company
-    ))
-    .await?
-    .error_for_status()?
-    .json()
-    .await?;
+    let counts = stack
+        .sandbox_request_counts("pipedrive", &stack.pd_company)
+        .await?;
     let tokens = stack.sandbox.pipedrive.tokens(&stack.pd_company);
     let snapshot = stack.sandbox.pipedrive.snapshot(&stack.pd_company);
 

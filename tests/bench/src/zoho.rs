@@ -16,7 +16,7 @@
 //! Postgres; nothing leaves loopback.
 
 use billsync_e2e::{eventually, Stack, StackOptions};
-use billsync_sandbox::{stripe, RequestCounts, ZohoSnapshot};
+use billsync_sandbox::{stripe, ZohoSnapshot};
 use clap::Parser;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -172,16 +172,9 @@ async fn main() -> anyhow::Result<()> {
     )
     .await;
     let elapsed = started.elapsed();
-    // The sandbox's own counts, read back as any client of it would.
-    let counts: RequestCounts = reqwest::get(format!(
-        "{}/__sandbox/zoho/{}/requests",
-        stack.sandbox.url(),
-        stack.zoho_org
-    ))
-    .await?
-    .error_for_status()?
-    .json()
-    .await?;
+    let counts = stack
+        .sandbox_request_counts("zoho", &stack.zoho_org)
+        .await?;
     let snapshot = stack.sandbox.zoho.snapshot(&stack.zoho_org);
     let calls_per_change = counts.accepted as f64 / total as f64;
     // Every change is one record state to write; 100-record upserts at 1 credit per 10

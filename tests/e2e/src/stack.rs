@@ -557,6 +557,23 @@ destination = "ac-test"
         billsync_bus::Topology::new(&self.prefix)
     }
 
+    /// The emulated tenant's authenticated requests so far (`vendor`: `activecampaign`,
+    /// `zoho`, `pipedrive`), read back from the sandbox's control API as any client would.
+    pub async fn sandbox_request_counts(
+        &self,
+        vendor: &str,
+        tenant: &str,
+    ) -> anyhow::Result<billsync_sandbox::RequestCounts> {
+        Ok(reqwest::get(format!(
+            "{}/__sandbox/{vendor}/{tenant}/requests",
+            self.sandbox.url()
+        ))
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+    }
+
     /// Messages stored in the events stream.
     pub async fn events_in_stream(&self) -> u64 {
         let mut stream = self

@@ -620,7 +620,6 @@ async fn apply(
     nats: &async_nats::Client,
     topology: &billsync_bus::Topology,
 ) {
-    let sandbox = &run.sandbox;
     match fault {
         Fault::Kill(name) => {
             let i = fleet.index_of(name);
@@ -649,27 +648,24 @@ async fn apply(
             postgres.resume();
         }
         Fault::Throttle | Fault::ServerErrors => {
-            let throttle = matches!(fault, Fault::Throttle);
-            let (throttle_next, fail_next) = if throttle { (300, 0) } else { (0, 300) };
+            let (throttle_next, fail_next) = if matches!(fault, Fault::Throttle) {
+                (300, 0)
+            } else {
+                (0, 300)
+            };
             // ActiveCampaign's emulator has no injected 429s: its 429s come from its rate
             // limit, which the storm of 500s stands in for.
-            sandbox.activecampaign.set_faults(
-                &run.ac_account,
+            set_crm_faults(
+                run,
                 billsync_sandbox::AcFaults {
                     fail_next: 300,
                     ..Default::default()
                 },
-            );
-            sandbox.zoho.set_faults(
-                &run.zoho_org,
                 billsync_sandbox::ZohoFaults {
                     throttle_next,
                     fail_next,
                     ..Default::default()
                 },
-            );
-            sandbox.pipedrive.set_faults(
-                &run.pd_company,
                 billsync_sandbox::PdFaults {
                     throttle_next,
                     fail_next,
@@ -679,22 +675,16 @@ async fn apply(
             );
         }
         Fault::Latency => {
-            sandbox.activecampaign.set_faults(
-                &run.ac_account,
+            set_crm_faults(
+                run,
                 billsync_sandbox::AcFaults {
                     latency_ms: 400,
                     ..Default::default()
                 },
-            );
-            sandbox.zoho.set_faults(
-                &run.zoho_org,
                 billsync_sandbox::ZohoFaults {
                     latency_ms: 400,
                     ..Default::default()
                 },
-            );
-            sandbox.pipedrive.set_faults(
-                &run.pd_company,
                 billsync_sandbox::PdFaults {
                     latency_ms: 400,
                     ..Default::default()
@@ -711,15 +701,26 @@ async fn apply(
     }
 }
 
-fn clear_crm_faults(run: &Run) {
+/// Sets the faults of the run's three CRM tenants at once.
+fn set_crm_faults(
+    run: &Run,
+    ac: billsync_sandbox::AcFaults,
+    zoho: billsync_sandbox::ZohoFaults,
+    pd: billsync_sandbox::PdFaults,
+) {
     let sandbox = &run.sandbox;
-    sandbox
-        .activecampaign
-        .set_faults(&run.ac_account, Default::default());
-    sandbox.zoho.set_faults(&run.zoho_org, Default::default());
-    sandbox
-        .pipedrive
-        .set_faults(&run.pd_company, Default::default());
+    sandbox.activecampaign.set_faults(&run.ac_account, ac);
+    sandbox.zoho.set_faults(&run.zoho_org, zoho);
+    sandbox.pipedrive.set_faults(&run.pd_company, pd);
+}
+
+fn clear_crm_faults(run: &Run) {
+    set_crm_faults(
+        run,
+        Default::default(),
+        Default::default(),
+        Default::default(),
+    );
 }
 
 /// Events not yet settled by the workers (events and replay consumers of every

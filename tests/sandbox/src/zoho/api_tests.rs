@@ -842,7 +842,7 @@ async fn fields_are_listed_and_created_as_the_spec_says_and_creating_needs_the_s
     assert_eq!(created["unique"]["casesensitive"], "false");
     assert!(!names(&get("Contacts").await).contains(&"Billsync_Subscription_Id".to_string()));
 
-    // The same label again is DUPLICATE_DATA; a field without data_type MANDATORY_NOT_FOUND.
+    // The same label again is DUPLICATE_DATA; a field without data_type is refused.
     let answer = call(
         &sandbox,
         &token,
