@@ -41,11 +41,7 @@ impl PipedriveDestination {
     ) -> Result<Self, billsync_config::ConfigError> {
         let syncs = sync_rules(config, &connection.name)?;
         let client = PipedriveClient::from_config(connection, budgets, timeout)
-            .with_shared_limiter(billsync_bus::SharedRateLimiter::new(
-                rate_limits,
-                &format!("pipedrive.{}", connection.name),
-                (connection.requests_per_2s / 2).max(1),
-            ));
+            .with_shared_limiters(rate_limits, &connection.name, connection.requests_per_2s);
         Ok(Self {
             name: connection.name.clone(),
             requests_per_2s: connection.requests_per_2s,

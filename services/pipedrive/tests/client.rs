@@ -55,6 +55,11 @@ fn person(name: &str, email: &str) -> PersonInput {
 
 /// A fresh budgets bucket on the test NATS.
 async fn budgets() -> async_nats::jetstream::kv::Store {
+    bucket(|topology| topology.budgets_bucket()).await
+}
+
+/// A bucket of a fresh topology on the machine's NATS, named by `name`.
+async fn bucket(name: impl Fn(&Topology) -> String) -> async_nats::jetstream::kv::Store {
     let url =
         std::env::var("BILLSYNC_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let client = async_nats::connect(url).await.expect("NATS must run");
@@ -69,7 +74,7 @@ async fn budgets() -> async_nats::jetstream::kv::Store {
         retention: Duration::from_secs(3600),
     };
     topology
-        .ensure_bucket(&js, topology.budgets_bucket(), &settings, Duration::ZERO)
+        .ensure_bucket(&js, name(&topology), &settings, Duration::ZERO)
         .await
         .expect("bucket")
 }
@@ -400,6 +405,46 @@ async fn the_burst_limit_of_the_emulator_is_honoured_by_the_clients_pace() {
         client.get_person(1).await.expect("404 is None");
     }
     assert_eq!(sandbox.pipedrive.request_counts("paced").refused, 0);
+    sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_replicas_share_the_search_window_and_pipedrive_refuses_none() {
+    let (sandbox, base) = sandbox(company("searching")).await;
+    let rate_limits = bucket(|topology| topology.rate_limits_bucket()).await;
+    let replica = || {
+        Arc::new(
+            PipedriveClient::new(
+                &base,
+                SecretString::from(TOKEN.to_string()),
+                1_000,
+                PipedriveClient::budget(30_000),
+                TIMEOUT,
+            )
+            .with_shared_limiters(rate_limits.clone(), "pd-searching", 1_000),
+        )
+    };
+    let replicas = [replica(), replica()];
+    let mut tasks = Vec::new();
+    // Each replica alone keeps to 10 searches per 2 s; together, unshared, they would send
+    // 20 and Pipedrive would refuse half.
+    for (r, client) in replicas.iter().enumerate() {
+        for i in 0..12 {
+            let client = Arc::clone(client);
+            tasks.push(tokio::spawn(async move {
+                client
+                    .find_persons_by_email(&format!("s{r}-{i}@x.io"))
+                    .await
+            }));
+        }
+    }
+    for task in tasks {
+        task.await
+            .expect("task")
+            .expect("a search Pipedrive answers");
+    }
+    let counts = sandbox.pipedrive.request_counts("searching");
+    assert_eq!((counts.accepted, counts.refused), (24, 0), "{counts:?}");
     sandbox.shutdown().await;
 }
 

@@ -12,8 +12,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// The first pause after a 429; doubled while Zoho keeps answering 429, up to
-/// [`MAX_THROTTLE_PAUSE`].
+/// The first pause after a 429 that says nothing of when to come back (Zoho's); doubled
+/// while the CRM keeps answering 429 right after each pause, up to [`MAX_THROTTLE_PAUSE`].
 const FIRST_THROTTLE_PAUSE: Duration = Duration::from_secs(2);
 const MAX_THROTTLE_PAUSE: Duration = Duration::from_secs(300);
 
@@ -125,13 +125,21 @@ impl Pause {
                 retry_after,
             }) => {
                 let mut state = self.state();
-                let wait = state.throttle.unwrap_or(FIRST_THROTTLE_PAUSE);
-                state.throttle = Some((wait * 2).min(MAX_THROTTLE_PAUSE));
-                // Pipedrive's 429 says when its window reopens; Zoho's says nothing.
-                (
-                    retry_after.map_or(wait, |after| after.max(wait)),
-                    message.clone(),
-                )
+                if state.until.is_some_and(|until| until > Instant::now()) {
+                    // A call sent before the pause began, refused with the others of its
+                    // burst: the pause already answers it. Counting each of them would
+                    // double the pause once per concurrent call (hundreds of events in
+                    // flight turned a 2 s window into 300 s of silence).
+                    (retry_after.unwrap_or_default(), message.clone())
+                } else if let Some(after) = retry_after {
+                    // Pipedrive's 429 says when its window reopens: that is the pause.
+                    (*after, message.clone())
+                } else {
+                    // Zoho's says nothing: back off further each time a pause was too short.
+                    let wait = state.throttle.unwrap_or(FIRST_THROTTLE_PAUSE);
+                    state.throttle = Some((wait * 2).min(MAX_THROTTLE_PAUSE));
+                    (wait, message.clone())
+                }
             }
             Ok(_) => {
                 self.state().throttle = None;
@@ -188,6 +196,45 @@ mod tests {
             started.elapsed(),
             FIRST_THROTTLE_PAUSE * 4,
             "reset by a success"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_refusals_pauses_once_and_a_retry_after_is_the_pause() {
+        let pause = Pause::new("pipedrive", "tokens", "p", CancellationToken::new());
+        // The calls in flight when the CRM began refusing all come back refused.
+        for _ in 0..50 {
+            pause.observe(&throttled());
+        }
+        let started = Instant::now();
+        pause.wait().await.expect("resumed");
+        assert_eq!(
+            started.elapsed(),
+            FIRST_THROTTLE_PAUSE,
+            "one pause, not 2^50 s"
+        );
+        pause.observe(&throttled());
+        pause.wait().await.expect("resumed");
+        assert_eq!(
+            started.elapsed(),
+            FIRST_THROTTLE_PAUSE * 3,
+            "refused again right after the pause: doubled, once"
+        );
+
+        let window = Err::<(), _>(DeliveryError::Retryable {
+            message: "over the burst limit".into(),
+            retry_after: Some(Duration::from_secs(1)),
+            http_status: Some(429),
+        });
+        for _ in 0..20 {
+            pause.observe(&window);
+        }
+        let started = Instant::now();
+        pause.wait().await.expect("resumed");
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(1),
+            "the CRM said when"
         );
     }
 

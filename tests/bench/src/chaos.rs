@@ -47,7 +47,16 @@ async fn main() -> ExitCode {
         rate: args.rate.unwrap_or(base.rate),
         ..base
     };
-    let report = run(plan).await;
+    // Ctrl-C or SIGTERM: dropping the run stops every process it started (its NATS nodes
+    // and namespaces, PostgreSQL, the sandbox, billsync) instead of leaving them running.
+    let stop = billsync_telemetry::shutdown_on_signals();
+    let report = tokio::select! {
+        report = run(plan) => report,
+        _ = stop.cancelled() => {
+            eprintln!("chaos: interrupted; everything it started is stopped");
+            return ExitCode::from(130);
+        }
+    };
     println!("{}", report.render());
     if report.passed() {
         println!("chaos: passed");
