@@ -5,6 +5,9 @@
 //! worker has more than `--max-backlog` events unsettled — against the `billsync-sandbox`
 //! binary's ActiveCampaign account with its rate limit lifted (see `billsync_e2e::pipeline`).
 //!
+//! Nothing scrapes the services' `/metrics` until the end unless `--scrape-secs` says how
+//! often (Prometheus's interval), as a deployment without Prometheus runs.
+//!
 //! `VmRSS` of each billsync process (and of nothing else) is sampled once they are ready
 //! (start), when `--steady-at` of the events are settled (steady), every `--sample-secs`,
 //! and when every event is settled (end). Prints a table per service — start, steady, end,
@@ -51,6 +54,11 @@ struct Args {
     /// …or in MiB, whichever is larger.
     #[arg(long, default_value_t = 4.0)]
     growth_mib: f64,
+    /// Scrape every service's `/metrics` this often, as Prometheus does (the PodMonitor's
+    /// interval is 30 s); 0 never scrapes until the end, as a deployment without
+    /// Prometheus runs.
+    #[arg(long, default_value_t = 0)]
+    scrape_secs: u64,
     /// `[workers] max_in_flight` (billsync's default when unset).
     #[arg(long)]
     max_in_flight: Option<usize>,
@@ -82,9 +90,13 @@ async fn main() -> anyhow::Result<ExitCode> {
         .collect();
     println!(
         "soak: {} customers x {per_customer} events = {total} events, at most {} unsettled; \
-         logs in {}",
+         /metrics scraped {}; logs in {}",
         args.customers,
         args.max_backlog,
+        match args.scrape_secs {
+            0 => "only at the end".to_string(),
+            n => format!("every {n} s"),
+        },
         pipeline.log_dir().display()
     );
     let pipeline = Arc::new(pipeline);
@@ -133,6 +145,18 @@ async fn main() -> anyhow::Result<ExitCode> {
             }
         })
     };
+    let scraper = (args.scrape_secs > 0).then(|| {
+        let pipeline = Arc::clone(&pipeline);
+        let every = Duration::from_secs(args.scrape_secs);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(error) = pipeline.scrape_metrics().await {
+                    eprintln!("soak: a scrape of /metrics failed: {error:#}");
+                }
+            }
+        })
+    });
     pipeline
         .post_all(
             events(args.customers, per_customer),
@@ -141,8 +165,10 @@ async fn main() -> anyhow::Result<ExitCode> {
         )
         .await?;
     pipeline.settled(total, Duration::from_secs(3600)).await;
-    sampler.abort();
-    let _ = sampler.await;
+    for task in std::iter::once(sampler).chain(scraper) {
+        task.abort();
+        let _ = task.await;
+    }
     sample().await;
     drop(sample);
     let elapsed = started.elapsed().as_secs_f64();

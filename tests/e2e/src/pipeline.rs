@@ -209,6 +209,20 @@ impl Pipeline {
         ))
     }
 
+    /// GETs `/metrics` of every running service, as Prometheus's scrape would.
+    pub async fn scrape_metrics(&self) -> anyhow::Result<()> {
+        for replica in &self.fleet.replicas {
+            self.http
+                .get(format!("http://127.0.0.1:{}/metrics", replica.port))
+                .send()
+                .await?
+                .error_for_status()?
+                .bytes()
+                .await?;
+        }
+        Ok(())
+    }
+
     /// The account's API requests so far, accepted and refused with 429.
     pub async fn request_counts(&self) -> anyhow::Result<billsync_sandbox::RequestCounts> {
         crate::sandbox_request_counts(&self.sandbox.url, "activecampaign", &self.ac_account).await
