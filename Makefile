@@ -12,7 +12,7 @@ FUZZ_SHORT_SECONDS ?= 20
 
 .DEFAULT_GOAL := help
 
-.PHONY: help run observe test lint check-deploy fmt build k8s clean-run services shellcheck fuzz chaos chaos-short bench-ingest bench-activecampaign bench-zoho bench-pipedrive
+.PHONY: help run observe test lint check-deploy fmt build k8s clean-run services shellcheck fuzz chaos chaos-short bench-ingest bench-activecampaign bench-zoho bench-pipedrive bench-throughput soak
 
 help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_-]+:.*## / { printf "  make %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -62,6 +62,12 @@ bench-zoho: services ## Benchmark Stripe → Zoho CRM through the whole pipeline
 
 bench-pipedrive: services ## Benchmark Stripe → Pipedrive through the whole pipeline: tokens against the minimum, time against the burst and budget bounds (BENCH_ARGS=--help)
 	$(CARGO) run --release --quiet -p billsync-bench --bin bench-pipedrive -- $(BENCH_ARGS)
+
+bench-throughput: services ## Worker throughput with the CRM unthrottled: events/s against the 500/s goal, CRM calls, NATS messages and CPU per event (billsync as processes; BENCH_ARGS=--help)
+	$(CARGO) run --release --quiet -p billsync-bench --bin bench-throughput -- $(BENCH_ARGS)
+
+soak: services ## RSS of ingest, errors and the AC worker through 1,000,000 events: start, steady, end, each under 64 MiB and flat (SOAK_ARGS=--help)
+	$(CARGO) run --release --quiet -p billsync-bench --bin soak -- $(SOAK_ARGS)
 
 chaos: services ## Faults on a 3-node JetStream cluster, every service ×2: nothing lost, doubled or reordered (root; CHAOS_ARGS=--help)
 	deploy/ensure-netns.sh

@@ -7,6 +7,7 @@
 mod binary;
 pub mod chaos;
 mod otlp;
+pub mod pipeline;
 mod process;
 mod servers;
 mod stack;
@@ -18,7 +19,9 @@ pub use process::{ProcessConfig, ProcessDeployment};
 pub use servers::{
     ensure_nats, ensure_postgres, fresh_database, PrivateNats, PrivatePostgres, TestDatabase,
 };
-pub use stack::{report_spec_checks, Stack, StackOptions};
+pub use stack::{
+    consumer_backlog, report_spec_checks, sandbox_request_counts, Stack, StackOptions,
+};
 
 use std::future::Future;
 use std::time::{Duration, Instant};

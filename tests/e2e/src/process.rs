@@ -3,7 +3,7 @@
 //! free loopback port, secrets in files beside the configuration.
 
 use crate::{ensure_nats, free_port};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What differs between such deployments.
 #[derive(Debug, Clone)]
@@ -49,8 +49,63 @@ impl ProcessConfig<'_> {
     /// Writes the secrets and `billsync.toml` into a fresh temporary directory.
     pub fn write(&self) -> ProcessDeployment {
         let dir = tempfile::tempdir().expect("a temp dir");
+        let (ingest_port, errors_port, activecampaign_port, zoho_port, pipedrive_port) = (
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+        );
+        let workers = format!(
+            "activecampaign_listen = \"127.0.0.1:{activecampaign_port}\"\n\
+             zoho_listen = \"127.0.0.1:{zoho_port}\"\n\
+             pipedrive_listen = \"127.0.0.1:{pipedrive_port}\"\n"
+        );
+        let text = self.render(
+            dir.path(),
+            &ensure_nats(),
+            &format!("127.0.0.1:{ingest_port}"),
+            &format!("127.0.0.1:{errors_port}"),
+            &workers,
+        );
+        let config_path = dir.path().join("billsync.toml");
+        std::fs::write(&config_path, text).expect("write the configuration");
+        ProcessDeployment {
+            dir,
+            config_path,
+            ingest_port,
+            errors_port,
+            activecampaign_port,
+            zoho_port,
+            pipedrive_port,
+        }
+    }
+
+    /// Writes the secrets into `dir` and returns the configuration for NATS at `nats_url`
+    /// as a [`Fleet`](crate::chaos::fleet::Fleet) template: the listen addresses are its
+    /// placeholders, each replica's own put in by the fleet.
+    pub fn fleet_template(&self, dir: &Path, nats_url: &str) -> String {
+        self.render(
+            dir,
+            nats_url,
+            "{ingest_listen}",
+            "{errors_listen}",
+            "{workers_listen}",
+        )
+    }
+
+    /// The configuration's text, its secrets written into `dir`; `workers_listen` holds the
+    /// `*_listen` lines of the `[workers]` table.
+    fn render(
+        &self,
+        dir: &Path,
+        nats: &str,
+        ingest_listen: &str,
+        errors_listen: &str,
+        workers_listen: &str,
+    ) -> String {
         let secret = |name: &str, value: &str| {
-            let path = dir.path().join(name);
+            let path = dir.join(name);
             std::fs::write(&path, value).expect("write a secret");
             path.display().to_string()
         };
@@ -59,14 +114,7 @@ impl ProcessConfig<'_> {
             secret("ac-token", self.ac_token),
             secret("admin-token", self.admin_token),
         );
-        let (ingest_port, errors_port, activecampaign_port, zoho_port, pipedrive_port) = (
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-        );
-        let text = format!(
+        format!(
             r#"
 [nats]
 url = "{nats}"
@@ -77,14 +125,12 @@ url = "{postgres}"
 [telemetry]
 {telemetry}
 [ingest]
-listen = "127.0.0.1:{ingest_port}"
+listen = "{ingest_listen}"
 [errors]
-listen = "127.0.0.1:{errors_port}"
+listen = "{errors_listen}"
 admin_token = {{ file = "{admin}" }}
 [workers]
-activecampaign_listen = "127.0.0.1:{activecampaign_port}"
-zoho_listen = "127.0.0.1:{zoho_port}"
-pipedrive_listen = "127.0.0.1:{pipedrive_port}"
+{workers_listen}
 {workers}
 [[sources.stripe]]
 name = "{stripe}"
@@ -100,7 +146,6 @@ destination = "{ac_connection}"
 {extra}
 "#,
             extra = self.extra,
-            nats = ensure_nats(),
             prefix = self.prefix,
             postgres = self.postgres_url,
             telemetry = self.telemetry,
@@ -109,17 +154,6 @@ destination = "{ac_connection}"
             ac_connection = self.ac_connection,
             ac_base = self.ac_base_url,
             rps = self.ac_requests_per_second,
-        );
-        let config_path = dir.path().join("billsync.toml");
-        std::fs::write(&config_path, text).expect("write the configuration");
-        ProcessDeployment {
-            dir,
-            config_path,
-            ingest_port,
-            errors_port,
-            activecampaign_port,
-            zoho_port,
-            pipedrive_port,
-        }
+        )
     }
 }

@@ -276,22 +276,31 @@ fn is_root() -> bool {
 }
 
 /// A nats-server of the test's own, on a free port with its own store, for tests that stop
-/// or kill NATS. Killed on drop.
+/// or kill NATS and for benchmarks that read its monitoring endpoint. Killed on drop.
 pub struct PrivateNats {
     pub port: u16,
+    /// The HTTP monitoring port (`/varz`, `/connz`), when started with one.
+    pub monitor_port: Option<u16>,
     child: Option<Child>,
     store: tempfile::TempDir,
 }
 
 impl PrivateNats {
     pub fn start() -> PrivateNats {
+        Self::start_with(None)
+    }
+
+    /// With its HTTP monitoring endpoint on a free port: a benchmark counts the server's
+    /// messages (`/varz`, `/connz`) without sharing them with anyone else's tests.
+    pub fn start_monitored() -> PrivateNats {
+        Self::start_with(Some(crate::free_port()))
+    }
+
+    fn start_with(monitor_port: Option<u16>) -> PrivateNats {
         let store = tempfile::tempdir().expect("temp dir for the NATS store");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
         let mut nats = PrivateNats {
-            port,
+            port: crate::free_port(),
+            monitor_port,
             child: None,
             store,
         };
@@ -301,6 +310,17 @@ impl PrivateNats {
 
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// `http://127.0.0.1:<monitoring port>`, when started with one.
+    pub fn monitor_url(&self) -> Option<String> {
+        self.monitor_port
+            .map(|port| format!("http://127.0.0.1:{port}"))
+    }
+
+    /// The server's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Kills the server (SIGKILL).
@@ -324,6 +344,11 @@ impl PrivateNats {
                 "-sd",
             ])
             .arg(self.store.path())
+            .args(
+                self.monitor_port
+                    .iter()
+                    .flat_map(|port| ["-m".to_string(), port.to_string()]),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

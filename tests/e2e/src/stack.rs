@@ -564,14 +564,7 @@ destination = "ac-test"
         vendor: &str,
         tenant: &str,
     ) -> anyhow::Result<billsync_sandbox::RequestCounts> {
-        Ok(reqwest::get(format!(
-            "{}/__sandbox/{vendor}/{tenant}/requests",
-            self.sandbox.url()
-        ))
-        .await?
-        .error_for_status()?
-        .json()
-        .await?)
+        sandbox_request_counts(&self.sandbox.url(), vendor, tenant).await
     }
 
     /// Messages stored in the events stream.
@@ -593,19 +586,8 @@ destination = "ac-test"
     /// its consumer exists.
     pub async fn worker_backlog(&self) -> Option<u64> {
         let topology = self.topology();
-        let stream = self
-            .jetstream()
-            .get_stream(topology.events_stream())
-            .await
-            .ok()?;
-        let mut consumer = stream
-            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(
-                &topology.worker_consumer("ac-test"),
-            )
-            .await
-            .ok()?;
-        let info = consumer.info().await.ok()?;
-        Some(info.num_pending + info.num_ack_pending as u64)
+        let consumer = topology.worker_consumer("ac-test");
+        consumer_backlog(&self.nats, &topology.events_stream(), &consumer).await
     }
 
     /// True when the worker of destination connection `connection` has settled every event
@@ -858,6 +840,41 @@ destination = "ac-test"
         );
         checked
     }
+}
+
+/// The requests of `tenant` of the sandbox at `sandbox_url` (`vendor`: `activecampaign`,
+/// `zoho`, `pipedrive`) so far, read from its control API as any client would.
+pub async fn sandbox_request_counts(
+    sandbox_url: &str,
+    vendor: &str,
+    tenant: &str,
+) -> anyhow::Result<billsync_sandbox::RequestCounts> {
+    Ok(reqwest::get(format!(
+        "{sandbox_url}/__sandbox/{vendor}/{tenant}/requests"
+    ))
+    .await?
+    .error_for_status()?
+    .json()
+    .await?)
+}
+
+/// Messages of `stream` that its pull consumer `consumer` has not settled (acked) yet;
+/// `None` until the consumer exists.
+pub async fn consumer_backlog(
+    nats: &async_nats::Client,
+    stream: &str,
+    consumer: &str,
+) -> Option<u64> {
+    let stream = async_nats::jetstream::new(nats.clone())
+        .get_stream(stream)
+        .await
+        .ok()?;
+    let mut consumer = stream
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>(consumer)
+        .await
+        .ok()?;
+    let info = consumer.info().await.ok()?;
+    Some(info.num_pending + info.num_ack_pending as u64)
 }
 
 /// SIGTERM, then SIGKILL if the process has not exited within 30 s.

@@ -11,11 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Sends the whole workload to `stack`'s Stripe webhook, step by step across customers (as
 /// a busy account would), and checks every event reached the stream.
 pub async fn send(stack: &Stack, customers: usize, per_customer: usize) {
-    for step in 0..per_customer {
-        for customer in 0..customers {
-            let response = stack.send_stripe(&event_for(customer, step)).await;
-            assert!(response.status().is_success(), "{}", response.status());
-        }
+    for event in events(customers, per_customer) {
+        let response = stack.send_stripe(&event).await;
+        assert!(response.status().is_success(), "{}", response.status());
     }
     assert_eq!(
         stack.events_in_stream().await,
@@ -37,6 +35,13 @@ pub async fn settle_and_compare(
     .await;
     let snapshot = stack.sandbox.activecampaign.snapshot(&stack.ac_account);
     differences(&snapshot, customers, per_customer)
+}
+
+/// The whole workload in the order it is sent: step by step across customers, as a busy
+/// account's events arrive.
+pub fn events(customers: usize, per_customer: usize) -> impl Iterator<Item = Value> {
+    (0..per_customer)
+        .flat_map(move |step| (0..customers).map(move |customer| event_for(customer, step)))
 }
 
 /// The event of step `step` in one customer's life: created, then updates, subscription

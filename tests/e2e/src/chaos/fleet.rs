@@ -18,6 +18,17 @@ pub struct Replica {
     pub kills: u32,
 }
 
+impl Replica {
+    /// The replica's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(tokio::process::Child::id)
+    }
+
+    pub fn service(&self) -> &'static str {
+        self.service
+    }
+}
+
 pub struct Fleet {
     pub replicas: Vec<Replica>,
     binary: PathBuf,
