@@ -148,6 +148,17 @@ impl<S: BatchSink> Inner<S> {
     /// and follows from every other one, so each event's trace reaches the call that wrote
     /// it (as a link where it is not the parent).
     async fn flush(self: Arc<Self>, key: S::Key, entries: Vec<(S::Item, Reply<S>, tracing::Span)>) {
+        // A record whose caller stopped waiting is not written: its event went back to
+        // JetStream (the writer claim was lost, the worker is stopping), and another replica
+        // may already have written a newer version of the record, which this old one would
+        // overwrite. A record already in a call that is out cannot be recalled.
+        let entries: Vec<_> = entries
+            .into_iter()
+            .filter(|(_, reply, _)| !reply.is_closed())
+            .collect();
+        if entries.is_empty() {
+            return;
+        }
         let sent = entries.len();
         let mut items = Vec::with_capacity(sent);
         let mut replies = Vec::with_capacity(sent);
@@ -253,6 +264,41 @@ mod tests {
         assert!(
             started.elapsed() < Duration::from_secs(1),
             "full groups do not wait"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_record_whose_caller_gave_up_is_not_written() {
+        let batcher = Batcher::new(Doubler::default(), 100, Duration::from_millis(500));
+        let abandoned = {
+            let batcher = batcher.clone();
+            tokio::spawn(async move { batcher.submit("Contacts", 4).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The claim on the record was lost: the runtime drops the event's work.
+        abandoned.abort();
+        let kept = {
+            let batcher = batcher.clone();
+            tokio::spawn(async move { batcher.submit("Contacts", 5).await })
+        };
+        assert_eq!(kept.await.unwrap().unwrap(), 10);
+        assert_eq!(
+            *batcher.sink().sizes.lock().unwrap(),
+            vec![1],
+            "4 never sent"
+        );
+
+        let alone = {
+            let batcher = batcher.clone();
+            tokio::spawn(async move { batcher.submit("Deals", 6).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        alone.abort();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            batcher.sink().calls.load(Ordering::SeqCst),
+            1,
+            "no empty call"
         );
     }
 
