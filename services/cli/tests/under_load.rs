@@ -155,30 +155,12 @@ impl Deployment {
 
     /// Each process's peak resident memory (MiB) and CPU time so far (s), from /proc.
     fn resources(&self) -> Vec<(String, f64, f64)> {
-        let ticks: f64 = Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(100.0);
         self.processes
             .iter()
             .map(|(command, child)| {
-                let proc = PathBuf::from(format!("/proc/{}", child.id()));
-                let status = std::fs::read_to_string(proc.join("status")).unwrap_or_default();
-                let peak_kib: f64 = status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmHWM:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                    .unwrap_or(0.0);
-                // Fields 14 and 15 of /proc/PID/stat, after the parenthesised name.
-                let stat = std::fs::read_to_string(proc.join("stat")).unwrap_or_default();
-                let fields: Vec<&str> = stat
-                    .rsplit_once(')')
-                    .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
-                let cpu = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
-                let cpu_secs = (cpu(11).unwrap_or(0.0) + cpu(12).unwrap_or(0.0)) / ticks;
-                (command.clone(), peak_kib / 1024.0, cpu_secs)
+                let usage =
+                    billsync_e2e::pipeline::ProcessUsage::of(child.id()).unwrap_or_default();
+                (command.clone(), usage.peak_mib(), usage.cpu_secs)
             })
             .collect()
     }

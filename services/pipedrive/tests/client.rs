@@ -413,16 +413,11 @@ async fn two_replicas_share_the_search_window_and_pipedrive_refuses_none() {
     let (sandbox, base) = sandbox(company("searching")).await;
     let rate_limits = bucket(|topology| topology.rate_limits_bucket()).await;
     let replica = || {
-        Arc::new(
-            PipedriveClient::new(
-                &base,
-                SecretString::from(TOKEN.to_string()),
-                1_000,
-                PipedriveClient::budget(30_000),
-                TIMEOUT,
-            )
-            .with_shared_limiters(rate_limits.clone(), "pd-searching", 1_000),
-        )
+        Arc::new(client(&base, TOKEN, 30_000).with_shared_limiters(
+            rate_limits.clone(),
+            "pd-searching",
+            1_000,
+        ))
     };
     let replicas = [replica(), replica()];
     let mut tasks = Vec::new();

@@ -168,12 +168,17 @@ impl Pause {
 mod tests {
     use super::*;
 
-    fn throttled() -> Result<(), DeliveryError> {
+    /// A 429, with the vendor's `Retry-After` if it gave one.
+    fn refused(message: &str, retry_after: Option<Duration>) -> Result<(), DeliveryError> {
         Err(DeliveryError::Retryable {
-            message: "Zoho is out of API credits".into(),
-            retry_after: None,
+            message: message.into(),
+            retry_after,
             http_status: Some(429),
         })
+    }
+
+    fn throttled() -> Result<(), DeliveryError> {
+        refused("Zoho is out of API credits", None)
     }
 
     #[tokio::test(start_paused = true)]
@@ -221,11 +226,7 @@ mod tests {
             "refused again right after the pause: doubled, once"
         );
 
-        let window = Err::<(), _>(DeliveryError::Retryable {
-            message: "over the burst limit".into(),
-            retry_after: Some(Duration::from_secs(1)),
-            http_status: Some(429),
-        });
+        let window = refused("over the burst limit", Some(Duration::from_secs(1)));
         for _ in 0..20 {
             pause.observe(&window);
         }

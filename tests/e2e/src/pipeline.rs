@@ -443,6 +443,8 @@ fn counter_by_label(text: &str, name: &str, label: &str) -> BTreeMap<String, u64
 pub struct ProcessUsage {
     /// `VmRSS`, in KiB.
     pub rss_kib: u64,
+    /// `VmHWM`: the highest `VmRSS` so far, in KiB.
+    pub peak_kib: u64,
     /// User and system time (`utime` + `stime`), in seconds.
     pub cpu_secs: f64,
 }
@@ -451,10 +453,13 @@ impl ProcessUsage {
     /// `None` when the process is gone.
     pub fn of(pid: u32) -> Option<ProcessUsage> {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let rss_kib = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse().ok())?;
+        let kib = |field: &str| -> Option<u64> {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(field))
+                .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse().ok())
+        };
+        let (rss_kib, peak_kib) = (kib("VmRSS:")?, kib("VmHWM:")?);
         // Fields 14 and 15 of /proc/PID/stat; the command name before them may hold spaces.
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         let after_name: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
@@ -465,12 +470,17 @@ impl ProcessUsage {
             .sum();
         Some(ProcessUsage {
             rss_kib,
+            peak_kib,
             cpu_secs: ticks as f64 / clock_ticks_per_second(),
         })
     }
 
     pub fn rss_mib(&self) -> f64 {
         self.rss_kib as f64 / 1024.0
+    }
+
+    pub fn peak_mib(&self) -> f64 {
+        self.peak_kib as f64 / 1024.0
     }
 }
 
