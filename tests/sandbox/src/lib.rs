@@ -37,8 +37,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use activecampaign::{
-    AcAccount, AcContact, AcContactList, AcContactTag, AcFaults, AcField, AcFieldValue, AcList,
-    AcSnapshot, AcTag, ActiveCampaign,
+    AcAccount, AcBulkImport, AcContact, AcContactList, AcContactTag, AcFaults, AcField,
+    AcFieldValue, AcList, AcSnapshot, AcTag, ActiveCampaign,
 };
 pub use chargebee::{
     CbChange, CbCustomer, CbCustomerInput, CbEvent, CbFaults, CbInvoice, CbInvoiceInput,

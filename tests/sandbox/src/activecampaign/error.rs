@@ -30,6 +30,11 @@ impl ApiError {
         self.status
     }
 
+    #[cfg(test)]
+    pub(crate) fn body(&self) -> &Value {
+        &self.body
+    }
+
     /// 400 with `{}`: malformed JSON or a body without the resource's wrapper object. The spec
     /// answers 400 with an empty object on 97 operations (e.g. `POST /contact/sync`).
     /// The reason goes to the sandbox's log only, since AC's body says nothing.
@@ -226,6 +231,50 @@ impl ApiError {
             "",
             "duplicate",
             "externalid",
+        )
+    }
+
+    /// 400 of `POST /import/bulk_import` for a request that did not pass validation: nothing
+    /// is queued. The spec's "Contact Create Fail" example: `failureReasons` holds
+    /// `{contact, failureReason}` per failing contact (`contact` is its index in
+    /// `contacts`), or plain strings for what is wrong with the request as a whole (the
+    /// "Other Error" shape).
+    pub(crate) fn import_invalid(reasons: Vec<Value>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            json!({
+                "success": 0,
+                "message": "JSON payload did not pass validation. Please fix failure Reasons and retry. The import was not queued for processing.",
+                "failureReasons": reasons
+            }),
+        )
+    }
+
+    /// 400 of `POST /import/bulk_import` past the importer's own rate limit (the spec's "Other
+    /// Error" example; AC's docs: 100 imports per minute, 20 for single-contact ones).
+    pub(crate) fn import_rate_limited(per_minute: u32, single_contact: bool) -> Self {
+        let what = if single_contact {
+            "single-contact imports"
+        } else {
+            "imports"
+        };
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            json!({
+                "success": 0,
+                "message": "Rate limit exceeded.",
+                "failureReasons": [format!(
+                    "Up to {per_minute} {what} may be requested per minute.Please batch contacts into larger requests, or retry this request in a minute."
+                )]
+            }),
+        )
+    }
+
+    /// 400 of `GET /import/info` without a `batchId` (spec example).
+    pub(crate) fn batch_id_required() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            json!({"success": 0, "message": "'batchId' is a required field."}),
         )
     }
 

@@ -5,6 +5,8 @@
 //! `specs/activecampaign/activecampaign-v3.json`; where it and AC's docs disagree the docs
 //! win, and the place that depends on it says so.
 
+mod bulk_import;
+mod bulk_import_routes;
 mod ecommerce;
 mod ecommerce_routes;
 mod error;
@@ -23,8 +25,10 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::kit::{self, lock, Emulator, Faults, Gate, Injected, Refusal, RequestCounts, Tenants};
+use bulk_import::ImportWindows;
 use error::ApiError;
 
+pub use bulk_import::AcBulkImport;
 pub use ecommerce::{
     AcConnection, AcEcomCustomer, AcEcomOrder, AcOrderDiscount, AcOrderProduct, AcTrackedEvent,
 };
@@ -36,6 +40,10 @@ pub use state::{
 /// AC's documented limit: 5 requests per second per account, shared by all its API keys.
 pub const DEFAULT_REQUESTS_PER_SECOND: u32 = 5;
 
+/// How long a bulk import waits before it is applied. AC's docs give no figure: its importer
+/// is a queue, and the info route answers `status: false` for about the first second.
+pub const DEFAULT_BULK_IMPORT_DELAY: Duration = Duration::from_secs(1);
+
 /// One emulated ActiveCampaign account.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AcAccount {
@@ -44,6 +52,8 @@ pub struct AcAccount {
     /// The value the `Api-Token` header must carry.
     pub api_token: String,
     pub requests_per_second: u32,
+    /// How long after `POST /import/bulk_import` its contacts are written.
+    pub bulk_import_delay: Duration,
     /// Event tracking's `actid` (Settings > Tracking > Event Tracking), which
     /// `trackcmp.net/event` requires beside the event key.
     pub event_actid: String,
@@ -66,6 +76,7 @@ impl AcAccount {
             name,
             api_token: api_token.into(),
             requests_per_second: DEFAULT_REQUESTS_PER_SECOND,
+            bulk_import_delay: DEFAULT_BULK_IMPORT_DELAY,
         }
     }
 }
@@ -82,6 +93,7 @@ impl fmt::Debug for AcAccount {
             .field("name", &self.name)
             .field("api_token", &"[redacted]")
             .field("requests_per_second", &self.requests_per_second)
+            .field("bulk_import_delay", &self.bulk_import_delay)
             .field("event_actid", &self.event_actid)
             .field("event_key", &"[redacted]")
             .finish()
@@ -128,6 +140,7 @@ pub(crate) struct Account {
     name: String,
     api_token: String,
     requests_per_second: u32,
+    bulk_import_delay: Duration,
     event_actid: String,
     event_key: String,
     /// `.../activecampaign/{account}/api/3`, for the `links` in responses.
@@ -136,6 +149,8 @@ pub(crate) struct Account {
     gate: Gate<AcFaults>,
     /// trackcmp requests served, accepted or refused (not counted by the gate).
     tracking_requests: AtomicU64,
+    /// The bulk importer's imports-per-minute windows.
+    import_windows: Mutex<ImportWindows>,
     data: Mutex<AccountData>,
 }
 
@@ -154,23 +169,24 @@ impl Account {
     }
 
     pub(crate) fn rejects_email(&self, email: Option<&str>) -> bool {
-        let Some(email) = email.map(|e| e.trim().to_lowercase()) else {
-            return false;
-        };
-        self.gate
-            .faults()
-            .reject_emails
-            .iter()
-            .any(|r| r.trim().to_lowercase() == email)
+        email.is_some_and(|email| bulk_import::listed(&self.gate.faults().reject_emails, email))
     }
 
     pub(crate) fn count_tracking_request(&self) {
         self.tracking_requests.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The account's data, locked. Callers drop the guard before any `.await`.
+    /// The account's data, locked, with every bulk import that has fallen due applied first,
+    /// so whoever looks after the delay sees its contacts. Callers drop the guard before any
+    /// `.await`.
     pub(crate) fn data(&self) -> MutexGuard<'_, AccountData> {
-        lock(&self.data)
+        let mut data = lock(&self.data);
+        let now = tokio::time::Instant::now();
+        if data.imports.is_due(now) {
+            let rejected = self.gate.faults().reject_emails;
+            data.settle_imports(now, &rejected);
+        }
+        data
     }
 }
 
@@ -190,11 +206,13 @@ impl ActiveCampaign {
             name: account.name.clone(),
             api_token: account.api_token,
             requests_per_second: account.requests_per_second,
+            bulk_import_delay: account.bulk_import_delay,
             event_actid: account.event_actid,
             event_key: account.event_key,
             api_url,
             gate: Gate::new(Duration::from_secs(1)),
             tracking_requests: AtomicU64::new(0),
+            import_windows: Mutex::default(),
             data: Mutex::default(),
         };
         self.accounts.insert(account.name, entry);
@@ -217,6 +235,19 @@ impl ActiveCampaign {
         account: &str,
     ) -> std::collections::HashMap<String, std::time::SystemTime> {
         self.expect(account).data().contact_creation_times()
+    }
+
+    /// Applies every bulk import the account has queued now, as if its delay had passed, so a
+    /// test need not wait for it.
+    ///
+    /// # Panics
+    /// If no account has this name.
+    pub fn process_bulk_imports(&self, account: &str) {
+        let account = self.expect(account);
+        lock(&account.data)
+            .imports
+            .hurry(tokio::time::Instant::now());
+        drop(account.data());
     }
 
     /// Replaces the account's faults.

@@ -15,13 +15,14 @@ use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
+use super::bulk_import_routes as bulk;
 use super::ecommerce_routes as ecom;
 use super::error::ApiError;
 use super::state::{AccountData, ContactFilter, FieldInput, ListInput};
 use super::{tracking, wire, Account, ActiveCampaign};
 use crate::kit;
 
-type Reply = Result<Response, ApiError>;
+pub(crate) type Reply = Result<Response, ApiError>;
 type Params = Path<HashMap<String, String>>;
 type QueryMap = Query<HashMap<String, String>>;
 
@@ -47,6 +48,11 @@ pub(crate) fn api(ac: ActiveCampaign) -> Router {
         .route("/lists", get(list_lists).post(create_list))
         .route("/lists/{id}", get(get_list))
         .route("/contactLists", post(set_list_status))
+        .route(
+            "/import/bulk_import",
+            get(bulk::import_status_list).post(bulk::queue_import),
+        )
+        .route("/import/info", get(bulk::import_info))
         .route(
             "/connections",
             get(ecom::list_connections).post(ecom::create_connection),
@@ -105,7 +111,7 @@ pub(crate) fn control(ac: ActiveCampaign) -> Router {
         .merge(kit::control_routes(ac))
 }
 
-fn reply(status: StatusCode, body: Value) -> Response {
+pub(crate) fn reply(status: StatusCode, body: Value) -> Response {
     (status, Json(body)).into_response()
 }
 

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use super::bulk_import::{AcBulkImport, BulkImports};
 use super::ecommerce::{AcConnection, AcEcomCustomer, AcEcomOrder, AcTrackedEvent, EcomData};
 use super::error::ApiError;
 
@@ -111,6 +112,9 @@ pub struct AcSnapshot {
     /// Events accepted by `trackcmp.net/event`, oldest first.
     #[serde(default)]
     pub tracked_events: Vec<AcTrackedEvent>,
+    /// Batches queued by `POST /import/bulk_import`, oldest first.
+    #[serde(default)]
+    pub bulk_imports: Vec<AcBulkImport>,
 }
 
 impl AcSnapshot {
@@ -246,6 +250,8 @@ pub(crate) struct AccountData {
     contact_lists: BTreeMap<(u64, u64), AcContactList>,
     /// Connections, e-commerce customers and orders, and tracked events.
     pub(crate) ecom: EcomData,
+    /// Bulk import batches, queued and processed.
+    pub(crate) imports: BulkImports,
     /// When each contact was created, to the microsecond (AC's `cdate` has seconds): what a
     /// load test measures latency against.
     created_at: HashMap<u64, std::time::SystemTime>,
@@ -776,6 +782,7 @@ impl AccountData {
             ..AcSnapshot::default()
         };
         self.ecom.fill(&mut snapshot);
+        self.imports.fill(&mut snapshot);
         snapshot
     }
 }

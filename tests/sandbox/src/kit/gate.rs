@@ -99,7 +99,8 @@ pub(crate) trait Faults:
 pub struct RequestCounts {
     /// Let through by the rate limit (answered by a handler, or by an injected 500).
     pub accepted: u64,
-    /// Answered 429: by the rate limit, or by an injected throttle.
+    /// Answered 429: by the rate limit, or by an injected throttle; or refused by a limit of
+    /// the vendor's own, whatever its status (ActiveCampaign's bulk importer answers 400).
     pub refused: u64,
 }
 
@@ -159,9 +160,9 @@ impl<F: Faults> Gate<F> {
         }
     }
 
-    /// Counts a request the gate let through as refused after all: one an emulator answered
-    /// 429 itself, for a limit the gate does not know (Zoho's credits and concurrent calls,
-    /// Pipedrive's search window and budget).
+    /// Counts a request the gate let through as refused after all: one an emulator refused
+    /// itself, for a limit the gate does not know (Zoho's credits and concurrent calls,
+    /// Pipedrive's search window and budget, ActiveCampaign's imports per minute).
     pub(crate) fn count_refused(&self) {
         self.refused.fetch_add(1, Ordering::SeqCst);
     }

@@ -7,14 +7,14 @@ use serde_json::{json, Value};
 use crate::spawn_sandbox;
 
 /// A client for one account of the sandbox, sending the account's token.
-struct Ac {
+pub(crate) struct Ac {
     http: reqwest::Client,
     api: String,
     token: String,
 }
 
 impl Ac {
-    fn new(sandbox: &RunningSandbox, account: &str, token: &str) -> Self {
+    pub(crate) fn new(sandbox: &RunningSandbox, account: &str, token: &str) -> Self {
         Self {
             http: reqwest::Client::new(),
             api: format!("{}/api/3", sandbox.activecampaign_base_url(account)),
@@ -41,17 +41,30 @@ impl Ac {
         (status, body)
     }
 
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.send(reqwest::Method::GET, path, None).await
     }
 
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.send(reqwest::Method::POST, path, Some(body)).await
     }
 }
 
-fn acme(sandbox: &RunningSandbox) -> Ac {
+pub(crate) fn acme(sandbox: &RunningSandbox) -> Ac {
     Ac::new(sandbox, "acme", "acme-token")
+}
+
+/// The status of a `GET` of the account's `/api/3{path}` sent without an `Api-Token`.
+pub(crate) async fn status_without_token(
+    sandbox: &RunningSandbox,
+    account: &str,
+    path: &str,
+) -> StatusCode {
+    let url = format!("{}/api/3{path}", sandbox.activecampaign_base_url(account));
+    reqwest::get(url)
+        .await
+        .expect("request to the sandbox")
+        .status()
 }
 
 #[tokio::test]
@@ -156,13 +169,10 @@ async fn wrong_or_missing_token_is_403_and_unknown_account_404() {
         (StatusCode::FORBIDDEN, json!({"message": "Forbidden"}))
     );
 
-    let response = reqwest::get(format!(
-        "{}/api/3/contacts",
-        sandbox.activecampaign_base_url("acme")
-    ))
-    .await
-    .unwrap();
-    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        status_without_token(&sandbox, "acme", "/contacts").await,
+        StatusCode::FORBIDDEN
+    );
     assert_eq!(sandbox.activecampaign.request_count("acme"), 0);
 
     let (status, _) = Ac::new(&sandbox, "nobody", "acme-token")

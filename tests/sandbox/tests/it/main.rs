@@ -1,6 +1,7 @@
 //! Integration tests: the sandbox on a random loopback port, driven over HTTP with reqwest.
 
 mod activecampaign;
+mod activecampaign_bulk;
 mod chargebee;
 mod sandbox;
 mod stripe;
