@@ -1,17 +1,19 @@
 //! One queue per ordering key: events of one customer run in order, customers in parallel.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 /// Runs `work` for each job, sequentially per key and concurrently across keys.
 ///
-/// A lane's task removes itself from the map under the same lock the dispatcher sends
-/// under, and only once its queue is empty, so no job is ever sent into a closing lane.
+/// Each key's queue lives in the map, under one lock. A lane's task takes its next job
+/// under that lock and removes the key once its queue is empty, so a job dispatched
+/// while the lane is closing either lands in the queue the task still drains or opens a
+/// new lane; none is stranded. A queue is a plain `VecDeque` sized to what it holds (a
+/// lane usually holds one job), not a channel whose first block reserves room for 32.
 pub struct Lanes<J, W> {
-    lanes: Arc<Mutex<HashMap<String, mpsc::UnboundedSender<J>>>>,
+    lanes: Arc<Mutex<HashMap<String, VecDeque<J>>>>,
     tracker: TaskTracker,
     work: Arc<W>,
 }
@@ -32,32 +34,34 @@ where
 
     pub fn dispatch(&self, key: String, job: J) {
         let mut lanes = self.lanes.lock().expect("lanes lock poisoned");
-        let job = match lanes.get(&key) {
-            Some(sender) => match sender.send(job) {
-                Ok(()) => return,
-                Err(mpsc::error::SendError(job)) => job,
-            },
-            None => job,
-        };
-        let (sender, mut receiver) = mpsc::unbounded_channel();
-        // A fresh channel with a live receiver cannot refuse.
-        let _ = sender.send(job);
-        lanes.insert(key.clone(), sender);
+        if let Some(queue) = lanes.get_mut(&key) {
+            queue.push_back(job);
+            return;
+        }
+        // The task takes this job directly; the map's empty queue marks the lane open.
+        lanes.insert(key.clone(), VecDeque::new());
+        drop(lanes);
         let registry = Arc::clone(&self.lanes);
         let work = Arc::clone(&self.work);
         self.tracker.spawn(async move {
+            let mut next = job;
             loop {
-                let next = {
-                    let mut lanes = registry.lock().expect("lanes lock poisoned");
-                    match receiver.try_recv() {
-                        Ok(job) => job,
-                        Err(_) => {
-                            lanes.remove(&key);
-                            return;
-                        }
-                    }
-                };
                 work(next).await;
+                let mut lanes = registry.lock().expect("lanes lock poisoned");
+                let queue = lanes.get_mut(&key).expect("an open lane stays in the map");
+                match queue.pop_front() {
+                    Some(job) => {
+                        if queue.is_empty() && queue.capacity() > 8 {
+                            // Give back what a burst grew it to.
+                            queue.shrink_to_fit();
+                        }
+                        next = job;
+                    }
+                    None => {
+                        lanes.remove(&key);
+                        return;
+                    }
+                }
             }
         });
     }

@@ -435,9 +435,11 @@ impl<D: Destination> Processor<D> {
         );
         trace::adopt_parent(&span, job.delivery.headers());
         let started = Instant::now();
-        if let Err(settled) = self.route(&job).instrument(span.clone()).await {
+        // The steps are boxed so that an event waiting for its turn holds a few words, not
+        // the state of every step: hundreds wait at once (`workers.max_in_flight`).
+        if let Err(settled) = Box::pin(self.route(&job).instrument(span.clone())).await {
             job.seat = None;
-            self.finish(job, settled, started).instrument(span).await;
+            Box::pin(self.finish(job, settled, started).instrument(span)).await;
             return;
         }
         // Shutting down, a message that has not started is handed back, not worked off.
@@ -449,11 +451,11 @@ impl<D: Destination> Processor<D> {
         let settled = match turn {
             Some(permit) => {
                 job.seat = None;
-                let settled = keeping_alive(
+                let settled = Box::pin(keeping_alive(
                     &job.delivery,
                     self.ack_wait,
                     self.settle_as_writer(&job).instrument(span.clone()),
-                )
+                ))
                 .await;
                 drop(permit);
                 settled
@@ -462,7 +464,7 @@ impl<D: Destination> Processor<D> {
         };
         // The span is never entered by hand: a guard held across an await leaves it current
         // on a thread the task has left, and the subscriber panics on the next span there.
-        self.finish(job, settled, started).instrument(span).await;
+        Box::pin(self.finish(job, settled, started).instrument(span)).await;
     }
 
     /// Records what settling the event left owing (an unreadable stand-in's outcome), then
@@ -1143,5 +1145,52 @@ impl<D: Destination> Processor<D> {
                 tracing::warn!(%error, "Recording the outcome failed; the event will be retried.");
                 Duration::from_secs(2)
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use billsync_events::DestinationKind;
+
+    /// A destination whose delivery keeps 64 KiB of state across an await, as a client
+    /// holding a request body and its parsed answer does.
+    struct Bulky;
+
+    impl Destination for Bulky {
+        fn kind(&self) -> DestinationKind {
+            DestinationKind::Activecampaign
+        }
+        fn connection(&self) -> &str {
+            "bulky"
+        }
+        async fn deliver(&self, _: &BillingEventV1, _: Pass) -> Result<Delivered, DeliveryError> {
+            let state = [7u8; 64 * 1024];
+            tokio::task::yield_now().await;
+            Ok(Delivered::NotApplicable {
+                reason: format!("{}", state.iter().map(|b| *b as usize).sum::<usize>()),
+            })
+        }
+        async fn healthcheck(&self) -> Result<(), DeliveryError> {
+            Ok(())
+        }
+    }
+
+    /// The size of the future `work` returns, without making one.
+    fn future_size<A, F: Future, W: Fn(A) -> F>(_: &W) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    #[test]
+    fn an_event_waiting_for_its_turn_holds_a_few_words_not_the_delivery_state() {
+        // What a lane runs per event (see `run_worker`): hundreds of these wait at once.
+        let work = |(processor, job): (Arc<Processor<Bulky>>, Job)| async move {
+            processor.process(job).await
+        };
+        let waiting = future_size(&work);
+        assert!(
+            waiting < 4 * 1024,
+            "a waiting event's future is {waiting} bytes; the delivery's state must be boxed"
+        );
     }
 }

@@ -765,9 +765,11 @@ async fn read_outcomes(nats: &async_nats::Client, topology: &billsync_bus::Topol
         .get_stream(topology.outcomes_stream())
         .await
         .expect("the outcomes stream");
-    let total = stream.info().await.expect("stream info").state.messages;
+    // Read to the last message the stream holds now, by sequence: not until the consumer
+    // says nothing is pending, which a consumer recreated mid-read can say early.
+    let state = stream.info().await.expect("stream info").state.clone();
     let mut outcomes = Outcomes::new();
-    if total == 0 {
+    if state.messages == 0 {
         return outcomes;
     }
     let consumer = stream
@@ -785,7 +787,11 @@ async fn read_outcomes(nats: &async_nats::Client, topology: &billsync_bus::Topol
                 .or_default();
             *entry |= synced;
         }
-        if message.info().map(|i| i.pending == 0).unwrap_or(true) {
+        let read_to = message
+            .info()
+            .map(|i| i.stream_sequence)
+            .unwrap_or(u64::MAX);
+        if read_to >= state.last_sequence {
             break;
         }
     }
