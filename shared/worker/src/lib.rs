@@ -26,7 +26,8 @@ mod waiting;
 
 pub use batch::{BatchSink, Batcher};
 pub use destination::{
-    Delivered, DeliveryError, Destination, Pass, DEFAULT_CONCURRENCY, NO_EVENT_EFFECTS,
+    Delivered, DeliveryError, Destination, Pass, DEFAULT_CONCURRENCY, MAX_CONCURRENCY,
+    NO_EVENT_EFFECTS,
 };
 pub use health::{ConnectionHealth, PROBE_EVERY};
 pub use pause::Pause;

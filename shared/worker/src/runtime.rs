@@ -1,6 +1,6 @@
 //! The consume → order → deliver → record → ack loop of one destination connection.
 
-use crate::destination::{Delivered, DeliveryError, Destination, Pass};
+use crate::destination::{Delivered, DeliveryError, Destination, Pass, MAX_CONCURRENCY};
 use crate::health::ConnectionHealth;
 use crate::lanes::Lanes;
 use crate::retry::RetrySchedule;
@@ -103,7 +103,7 @@ pub async fn run_worker<D: Destination>(
         .await?;
 
     let waiting = Arc::new(WaitingRoom::default());
-    let concurrency = destination.concurrency().max(1);
+    let concurrency = destination.concurrency().clamp(1, MAX_CONCURRENCY);
     let processor = Arc::new(Processor {
         destination: Arc::clone(&destination),
         publisher: Publisher::new(js.clone(), topology.clone(), Duration::from_secs(10)),
