@@ -57,6 +57,7 @@ pub struct Lease {
     key: String,
     holder: String,
     ttl: Duration,
+    grace: Duration,
 }
 
 impl Lease {
@@ -66,14 +67,33 @@ impl Lease {
             key: key.to_string(),
             holder: holder.to_string(),
             ttl,
+            grace: Duration::ZERO,
         }
+    }
+
+    /// Others take the lease over only `grace` after its expiry: what a holder sent before it
+    /// stopped may still be acted on that long (a CRM request in flight, up to its timeout),
+    /// and must not land after the next holder's work.
+    pub fn with_takeover_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Whether a lease record still keeps others out at `now_ms` (Unix ms).
+    fn keeps_out(&self, record: &LeaseRecord, now_ms: i64) -> bool {
+        let grace = i64::try_from(self.grace.as_millis()).unwrap_or(i64::MAX / 2);
+        record.expires_at_ms.saturating_add(grace) > now_ms
     }
 
     pub fn holder(&self) -> &str {
         &self.holder
     }
 
-    fn record(&self, acquired_at_ms: i64) -> (LeaseRecord, bytes::Bytes) {
+    /// The record to write now, and the instant its holder's validity counts from: taken
+    /// before the wall-clock expiry is, and just before the write is sent, so that the
+    /// holder never counts itself valid past what the entry tells the others.
+    fn record(&self, acquired_at_ms: i64) -> (Instant, bytes::Bytes) {
+        let sent = Instant::now();
         let now = Utc::now().timestamp_millis();
         let record = LeaseRecord {
             holder: self.holder.clone(),
@@ -81,7 +101,7 @@ impl Lease {
             acquired_at_ms,
         };
         let bytes = serde_json::to_vec(&record).expect("a lease record serializes");
-        (record, bytes.into())
+        (sent, bytes.into())
     }
 
     /// Local validity: from when the write was sent, the time to live less a margin that
@@ -99,9 +119,8 @@ impl Lease {
         // A contender may win between our read and our write; a few rounds settle it.
         for _ in 0..3 {
             let now = Utc::now().timestamp_millis();
-            let (_, value) = self.record(now);
-            let sent = Instant::now();
-            match self.kv.create(&self.key, value.clone()).await {
+            let (sent, value) = self.record(now);
+            match self.kv.create(&self.key, value).await {
                 Ok(revision) => return Ok(self.guard(revision, sent, now)),
                 Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {}
                 Err(e) => return Err(store(&e)),
@@ -112,19 +131,22 @@ impl Lease {
                 _ => continue,
             };
             let current: Option<LeaseRecord> = serde_json::from_slice(&entry.value).ok();
+            let now = Utc::now().timestamp_millis();
             if let Some(current) = &current {
                 // Our own id on a live lease is a poll of this process whose future was
                 // dropped before it released; callers hold their process-wide poll lock, so
                 // no poll of ours runs now and taking it back is safe.
-                if current.expires_at_ms > now && current.holder != self.holder {
+                if self.keeps_out(current, now) && current.holder != self.holder {
                     return Err(LeaseError::Held {
                         holder: current.holder.clone(),
                         expires_at_ms: current.expires_at_ms,
                     });
                 }
             }
-            // Expired, ours, or unreadable (which no holder can be renewing): take it over.
-            let sent = Instant::now();
+            // Expired, ours, or unreadable (which no holder can be renewing): take it over,
+            // with an expiry counted from now, not from before the reads above (which a
+            // slow cluster can make last longer than the margin).
+            let (sent, value) = self.record(now);
             match self.kv.update(&self.key, value, entry.revision).await {
                 Ok(revision) => {
                     if let Some(previous) = current {
@@ -161,7 +183,7 @@ impl Lease {
         Ok(entry
             .filter(|e| e.operation == Operation::Put)
             .and_then(|e| serde_json::from_slice::<LeaseRecord>(&e.value).ok())
-            .filter(|r| r.expires_at_ms > Utc::now().timestamp_millis()))
+            .filter(|r| self.keeps_out(r, Utc::now().timestamp_millis())))
     }
 }
 
@@ -178,10 +200,14 @@ impl LeaseGuard {
         Instant::now() < self.valid_until
     }
 
+    /// How much longer this holder counts itself the holder, unless it renews.
+    pub fn remaining(&self) -> Duration {
+        self.valid_until.saturating_duration_since(Instant::now())
+    }
+
     /// Extends the lease by its time to live.
     pub async fn renew(&mut self) -> Result<(), LeaseLost> {
-        let (_, value) = self.lease.record(self.acquired_at_ms);
-        let sent = Instant::now();
+        let (sent, value) = self.lease.record(self.acquired_at_ms);
         match self
             .lease
             .kv

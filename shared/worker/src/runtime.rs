@@ -138,6 +138,7 @@ pub async fn run_worker<D: Destination>(
         unknown_sync_wait: Duration::from_secs(config.workers.unknown_sync_wait_secs),
         schedule: RetrySchedule::new(config.workers.max_attempts),
         ack_wait,
+        request_timeout: Duration::from_millis(config.workers.request_timeout_ms),
         budget: Arc::new(Semaphore::new(concurrency)),
         shutdown: ctx.shutdown.clone(),
         health,
@@ -396,6 +397,9 @@ struct Processor<D> {
     unknown_sync_wait: Duration,
     schedule: RetrySchedule,
     ack_wait: Duration,
+    /// How long a CRM request may take: a replica that lost a customer's writer claim may
+    /// have one in flight that long, so others wait it out before taking the claim over.
+    request_timeout: Duration,
     /// Turns of work: how many events of this connection run at once (FIFO).
     budget: Arc<Semaphore>,
     shutdown: CancellationToken,
@@ -523,7 +527,8 @@ impl<D: Destination> Processor<D> {
         // A claim outlives its last renewal (every third of this) by ack_wait: a replica that
         // died holding it gives way when JetStream hands its events to the others anyway.
         let ttl = self.ack_wait.max(Duration::from_secs(3));
-        let lease = Lease::new(self.writers.clone(), &key, &self.holder, ttl);
+        let lease = Lease::new(self.writers.clone(), &key, &self.holder, ttl)
+            .with_takeover_grace(self.request_timeout);
         let mut pause = Duration::from_millis(20);
         let mut guard = loop {
             match lease.acquire().await {
