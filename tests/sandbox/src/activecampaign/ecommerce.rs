@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
+use super::id_index::IdIndex;
 use super::state::{is_valid_email, now, AcSnapshot};
 
 /// An integration's connection (`POST /connections`); unique per `(service, externalid)`.
@@ -225,13 +226,64 @@ fn non_empty(value: Option<String>) -> Option<String> {
     value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
+/// The lookups a long soak makes of orders, indexed: by `externalid`, by
+/// `externalcheckoutid` and by `customerid` (which an update never changes).
+#[derive(Debug, Default, PartialEq)]
+struct OrderIndex {
+    by_externalid: IdIndex,
+    by_checkout: IdIndex,
+    by_customer: IdIndex,
+}
+
+impl OrderIndex {
+    fn insert(&mut self, id: u64, order: &AcEcomOrder) {
+        self.each(order, |index, key| index.insert(key, id));
+    }
+
+    fn remove(&mut self, id: u64, order: &AcEcomOrder) {
+        self.each(order, |index, key| index.remove(key, id));
+    }
+
+    /// Calls `apply` with each index and the order's value for it, if it has one.
+    fn each(&mut self, order: &AcEcomOrder, mut apply: impl FnMut(&mut IdIndex, &str)) {
+        let keys = [
+            (&mut self.by_externalid, order.externalid.as_deref()),
+            (&mut self.by_checkout, order.externalcheckoutid.as_deref()),
+            (&mut self.by_customer, Some(order.customerid.as_str())),
+        ];
+        for (index, key) in keys {
+            if let Some(key) = key {
+                apply(index, key);
+            }
+        }
+    }
+
+    /// Ids of the orders the filter's most selective indexed attribute names, or `None`
+    /// when it names none of them and every order is a candidate.
+    fn candidates<'a>(&'a self, filter: &'a EcomFilter) -> Option<impl Iterator<Item = u64> + 'a> {
+        if let Some(externalid) = &filter.externalid {
+            Some(self.by_externalid.ids(externalid))
+        } else if let Some(checkout) = &filter.externalcheckoutid {
+            Some(self.by_checkout.ids(checkout))
+        } else {
+            filter
+                .customerid
+                .as_ref()
+                .map(|customer| self.by_customer.ids(customer))
+        }
+    }
+}
+
 /// The deep data and event tracking of one account.
 #[derive(Debug)]
 pub(crate) struct EcomData {
     next: NextIds,
     connections: BTreeMap<u64, AcConnection>,
     customers: BTreeMap<u64, AcEcomCustomer>,
+    /// Customer `externalid` → ids, across connections.
+    customers_by_externalid: IdIndex,
     orders: BTreeMap<u64, AcEcomOrder>,
+    order_index: OrderIndex,
     tracked: Vec<AcTrackedEvent>,
     /// Event tracking's on/off switch (`PUT /eventTracking`); on, so tests need no set-up.
     pub(crate) tracking_enabled: bool,
@@ -245,7 +297,9 @@ impl Default for EcomData {
             next: NextIds::default(),
             connections: BTreeMap::new(),
             customers: BTreeMap::new(),
+            customers_by_externalid: IdIndex::default(),
             orders: BTreeMap::new(),
+            order_index: OrderIndex::default(),
             tracked: Vec::new(),
             tracking_enabled: true,
             event_names: Vec::new(),
@@ -277,8 +331,12 @@ impl EcomData {
             .remove(&id)
             .ok_or_else(|| ApiError::no_result("Connection", id))?;
         let connection = id.to_string();
-        self.customers.retain(|_, c| c.connectionid != connection);
-        self.orders.retain(|_, o| o.connectionid != connection);
+        for customer in ids_on(&self.customers, &connection, |c| &c.connectionid) {
+            self.remove_customer(customer);
+        }
+        for order in ids_on(&self.orders, &connection, |o| &o.connectionid) {
+            self.remove_order(order);
+        }
         Ok(())
     }
 
@@ -324,8 +382,15 @@ impl EcomData {
     }
 
     pub(crate) fn customers_matching(&self, filter: &EcomFilter) -> Vec<&AcEcomCustomer> {
-        self.customers
-            .values()
+        let candidates: Box<dyn Iterator<Item = &AcEcomCustomer>> = match &filter.externalid {
+            Some(externalid) => Box::new(
+                self.customers_by_externalid
+                    .ids(externalid)
+                    .filter_map(|id| self.customers.get(&id)),
+            ),
+            None => Box::new(self.customers.values()),
+        };
+        candidates
             .filter(|c| {
                 EcomFilter::matches(filter.externalid.as_ref(), &c.externalid)
                     && EcomFilter::matches(filter.connectionid.as_ref(), &c.connectionid)
@@ -352,6 +417,7 @@ impl EcomData {
             return Err(ApiError::duplicate_ecom_customer());
         }
         let id = take(&mut self.next.customer);
+        self.customers_by_externalid.insert(&externalid, id);
         self.customers.insert(
             id,
             AcEcomCustomer {
@@ -396,6 +462,8 @@ impl EcomData {
         }
         let customer = self.customers.get_mut(&id).expect("checked above");
         customer.connectionid = connection.to_string();
+        self.customers_by_externalid
+            .change(id, Some(&customer.externalid), Some(&externalid));
         customer.externalid = externalid;
         customer.email = email;
         if let Some(accepts) = accepts_marketing {
@@ -407,17 +475,28 @@ impl EcomData {
     }
 
     pub(crate) fn delete_customer(&mut self, id: u64) -> Result<(), ApiError> {
-        self.customers
-            .remove(&id)
+        self.remove_customer(id)
             .map(|_| ())
             .ok_or_else(|| ApiError::no_result("EcomCustomer", id))
     }
 
+    fn remove_customer(&mut self, id: u64) -> Option<AcEcomCustomer> {
+        let customer = self.customers.remove(&id)?;
+        self.customers_by_externalid
+            .remove(&customer.externalid, id);
+        Some(customer)
+    }
+
     fn customer_taken(&self, connection: u64, externalid: &str, except: Option<u64>) -> bool {
         let connection = connection.to_string();
-        self.customers.iter().any(|(&id, c)| {
-            Some(id) != except && c.connectionid == connection && c.externalid == externalid
-        })
+        self.customers_by_externalid
+            .ids(externalid)
+            .filter(|&id| Some(id) != except)
+            .any(|id| {
+                self.customers
+                    .get(&id)
+                    .is_some_and(|c| c.connectionid == connection)
+            })
     }
 
     // ----- orders ---------------------------------------------------------------------
@@ -427,8 +506,12 @@ impl EcomData {
     }
 
     pub(crate) fn orders_matching(&self, filter: &EcomFilter) -> Vec<&AcEcomOrder> {
-        self.orders
-            .values()
+        let candidates: Box<dyn Iterator<Item = &AcEcomOrder>> =
+            match self.order_index.candidates(filter) {
+                Some(ids) => Box::new(ids.filter_map(|id| self.orders.get(&id))),
+                None => Box::new(self.orders.values()),
+            };
+        candidates
             .filter(|o| {
                 filter
                     .externalid
@@ -446,11 +529,15 @@ impl EcomData {
     }
 
     /// Orders of one e-commerce customer, for the customer's totals.
-    pub(crate) fn orders_of_customer(&self, customer: &str) -> impl Iterator<Item = &AcEcomOrder> {
-        let customer = customer.to_owned();
-        self.orders
-            .values()
-            .filter(move |o| o.customerid == customer && o.externalid.is_some())
+    pub(crate) fn orders_of_customer<'a>(
+        &'a self,
+        customer: &str,
+    ) -> impl Iterator<Item = &'a AcEcomOrder> + 'a {
+        self.order_index
+            .by_customer
+            .ids(customer)
+            .filter_map(|id| self.orders.get(&id))
+            .filter(|o| o.externalid.is_some())
     }
 
     /// `POST /ecomOrders`. Required (the spec's list, read with its "only if" notes):
@@ -503,35 +590,34 @@ impl EcomData {
         let discounts = self.discounts(input.discounts.clone().unwrap_or_default());
         let id = take(&mut self.next.order);
         let stamp = now();
-        self.orders.insert(
-            id,
-            AcEcomOrder {
-                id: id.to_string(),
-                state: if externalid.is_some() { 1 } else { 0 },
-                externalid,
-                externalcheckoutid: checkout,
-                source,
-                email,
-                total_price,
-                shipping_amount: input.shipping_amount.unwrap_or(0),
-                tax_amount: input.tax_amount.unwrap_or(0),
-                discount_amount: input.discount_amount.unwrap_or(0),
-                currency,
-                connectionid: connection.to_string(),
-                customerid: customer.to_string(),
-                order_url: non_empty(input.order_url),
-                order_number: non_empty(input.order_number),
-                shipping_method: non_empty(input.shipping_method),
-                external_created_date: Some(created),
-                external_updated_date: non_empty(input.external_updated_date),
-                abandoned_date: non_empty(input.abandoned_date),
-                order_products: products,
-                order_discounts: discounts,
-                created_date: stamp.clone(),
-                updated_date: stamp,
-                writes: 1,
-            },
-        );
+        let order = AcEcomOrder {
+            id: id.to_string(),
+            state: if externalid.is_some() { 1 } else { 0 },
+            externalid,
+            externalcheckoutid: checkout,
+            source,
+            email,
+            total_price,
+            shipping_amount: input.shipping_amount.unwrap_or(0),
+            tax_amount: input.tax_amount.unwrap_or(0),
+            discount_amount: input.discount_amount.unwrap_or(0),
+            currency,
+            connectionid: connection.to_string(),
+            customerid: customer.to_string(),
+            order_url: non_empty(input.order_url),
+            order_number: non_empty(input.order_number),
+            shipping_method: non_empty(input.shipping_method),
+            external_created_date: Some(created),
+            external_updated_date: non_empty(input.external_updated_date),
+            abandoned_date: non_empty(input.abandoned_date),
+            order_products: products,
+            order_discounts: discounts,
+            created_date: stamp.clone(),
+            updated_date: stamp,
+            writes: 1,
+        };
+        self.order_index.insert(id, &order);
+        self.orders.insert(id, order);
         Ok(id)
     }
 
@@ -574,6 +660,13 @@ impl EcomData {
             // A cart that became an order: "Recovered" once it had been abandoned.
             order.state = if order.abandoned_date.is_some() { 3 } else { 1 };
         }
+        let index = &mut self.order_index;
+        index
+            .by_externalid
+            .change(id, order.externalid.as_deref(), externalid.as_deref());
+        index
+            .by_checkout
+            .change(id, order.externalcheckoutid.as_deref(), checkout.as_deref());
         order.externalid = externalid;
         order.externalcheckoutid = checkout;
         let set = |slot: &mut String, value: Option<String>| {
@@ -620,10 +713,15 @@ impl EcomData {
     }
 
     pub(crate) fn delete_order(&mut self, id: u64) -> Result<(), ApiError> {
-        self.orders
-            .remove(&id)
+        self.remove_order(id)
             .map(|_| ())
             .ok_or_else(|| ApiError::no_result("EcomOrder", id))
+    }
+
+    fn remove_order(&mut self, id: u64) -> Option<AcEcomOrder> {
+        let order = self.orders.remove(&id)?;
+        self.order_index.remove(id, &order);
+        Some(order)
     }
 
     fn order_taken(
@@ -634,12 +732,18 @@ impl EcomData {
         except: Option<u64>,
     ) -> bool {
         let connection = connection.to_string();
-        self.orders.iter().any(|(&id, o)| {
-            Some(id) != except
-                && o.connectionid == connection
-                && ((externalid.is_some() && o.externalid.as_deref() == externalid)
-                    || (checkout.is_some() && o.externalcheckoutid.as_deref() == checkout))
-        })
+        let same_externalid = externalid.map(|e| self.order_index.by_externalid.ids(e));
+        let same_checkout = checkout.map(|c| self.order_index.by_checkout.ids(c));
+        same_externalid
+            .into_iter()
+            .flatten()
+            .chain(same_checkout.into_iter().flatten())
+            .filter(|&id| Some(id) != except)
+            .any(|id| {
+                self.orders
+                    .get(&id)
+                    .is_some_and(|o| o.connectionid == connection)
+            })
     }
 
     fn products(&mut self, inputs: Vec<ProductInput>) -> Result<Vec<AcOrderProduct>, ApiError> {
@@ -717,6 +821,19 @@ impl EcomData {
         snapshot.ecom_orders = self.orders.values().cloned().collect();
         snapshot.tracked_events = self.tracked.clone();
     }
+}
+
+/// Ids of the records on this connection.
+fn ids_on<T>(
+    records: &BTreeMap<u64, T>,
+    connection: &str,
+    connection_of: impl Fn(&T) -> &String,
+) -> Vec<u64> {
+    records
+        .iter()
+        .filter(|(_, record)| connection_of(record) == connection)
+        .map(|(&id, _)| id)
+        .collect()
 }
 
 /// `acceptsMarketing` is `"0"` or `"1"` (the spec); booleans arrive as `"1"`/`"0"` too.
@@ -863,6 +980,190 @@ mod tests {
             }]),
             ..OrderInput::default()
         }
+    }
+
+    /// Fails when a write left an index out of step with the records: each must equal the
+    /// index built afresh from them.
+    fn assert_indexes_in_step(data: &EcomData) {
+        let mut customers = IdIndex::default();
+        for (&id, c) in &data.customers {
+            customers.insert(&c.externalid, id);
+        }
+        assert_eq!(data.customers_by_externalid, customers);
+        let mut orders = OrderIndex::default();
+        for (&id, o) in &data.orders {
+            orders.insert(id, o);
+        }
+        assert_eq!(data.order_index, orders);
+    }
+
+    fn customer_ids(data: &EcomData, connection: Option<u64>, externalid: &str) -> Vec<String> {
+        let filter = EcomFilter {
+            externalid: Some(externalid.into()),
+            connectionid: connection.map(|c| c.to_string()),
+            ..EcomFilter::default()
+        };
+        let found = data.customers_matching(&filter);
+        found.into_iter().map(|c| c.id.clone()).collect()
+    }
+
+    fn order_ids(data: &EcomData, filter: EcomFilter) -> Vec<String> {
+        let found = data.orders_matching(&filter);
+        found.into_iter().map(|o| o.id.clone()).collect()
+    }
+
+    fn by_externalid(externalid: &str) -> EcomFilter {
+        EcomFilter {
+            externalid: Some(externalid.into()),
+            ..EcomFilter::default()
+        }
+    }
+
+    fn by_checkout(checkout: &str) -> EcomFilter {
+        EcomFilter {
+            externalcheckoutid: Some(checkout.into()),
+            ..EcomFilter::default()
+        }
+    }
+
+    #[test]
+    fn customer_lookups_by_external_id_follow_create_update_and_delete() {
+        let mut data = EcomData::default();
+        let conn = connection(&mut data, "acct_1");
+        let other = connection(&mut data, "acct_2");
+        let first = customer(&mut data, conn, "cus_1");
+        let second = customer(&mut data, other, "cus_1");
+        assert_indexes_in_step(&data);
+        let (first_id, second_id) = (first.to_string(), second.to_string());
+        assert_eq!(
+            customer_ids(&data, None, "cus_1"),
+            [first_id.as_str(), second_id.as_str()]
+        );
+        assert_eq!(
+            customer_ids(&data, Some(other), "cus_1"),
+            [second_id.as_str()]
+        );
+
+        let renamed = EcomCustomerInput {
+            externalid: Some("cus_9".into()),
+            ..EcomCustomerInput::default()
+        };
+        data.update_customer(first, renamed).unwrap();
+        assert_indexes_in_step(&data);
+        assert_eq!(
+            customer_ids(&data, Some(conn), "cus_9"),
+            [first_id.as_str()]
+        );
+        assert!(customer_ids(&data, Some(conn), "cus_1").is_empty());
+        // The uniqueness check reads the index too: the old id is free, the new one taken.
+        let again = customer(&mut data, conn, "cus_1");
+        let take_renamed = EcomCustomerInput {
+            externalid: Some("cus_9".into()),
+            ..EcomCustomerInput::default()
+        };
+        assert_eq!(
+            data.update_customer(again, take_renamed),
+            Err(ApiError::duplicate_ecom_customer())
+        );
+
+        data.delete_customer(first).unwrap();
+        assert_indexes_in_step(&data);
+        assert!(customer_ids(&data, None, "cus_9").is_empty());
+        data.delete_connection(other).unwrap();
+        assert_indexes_in_step(&data);
+        assert_eq!(customer_ids(&data, None, "cus_1"), [again.to_string()]);
+    }
+
+    #[test]
+    fn order_lookups_by_external_and_checkout_id_follow_create_update_and_delete() {
+        let mut data = EcomData::default();
+        let conn = connection(&mut data, "acct_1");
+        let cus = customer(&mut data, conn, "cus_1");
+        let mut cart = order(conn, cus, "unused");
+        cart.externalid = None;
+        cart.externalcheckoutid = Some("co_1".into());
+        cart.abandoned_date = Some("2024-04-10T13:00:00+00:00".into());
+        let cart = data.create_order(cart).unwrap();
+        let placed = data.create_order(order(conn, cus, "ch_1")).unwrap();
+        assert_indexes_in_step(&data);
+        let (cart_id, placed_id) = (cart.to_string(), placed.to_string());
+        assert_eq!(order_ids(&data, by_checkout("co_1")), [cart_id.as_str()]);
+        assert_eq!(
+            order_ids(&data, by_externalid("ch_1")),
+            [placed_id.as_str()]
+        );
+
+        // The cart becomes an order, and the order changes its external and checkout ids.
+        let set_externalid = |externalid: &str| OrderInput {
+            externalid: Some(externalid.into()),
+            ..OrderInput::default()
+        };
+        data.update_order(cart, set_externalid("ch_2")).unwrap();
+        let recheckout = OrderInput {
+            externalcheckoutid: Some("co_2".into()),
+            ..set_externalid("ch_3")
+        };
+        data.update_order(placed, recheckout).unwrap();
+        assert_indexes_in_step(&data);
+        assert_eq!(order_ids(&data, by_externalid("ch_2")), [cart_id.as_str()]);
+        assert_eq!(order_ids(&data, by_checkout("co_1")), [cart_id.as_str()]);
+        assert_eq!(
+            order_ids(&data, by_externalid("ch_3")),
+            [placed_id.as_str()]
+        );
+        assert_eq!(order_ids(&data, by_checkout("co_2")), [placed_id.as_str()]);
+        assert!(order_ids(&data, by_externalid("ch_1")).is_empty());
+        assert_eq!(
+            data.create_order(order(conn, cus, "ch_3")),
+            Err(ApiError::duplicate_ecom_order())
+        );
+
+        data.delete_order(placed).unwrap();
+        assert_indexes_in_step(&data);
+        assert!(order_ids(&data, by_externalid("ch_3")).is_empty());
+        let again = data.create_order(order(conn, cus, "ch_3")).unwrap();
+        assert_eq!(order_ids(&data, by_externalid("ch_3")), [again.to_string()]);
+        data.delete_connection(conn).unwrap();
+        assert_indexes_in_step(&data);
+        assert!(order_ids(&data, by_checkout("co_1")).is_empty());
+    }
+
+    #[test]
+    fn orders_of_a_customer_follow_create_update_and_delete_in_id_order() {
+        let mut data = EcomData::default();
+        let conn = connection(&mut data, "acct_1");
+        let ada = customer(&mut data, conn, "cus_1");
+        let bob = customer(&mut data, conn, "cus_2");
+        let first = data.create_order(order(conn, ada, "ch_1")).unwrap();
+        data.create_order(order(conn, bob, "ch_2")).unwrap();
+        let third = data.create_order(order(conn, ada, "ch_3")).unwrap();
+        assert_indexes_in_step(&data);
+        let of_ada = |data: &EcomData| -> Vec<String> {
+            let orders = data.orders_of_customer(&ada.to_string());
+            orders.map(|o| o.id.clone()).collect()
+        };
+        let expected = [first.to_string(), third.to_string()];
+        assert_eq!(of_ada(&data), expected);
+        let filter = EcomFilter {
+            customerid: Some(ada.to_string()),
+            ..EcomFilter::default()
+        };
+        assert_eq!(order_ids(&data, filter.clone()), expected);
+
+        // An update cannot move an order to another customer (`customerid` is ignored).
+        let moved = OrderInput {
+            customerid: Some(bob),
+            externalid: Some("ch_9".into()),
+            ..OrderInput::default()
+        };
+        data.update_order(first, moved).unwrap();
+        assert_indexes_in_step(&data);
+        assert_eq!(of_ada(&data), expected);
+
+        data.delete_order(first).unwrap();
+        assert_indexes_in_step(&data);
+        assert_eq!(of_ada(&data), [third.to_string()]);
+        assert_eq!(order_ids(&data, filter), [third.to_string()]);
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod bulk_import_routes;
 mod ecommerce;
 mod ecommerce_routes;
 mod error;
+mod id_index;
 pub(crate) mod routes;
 mod state;
 mod tracking;

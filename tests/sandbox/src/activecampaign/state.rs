@@ -364,8 +364,18 @@ impl AccountData {
             lower(&filter.email_like),
             lower(&filter.search),
         );
-        self.contacts
-            .iter()
+        // `GET /contacts?email=` is how a sync finds a contact: one probe of the email
+        // index, not a scan of every contact.
+        let candidates: Box<dyn Iterator<Item = (&u64, &AcContact)>> = match &email {
+            Some(email) => Box::new(
+                self.emails
+                    .get(email)
+                    .and_then(|id| self.contacts.get_key_value(id))
+                    .into_iter(),
+            ),
+            None => Box::new(self.contacts.iter()),
+        };
+        candidates
             .filter(|(&id, c)| {
                 email.as_ref().is_none_or(|e| c.email.to_lowercase() == *e)
                     && email_like
@@ -858,6 +868,33 @@ mod tests {
         data.update_contact(first, input("c@example.com")).unwrap();
         assert_eq!(data.contact_id_by_email("c@example.com"), Some(first));
         assert_eq!(data.contact_id_by_email("a@example.com"), None);
+    }
+
+    #[test]
+    fn the_email_filter_follows_create_update_and_delete_ignoring_case() {
+        let mut data = AccountData::default();
+        let by_email = |data: &AccountData, email: &str| -> Vec<String> {
+            let filter = ContactFilter {
+                email: Some(email.to_owned()),
+                ..ContactFilter::default()
+            };
+            let found = data.contacts_matching(&filter);
+            found.into_iter().map(|c| c.id.clone()).collect()
+        };
+        let ada = data.create_contact(input("Ada@Example.com")).unwrap();
+        data.create_contact(input("bob@example.com")).unwrap();
+        let ada_id = ada.to_string();
+        assert_eq!(by_email(&data, " ada@EXAMPLE.com "), [ada_id.as_str()]);
+
+        data.update_contact(ada, input("Lovelace@Example.com"))
+            .unwrap();
+        assert!(by_email(&data, "ada@example.com").is_empty());
+        assert_eq!(by_email(&data, "lovelace@example.com"), [ada_id.as_str()]);
+
+        data.delete_contact(ada).unwrap();
+        assert!(by_email(&data, "lovelace@example.com").is_empty());
+        let again = data.create_contact(input("lovelace@example.com")).unwrap();
+        assert_eq!(by_email(&data, "LOVELACE@example.com"), [again.to_string()]);
     }
 
     #[test]
