@@ -6,10 +6,19 @@
 //! revision, then wait until the slot. A 429's `Retry-After` moves the slot for everyone.
 //! Should NATS be unreachable, the limiter falls back to spacing this process alone, so an
 //! outage of the bus never stops a CRM write that JetStream already delivered.
+//!
+//! When several callers of one process wait at once, one compare-and-set takes a block of
+//! consecutive slots for them (at most a fifth of a second's worth, and [`MAX_BLOCK`]):
+//! the slots stay disjoint stretches of the one shared timeline, so the rate holds across
+//! replicas, while a busy worker makes one KV round trip per block instead of per request.
 
 use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The most slots one reservation takes for the callers waiting in one process.
+pub const MAX_BLOCK: u64 = 64;
 
 /// The longest pause a vendor's `Retry-After` can impose on every replica: a hint of hours
 /// (a proxy's, or a typo) would otherwise park all writes of the account that long.
@@ -25,7 +34,49 @@ pub struct SharedRateLimiter {
     /// per slot grow with the backlog and the limiter falls behind the rate it grants — a
     /// backlog that never drains (seen at 500 requests/s with hundreds of waiting tasks).
     /// Waiters queue here in arrival order instead; replicas still race, one task each.
-    reserving: tokio::sync::Mutex<()>,
+    reserving: tokio::sync::Mutex<Block>,
+    /// Callers waiting for a slot in this process: the size of the next block.
+    waiting: AtomicUsize,
+    /// The most slots a block holds: a fifth of a second's worth, 1 to [`MAX_BLOCK`].
+    max_block: u64,
+}
+
+/// Counts a caller among the waiting until it has its slot or gives up (is dropped).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Slots this process reserved on the shared timeline and has not handed out yet (Unix µs).
+#[derive(Default)]
+struct Block {
+    next: u64,
+    end: u64,
+}
+
+impl Block {
+    /// The next unused slot that has not passed, if any.
+    fn take(&mut self, now: u64, step: u64) -> Option<u64> {
+        while self.next < self.end {
+            let slot = self.next;
+            self.next += step;
+            // A slot already past is dropped: sending late in it would crowd the next.
+            if slot + step > now {
+                return Some(slot.max(now));
+            }
+        }
+        None
+    }
 }
 
 fn now_micros() -> u64 {
@@ -45,13 +96,19 @@ impl SharedRateLimiter {
             key: key.to_string(),
             interval,
             local_next: Mutex::new(tokio::time::Instant::now()),
-            reserving: tokio::sync::Mutex::new(()),
+            reserving: tokio::sync::Mutex::new(Block::default()),
+            waiting: AtomicUsize::new(0),
+            max_block: (u64::from(rate) / 5).clamp(1, MAX_BLOCK),
         }
     }
 
     /// Waits for this caller's slot.
     pub async fn acquire(&self) {
-        let wait = match self.reserve().await {
+        let reserved = {
+            let _waiting = Waiting::enter(&self.waiting);
+            self.reserve().await
+        };
+        let wait = match reserved {
             Ok(wait) => wait,
             Err(error) => {
                 tracing::warn!(%error, key = %self.key, "Shared rate limit unavailable; spacing requests locally.");
@@ -64,6 +121,8 @@ impl SharedRateLimiter {
     /// Nobody, in any replica, sends before `now + delay` (at most [`MAX_BACK_OFF`]).
     pub async fn back_off(&self, delay: Duration) {
         let until = now_micros() + delay.min(MAX_BACK_OFF).as_micros() as u64;
+        // Slots this process holds would fall inside the pause: give them up.
+        *self.reserving.lock().await = Block::default();
         for _ in 0..20 {
             let Ok(entry) = self.store.entry(&self.key).await else {
                 return;
@@ -82,8 +141,14 @@ impl SharedRateLimiter {
     }
 
     async fn reserve(&self) -> Result<Duration, async_nats::Error> {
-        let _turn = self.reserving.lock().await;
+        let mut block = self.reserving.lock().await;
         let step = self.interval.as_micros() as u64;
+        let now = now_micros();
+        if let Some(slot) = block.take(now, step) {
+            return Ok(Duration::from_micros(slot - now));
+        }
+        // This caller and every one queued behind it.
+        let wanted = (self.waiting.load(Ordering::Relaxed) as u64).clamp(1, self.max_block);
         loop {
             let entry = self.store.entry(&self.key).await?;
             let (next, revision) = match &entry {
@@ -91,11 +156,16 @@ impl SharedRateLimiter {
                 None => (0, None),
             };
             let now = now_micros();
-            let slot = next.max(now);
-            if self.write(slot + step, revision).await? {
-                return Ok(Duration::from_micros(slot - now));
+            let first = next.max(now);
+            let end = first + wanted * step;
+            if self.write(end, revision).await? {
+                *block = Block {
+                    next: first + step,
+                    end,
+                };
+                return Ok(Duration::from_micros(first - now));
             }
-            // Another replica took the slot first: read again.
+            // Another replica took the slots first: read again.
         }
     }
 

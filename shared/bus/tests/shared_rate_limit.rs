@@ -141,3 +141,55 @@ async fn a_backlog_in_one_process_is_granted_at_the_configured_rate() {
     );
     let _ = js.delete_key_value(topology.rate_limits_bucket()).await;
 }
+
+/// A backlog takes its slots in blocks: far fewer KV writes than requests, and two busy
+/// replicas together still never exceed the rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_replicas_reserve_slots_in_blocks_and_keep_the_rate() {
+    let (js, topology, store) = bucket().await;
+    let key = "activecampaign.blocks";
+    let rate = 200;
+    let replicas = [
+        Arc::new(SharedRateLimiter::new(store.clone(), key, rate)),
+        Arc::new(SharedRateLimiter::new(store.clone(), key, rate)),
+    ];
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for limiter in &replicas {
+        for _ in 0..100 {
+            let limiter = Arc::clone(limiter);
+            tasks.push(tokio::spawn(async move {
+                limiter.acquire().await;
+                start.elapsed()
+            }));
+        }
+    }
+    let mut times = Vec::new();
+    for task in tasks {
+        times.push(task.await.expect("task"));
+    }
+    times.sort();
+    let writes = store
+        .entry(key)
+        .await
+        .expect("read")
+        .expect("the slot entry")
+        .revision;
+    let _ = js.delete_key_value(topology.rate_limits_bucket()).await;
+    assert!(
+        writes <= 50,
+        "{writes} KV writes for 200 slots: slots are not reserved in blocks"
+    );
+    // 200 requests at 200/s: never more than 200 (+2 at the window's edges) in a second,
+    // nor more than 20 (+2) in any tenth of one.
+    for (i, t) in times.iter().enumerate() {
+        let within = |span: Duration| times[i..].iter().take_while(|u| **u < *t + span).count();
+        let tenth = within(Duration::from_millis(100));
+        assert!(tenth <= 22, "{tenth} requests within 100 ms from {t:?}");
+    }
+    assert!(
+        times[199] >= Duration::from_millis(950),
+        "200 slots at 200/s granted in {:?}",
+        times[199]
+    );
+}

@@ -759,26 +759,39 @@ async fn backlog(nats: &async_nats::Client, topology: &billsync_bus::Topology) -
 type Outcomes = BTreeMap<(String, String), bool>;
 
 async fn read_outcomes(nats: &async_nats::Client, topology: &billsync_bus::Topology) -> Outcomes {
+    // Right after the last fault the cluster may still be electing leaders: JetStream's
+    // answers time out for a while. Read again from the start until one read completes.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        match try_read_outcomes(nats, topology).await {
+            Ok(outcomes) => return outcomes,
+            Err(error) if Instant::now() < deadline => {
+                eprintln!("chaos: reading the outcomes failed ({error}); reading again");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(error) => panic!("reading the outcomes stream: {error}"),
+        }
+    }
+}
+
+async fn try_read_outcomes(
+    nats: &async_nats::Client,
+    topology: &billsync_bus::Topology,
+) -> Result<Outcomes, async_nats::Error> {
     use async_nats::jetstream::consumer::pull::OrderedConfig;
     let js = async_nats::jetstream::new(nats.clone());
-    let mut stream = js
-        .get_stream(topology.outcomes_stream())
-        .await
-        .expect("the outcomes stream");
+    let mut stream = js.get_stream(topology.outcomes_stream()).await?;
     // Read to the last message the stream holds now, by sequence: not until the consumer
     // says nothing is pending, which a consumer recreated mid-read can say early.
-    let state = stream.info().await.expect("stream info").state.clone();
+    let state = stream.info().await?.state.clone();
     let mut outcomes = Outcomes::new();
     if state.messages == 0 {
-        return outcomes;
+        return Ok(outcomes);
     }
-    let consumer = stream
-        .create_consumer(OrderedConfig::default())
-        .await
-        .expect("an ordered consumer");
-    let mut messages = consumer.messages().await.expect("outcome messages");
+    let consumer = stream.create_consumer(OrderedConfig::default()).await?;
+    let mut messages = consumer.messages().await?;
     while let Some(message) = messages.next().await {
-        let message = message.expect("an outcome message");
+        let message = message?;
         if let Ok(outcome) = serde_json::from_slice::<Outcome>(&message.payload) {
             let v1 = outcome.v1();
             let synced = matches!(v1.result, OutcomeResult::Synced { .. });
@@ -795,7 +808,7 @@ async fn read_outcomes(nats: &async_nats::Client, topology: &billsync_bus::Topol
             break;
         }
     }
-    outcomes
+    Ok(outcomes)
 }
 
 /// Compares what each CRM holds for `customers` with their newest version.
