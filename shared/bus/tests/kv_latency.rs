@@ -1,23 +1,16 @@
 //! Reading a key that exists must be as quick as reading one that does not (nats-server 2.9).
 
-use billsync_bus::{StreamSettings, Topology};
 use std::time::{Duration, Instant};
+
+mod support;
 
 #[tokio::test]
 async fn kv_reads_are_prompt() {
-    let url =
-        std::env::var("BILLSYNC_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-    let client = async_nats::connect(url).await.expect("NATS");
+    let client = async_nats::connect(support::nats_url())
+        .await
+        .expect("NATS");
     let js = async_nats::jetstream::new(client);
-    let topology = Topology::new(&format!(
-        "t{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    ));
-    let settings = StreamSettings {
-        duplicate_window: Duration::from_secs(60),
-        replicas: 1,
-        retention: Duration::from_secs(3600),
-    };
+    let (topology, settings) = support::fresh_topology();
     let store = topology
         .ensure_bucket(&js, topology.versions_bucket(), &settings, Duration::ZERO)
         .await

@@ -3,29 +3,22 @@
 
 use async_nats::jetstream::{self, kv};
 use billsync_bus::lease::{Lease, LeaseError, LeaseRecord};
-use billsync_bus::{StreamSettings, Topology};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+mod support;
+
 fn nats_addr() -> String {
-    let url =
-        std::env::var("BILLSYNC_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-    url.trim_start_matches("nats://").to_string()
+    support::nats_url()
+        .trim_start_matches("nats://")
+        .to_string()
 }
 
 /// A writers bucket of a fresh prefix, through `client`.
 async fn bucket(client: async_nats::Client) -> (jetstream::Context, String, kv::Store) {
     let js = jetstream::new(client);
-    let topology = Topology::new(&format!(
-        "t{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    ));
-    let settings = StreamSettings {
-        duplicate_window: Duration::from_secs(60),
-        replicas: 1,
-        retention: Duration::from_secs(3600),
-    };
+    let (topology, settings) = support::fresh_topology();
     let name = topology.writers_bucket();
     let store = topology
         .ensure_bucket(&js, name.clone(), &settings, Duration::ZERO)

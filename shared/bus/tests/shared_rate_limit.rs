@@ -2,27 +2,19 @@
 
 use async_nats::jetstream::{self, kv};
 use billsync_bus::rate_limit::MAX_BACK_OFF;
-use billsync_bus::{SharedRateLimiter, StreamSettings, Topology};
+use billsync_bus::{SharedRateLimiter, Topology};
+
+mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A rate-limits bucket of a fresh prefix on the test NATS.
 async fn bucket() -> (jetstream::Context, Topology, kv::Store) {
-    let url =
-        std::env::var("BILLSYNC_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-    let client = async_nats::connect(url)
+    let client = async_nats::connect(support::nats_url())
         .await
         .expect("NATS must run (make test starts it)");
     let js = jetstream::new(client);
-    let topology = Topology::new(&format!(
-        "t{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    ));
-    let settings = StreamSettings {
-        duplicate_window: Duration::from_secs(60),
-        replicas: 1,
-        retention: Duration::from_secs(3600),
-    };
+    let (topology, settings) = support::fresh_topology();
     let store = topology
         .ensure_bucket(
             &js,
