@@ -3,14 +3,17 @@
 //! NATS KV.
 //!
 //! The lease is a KV entry keyed by the connection, holding the holder's id and an expiry.
-//! It is taken with `create` (or, once its expiry has passed, with `update` at the revision
-//! read, so two contenders cannot both win), renewed with `update` at the holder's last
-//! revision every third of its time to live, and deleted at that revision when the poll ends.
-//! A holder that cannot renew stops before its lease runs out: it counts its own validity
-//! from when it sent the write, minus a margin for clock skew between replicas, while others
-//! judge expiry by the wall-clock time in the entry.
+//! It is taken with a compare-and-set at the revision read (none, a deletion, or an expired
+//! lease), renewed with one at the holder's last revision every third of its time to live,
+//! and deleted at that revision when the poll ends. The compare-and-set is [`crate::cas`]'s,
+//! which a cluster cannot let two contenders win. A holder that cannot renew stops before
+//! its lease runs out: it counts its own validity from when it sent the write, minus a
+//! margin for clock skew between replicas, while others judge expiry by the wall-clock time
+//! in the entry.
 
-use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
+use crate::cas;
+use async_nats::jetstream::kv::{self, Operation};
+use bytes::Bytes;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -92,7 +95,7 @@ impl Lease {
     /// The record to write now, and the instant its holder's validity counts from: taken
     /// before the wall-clock expiry is, and just before the write is sent, so that the
     /// holder never counts itself valid past what the entry tells the others.
-    fn record(&self, acquired_at_ms: i64) -> (Instant, bytes::Bytes) {
+    fn record(&self, acquired_at_ms: i64) -> (Instant, Bytes) {
         let sent = Instant::now();
         let now = Utc::now().timestamp_millis();
         let record = LeaseRecord {
@@ -118,19 +121,14 @@ impl Lease {
         let store = |e: &dyn std::fmt::Display| LeaseError::Store(e.to_string());
         // A contender may win between our read and our write; a few rounds settle it.
         for _ in 0..3 {
-            let now = Utc::now().timestamp_millis();
-            let (sent, value) = self.record(now);
-            match self.kv.create(&self.key, value).await {
-                Ok(revision) => return Ok(self.guard(revision, sent, now)),
-                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {}
-                Err(e) => return Err(store(&e)),
-            }
-            let entry = match self.kv.entry(&self.key).await.map_err(|e| store(&e))? {
-                Some(entry) if entry.operation == Operation::Put => entry,
-                // Released between our create and our read: create again.
-                _ => continue,
+            let (expected, current) = match self.kv.entry(&self.key).await.map_err(|e| store(&e))? {
+                None => (0, None),
+                Some(entry) if entry.operation != Operation::Put => (entry.revision, None),
+                Some(entry) => (
+                    entry.revision,
+                    serde_json::from_slice::<LeaseRecord>(&entry.value).ok(),
+                ),
             };
-            let current: Option<LeaseRecord> = serde_json::from_slice(&entry.value).ok();
             let now = Utc::now().timestamp_millis();
             if let Some(current) = &current {
                 // Our own id on a live lease is a poll of this process whose future was
@@ -143,19 +141,18 @@ impl Lease {
                     });
                 }
             }
-            // Expired, ours, or unreadable (which no holder can be renewing): take it over,
-            // with an expiry counted from now, not from before the reads above (which a
-            // slow cluster can make last longer than the margin).
+            // Free, expired, ours, or unreadable (which no holder can be renewing): take it,
+            // with an expiry counted from now, not from before the read above (which a slow
+            // cluster can make last longer than the margin).
             let (sent, value) = self.record(now);
-            match self.kv.update(&self.key, value, entry.revision).await {
-                Ok(revision) => {
-                    if let Some(previous) = current {
-                        tracing::info!(key = %self.key, previous = %previous.holder, "Took over an expired lease.");
-                    }
-                    return Ok(self.guard(revision, sent, now));
+            let won = cas::update(&self.kv, &self.key, value.clone(), expected)
+                .await
+                .map_err(|e| store(&e))?;
+            if let Some(revision) = won {
+                if let Some(previous) = current {
+                    tracing::info!(key = %self.key, previous = %previous.holder, "Took over an expired lease.");
                 }
-                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
-                Err(e) => return Err(store(&e)),
+                return Ok(self.guard(revision, sent, now, value));
             }
         }
         Err(LeaseError::Held {
@@ -164,10 +161,17 @@ impl Lease {
         })
     }
 
-    fn guard(&self, revision: u64, sent: Instant, acquired_at_ms: i64) -> LeaseGuard {
+    fn guard(
+        &self,
+        revision: u64,
+        sent: Instant,
+        acquired_at_ms: i64,
+        written: Bytes,
+    ) -> LeaseGuard {
         LeaseGuard {
             lease: self.clone(),
             revision,
+            written,
             valid_until: self.valid_until(sent),
             acquired_at_ms,
         }
@@ -191,6 +195,9 @@ impl Lease {
 pub struct LeaseGuard {
     lease: Lease,
     revision: u64,
+    /// What this holder last wrote: a contender that lost a race puts it back over its own
+    /// write (see [`crate::cas`]), at a revision this holder then takes as its own.
+    written: Bytes,
     valid_until: Instant,
     acquired_at_ms: i64,
 }
@@ -208,19 +215,42 @@ impl LeaseGuard {
     /// Extends the lease by its time to live.
     pub async fn renew(&mut self) -> Result<(), LeaseLost> {
         let (sent, value) = self.lease.record(self.acquired_at_ms);
-        match self
-            .lease
-            .kv
-            .update(&self.lease.key, value, self.revision)
+        for _ in 0..2 {
+            match cas::update(
+                &self.lease.kv,
+                &self.lease.key,
+                value.clone(),
+                self.revision,
+            )
             .await
-        {
-            Ok(revision) => {
-                self.revision = revision;
-                self.valid_until = self.lease.valid_until(sent);
-                Ok(())
+            {
+                Ok(Some(revision)) => {
+                    self.revision = revision;
+                    self.written = value;
+                    self.valid_until = self.lease.valid_until(sent);
+                    return Ok(());
+                }
+                Ok(None) if self.put_back().await => {}
+                Ok(None) => return Err(LeaseLost::TakenOver),
+                Err(e) => return Err(LeaseLost::Expired(e.to_string())),
             }
-            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Err(LeaseLost::TakenOver),
-            Err(e) => Err(LeaseLost::Expired(e.to_string())),
+        }
+        Err(LeaseLost::TakenOver)
+    }
+
+    /// Whether the entry holds, at a newer revision, exactly what this holder last wrote —
+    /// put back by a contender that lost a race to it — and if so takes that revision.
+    async fn put_back(&mut self) -> bool {
+        match self.lease.kv.entry(&self.lease.key).await {
+            Ok(Some(entry))
+                if entry.operation == Operation::Put
+                    && entry.revision > self.revision
+                    && entry.value == self.written =>
+            {
+                self.revision = entry.revision;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -248,14 +278,21 @@ impl LeaseGuard {
     }
 
     /// Gives the lease up at once so the next poll, here or elsewhere, need not wait.
-    pub async fn release(self) {
-        if let Err(error) = self
-            .lease
-            .kv
-            .delete_expect_revision(&self.lease.key, Some(self.revision))
-            .await
-        {
-            tracing::debug!(key = %self.lease.key, %error, "Lease release failed; it will expire.");
+    pub async fn release(mut self) {
+        for _ in 0..2 {
+            let deleted = self
+                .lease
+                .kv
+                .delete_expect_revision(&self.lease.key, Some(self.revision))
+                .await;
+            match deleted {
+                Ok(()) => return,
+                Err(_) if self.put_back().await => {}
+                Err(error) => {
+                    tracing::debug!(key = %self.lease.key, %error, "Lease release failed; it will expire.");
+                    return;
+                }
+            }
         }
     }
 }

@@ -6,6 +6,7 @@
 //! the stream's ack: nothing upstream is told "done" before the event is durable.
 
 pub mod budget;
+pub mod cas;
 pub mod delivery;
 pub mod ignores;
 pub mod lease;

@@ -393,16 +393,20 @@ impl Topology {
             name: bucket.clone(),
             source: e,
         };
+        let history = self.bucket_history(&bucket);
         if let Ok(store) = js.get_key_value(&bucket).await {
-            if !store.stream.cached_info().config.allow_direct {
+            let existing = &store.stream.cached_info().config;
+            if !existing.allow_direct && existing.max_messages_per_subject >= history {
                 return Ok(store);
             }
             // A bucket made by an earlier billsync (or a NATS tool) with direct gets: on a
             // cluster those may be answered by a replica that has not caught up yet, so a
             // worker could read a record's applied version from before the last write and
-            // let an older event overwrite a newer one. Reads go to the leader instead.
-            let mut config = store.stream.cached_info().config.clone();
+            // let an older event overwrite a newer one. Reads go to the leader instead. Or
+            // one keeping fewer revisions than its leases' compare-and-set needs.
+            let mut config = existing.clone();
             config.allow_direct = false;
+            config.max_messages_per_subject = config.max_messages_per_subject.max(history);
             until_jetstream_answers(&bucket, || js.update_stream(config.clone()))
                 .await
                 .map_err(|e| err(e.into()))?;
@@ -414,7 +418,7 @@ impl Topology {
             name: format!("KV_{bucket}"),
             description: Some(format!("billsync key-value bucket {bucket}")),
             subjects: vec![format!("$KV.{bucket}.>")],
-            max_messages_per_subject: 1,
+            max_messages_per_subject: history,
             max_age,
             storage: stream::StorageType::File,
             allow_rollup: true,

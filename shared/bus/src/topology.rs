@@ -154,6 +154,23 @@ impl Topology {
         format!("{}_ignores", self.prefix)
     }
 
+    /// Revisions kept per key in `bucket`: those holding leases or "created once" markers
+    /// keep [`CAS_HISTORY`](crate::cas::CAS_HISTORY), which their compare-and-set needs on a
+    /// cluster (see [`crate::cas`]); the others only the last.
+    pub fn bucket_history(&self, bucket: &str) -> i64 {
+        let with_leases = [
+            self.links_bucket(),
+            self.leases_bucket(),
+            self.writers_bucket(),
+            self.tokens_bucket(),
+        ];
+        if with_leases.iter().any(|b| b == bucket) {
+            crate::cas::CAS_HISTORY
+        } else {
+            1
+        }
+    }
+
     /// Every stream of the deployment (see [`Topology::remove_all`]).
     pub fn streams(&self) -> [String; 3] {
         [

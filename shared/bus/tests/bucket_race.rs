@@ -53,7 +53,8 @@ async fn replicas_opening_a_new_bucket_at_once_all_get_it() {
 /// On a JetStream cluster a direct get may be answered by a replica that lags behind the
 /// leader, so a worker could read a record's applied version from before the last write.
 /// Buckets are made without direct gets, and one an earlier billsync made with them is
-/// switched when it is opened.
+/// switched when it is opened; buckets holding leases keep the revisions their
+/// compare-and-set needs, old ones included.
 #[tokio::test]
 async fn buckets_read_from_the_leader_and_old_ones_are_switched() {
     let (url, settings) = nats_and_settings();
@@ -69,6 +70,18 @@ async fn buckets_read_from_the_leader_and_old_ones_are_switched() {
         .await
         .expect("a new bucket");
     assert!(!fresh.stream.cached_info().config.allow_direct);
+    assert_eq!(
+        fresh.stream.cached_info().config.max_messages_per_subject,
+        1
+    );
+    let writers = topology
+        .ensure_bucket(&js, topology.writers_bucket(), &settings, Duration::ZERO)
+        .await
+        .expect("a new bucket");
+    assert_eq!(
+        writers.stream.cached_info().config.max_messages_per_subject,
+        billsync_bus::cas::CAS_HISTORY
+    );
 
     // The links bucket as billsync made it before: a standard KV stream with direct gets.
     let bucket = topology.links_bucket();
@@ -91,6 +104,15 @@ async fn buckets_read_from_the_leader_and_old_ones_are_switched() {
         .await
         .expect("the old bucket");
     assert!(!switched.stream.cached_info().config.allow_direct);
+    assert_eq!(
+        switched
+            .stream
+            .cached_info()
+            .config
+            .max_messages_per_subject,
+        billsync_bus::cas::CAS_HISTORY,
+        "the links bucket holds leases"
+    );
     assert_eq!(
         switched.get("cus_1").await.expect("get").as_deref(),
         Some(&b"crm-1"[..]),

@@ -3,11 +3,13 @@
 //!
 //! Replicas may apply two events of one customer at once; a record read with its revision
 //! and saved only if nobody saved it since makes the loser read again instead of
-//! overwriting. Every KV failure is retryable: the event comes back rather than being
+//! overwriting (a compare-and-set that holds on a cluster too: see `billsync_bus::cas`).
+//! Every KV failure is retryable: the event comes back rather than being
 //! recorded as a sync error the operator would have to retry by hand.
 
 use crate::destination::DeliveryError;
 use async_nats::jetstream::kv;
+use billsync_bus::cas;
 use billsync_bus::lease::Lease;
 use billsync_bus::Topology;
 use billsync_events::DestinationKind;
@@ -98,18 +100,11 @@ impl RecordStore {
             retry_after: None,
             http_status: None,
         };
-        match revision {
-            Some(revision) => match self.kv.update(&key, bytes.into(), revision).await {
-                Ok(revision) => Ok(revision),
-                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Err(lost()),
-                Err(e) => Err(kv_error(e)),
-            },
-            None => match self.kv.create(&key, bytes.into()).await {
-                Ok(revision) => Ok(revision),
-                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Err(lost()),
-                Err(e) => Err(kv_error(e)),
-            },
-        }
+        let won = match revision {
+            Some(revision) => cas::update(&self.kv, &key, bytes.into(), revision).await,
+            None => cas::create(&self.kv, &key, bytes.into()).await,
+        };
+        won.map_err(kv_error)?.ok_or_else(lost)
     }
 
     /// The effect chosen for `event` (any text naming one event, such as
@@ -126,16 +121,14 @@ impl RecordStore {
         chosen: T,
     ) -> Result<T, DeliveryError> {
         let key = self.key(&format!("effect/{event}"));
-        match self.kv.create(&key, encode(&chosen).into()).await {
-            Ok(_) => Ok(chosen),
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                let stored = self.kv.get(&key).await.map_err(kv_error)?;
-                Ok(stored
-                    .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-                    .unwrap_or(chosen))
-            }
-            Err(e) => Err(kv_error(e)),
+        let created = cas::create(&self.kv, &key, encode(&chosen).into()).await;
+        if created.map_err(kv_error)?.is_some() {
+            return Ok(chosen);
         }
+        let stored = self.kv.get(&key).await.map_err(kv_error)?;
+        Ok(stored
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or(chosen))
     }
 
     /// A record kept as plain text (an owner's name, an id), not JSON.
@@ -156,15 +149,9 @@ impl RecordStore {
     /// such as "a create of this CRM record has started" are set this way, so of two
     /// replicas exactly one sees `true`.
     pub async fn create_text(&self, record: &str, text: &str) -> Result<bool, DeliveryError> {
-        let created = self
-            .kv
-            .create(self.key(record), text.to_owned().into_bytes().into())
-            .await;
-        match created {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(kv_error(e)),
-        }
+        let text = text.to_owned().into_bytes().into();
+        let created = cas::create(&self.kv, &self.key(record), text).await;
+        Ok(created.map_err(kv_error)?.is_some())
     }
 
     /// The lease of `record` (one holder at a time across replicas), for `holder`.

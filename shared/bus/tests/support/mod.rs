@@ -1,4 +1,6 @@
 //! What the bus's integration tests share: the test NATS, and a topology of their own.
+// Each test binary compiles this module and uses only part of it.
+#![allow(dead_code)]
 
 use billsync_bus::{StreamSettings, Topology};
 use std::time::Duration;
