@@ -24,7 +24,7 @@ services: ## Install/start NATS (JetStream) and PostgreSQL if they are not runni
 	deploy/ensure-nats.sh
 	deploy/ensure-postgres.sh
 
-test: services ## Run every test, then each fuzz target for FUZZ_SHORT_SECONDS (ensures NATS, Postgres, Chromium, Prometheus, schemathesis, cargo-fuzz first)
+test: services ## Run every test, the short chaos schedule (root), then each fuzz target for FUZZ_SHORT_SECONDS (ensures NATS, Postgres, Chromium, Prometheus, schemathesis, cargo-fuzz first)
 	deploy/ensure-chromium.sh
 	deploy/ensure-check-tools.sh >/dev/null
 	deploy/ensure-fuzz.sh
@@ -35,6 +35,8 @@ test: services ## Run every test, then each fuzz target for FUZZ_SHORT_SECONDS (
 		echo "$(CARGO) test --workspace --all-targets  (install cargo-nextest for faster runs)"; \
 		$(CARGO) test --workspace --all-targets; \
 	fi
+	deploy/ensure-netns.sh
+	$(CARGO) run --quiet -p billsync-bench --bin chaos -- --short
 	fuzz/run.sh $(FUZZ_SHORT_SECONDS)
 
 fuzz: ## Run each fuzz target for FUZZ_SECONDS (default 600) from its seed corpus (fuzz/)
