@@ -12,7 +12,7 @@ FUZZ_SHORT_SECONDS ?= 20
 
 .DEFAULT_GOAL := help
 
-.PHONY: help run observe test lint check-deploy fmt build k8s clean-run services shellcheck fuzz chaos chaos-short bench-ingest bench-activecampaign bench-zoho bench-pipedrive bench-throughput soak
+.PHONY: help run observe test lint check-deploy fmt build k8s clean-run services shellcheck fuzz chaos chaos-short bench-ingest bench-activecampaign bench-activecampaign-backfill bench-zoho bench-pipedrive bench-throughput soak
 
 help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_-]+:.*## / { printf "  make %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -58,6 +58,9 @@ build: ## Build the workspace (debug)
 
 bench-activecampaign: services ## Benchmark Stripe → ActiveCampaign through the whole pipeline at AC's 5 req/s (BENCH_ARGS=--help)
 	$(CARGO) run --release --quiet -p billsync-bench --bin bench-activecampaign -- $(BENCH_ARGS)
+
+bench-activecampaign-backfill: services ## Benchmark a Chargebee "sync all" of 10,000 customers into ActiveCampaign at 5 req/s: calls per customer (goal <= 0.1), time against the single-record path, state field by field (BENCH_ARGS=--help)
+	$(CARGO) run --release --quiet -p billsync-bench --bin bench-activecampaign-backfill -- $(BENCH_ARGS)
 
 bench-zoho: services ## Benchmark Stripe → Zoho CRM through the whole pipeline: API calls per change, credits, time (BENCH_ARGS=--help)
 	$(CARGO) run --release --quiet -p billsync-bench --bin bench-zoho -- $(BENCH_ARGS)

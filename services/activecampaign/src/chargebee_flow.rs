@@ -67,9 +67,11 @@ impl ActiveCampaignDestination {
                     pass,
                     version: None,
                     own_data: true,
+                    tags: &[],
                 },
             )
-            .await?;
+            .await?
+            .contact_id;
         Ok(Delivered::Written {
             crm_id: Some(contact_id),
         })

@@ -2,14 +2,16 @@
 //! fields in one `contact/sync`, list membership, and what billsync remembers in NATS KV
 //! (customer → contact links, and which customer owns an email).
 
-use crate::api::types::{Contact, ContactInput, FieldValueInput};
+use crate::api::types::{BulkContact, BulkField, BulkList, Contact, ContactInput, FieldValueInput};
 use crate::api::ActiveCampaignClient;
+use crate::bulk::{bulk_contacts, BulkContacts, Imported};
 use billsync_events::{BillingEventV1, FailureClass, RecordVersion};
 use billsync_worker::{DeliveryError, Pass, RecordStore, Versioned};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use tokio::sync::Mutex;
 
 /// ActiveCampaign's standard contact fields; every other mapped field is a custom field.
@@ -43,6 +45,26 @@ pub struct UpsertRules<'a> {
     /// worker already checked it against the customer's newer events, and copies carried
     /// by other objects' events (an invoice's frozen `customer_email`) never hold it back.
     pub own_data: bool,
+    /// The tags the event puts on the contact, which a bulk import carries with the
+    /// contact (then [`Upserted::tagged`] says so, and they are remembered as applied).
+    pub tags: &'a [String],
+}
+
+/// The contact an upsert wrote (or found unchanged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upserted {
+    pub contact_id: String,
+    /// The rules' tags were put on the contact with it (by a bulk import).
+    pub tagged: bool,
+}
+
+impl Upserted {
+    fn untagged(contact_id: String) -> Self {
+        Self {
+            contact_id,
+            tagged: false,
+        }
+    }
 }
 
 /// The newer of the version the contact's data came from and this event's.
@@ -82,7 +104,9 @@ pub struct ContactLink {
 pub const UNCHANGED_FOR_SECS: i64 = 3600;
 
 pub struct ContactBook {
-    pub client: ActiveCampaignClient,
+    pub client: Arc<ActiveCampaignClient>,
+    /// New and changed contacts of concurrent events, imported together (see [`crate::bulk`]).
+    bulk: BulkContacts,
     /// Links, email claims and applied tags, under the destination connection.
     records: RecordStore,
     /// Custom field title → id, loaded on first use.
@@ -115,7 +139,9 @@ impl<'a> CustomerRef<'a> {
 
 impl ContactBook {
     pub fn new(client: ActiveCampaignClient, records: RecordStore) -> Self {
+        let client = Arc::new(client);
         Self {
+            bulk: bulk_contacts(Arc::clone(&client)),
             client,
             records,
             fields: Mutex::new(None),
@@ -257,7 +283,7 @@ impl ContactBook {
         customer: &CustomerRef<'_>,
         fields: &BTreeMap<String, Value>,
         rules: UpsertRules<'_>,
-    ) -> Result<String, DeliveryError> {
+    ) -> Result<Upserted, DeliveryError> {
         let UpsertRules {
             missing,
             list_id,
@@ -265,6 +291,7 @@ impl ContactBook {
             pass,
             version,
             own_data,
+            tags,
         } = rules;
         let text = |name: &str| fields.get(name).and_then(Value::as_str);
         let email = text("email").ok_or_else(|| {
@@ -291,7 +318,7 @@ impl ContactBook {
             {
                 // A newer event (of another object of this customer) already wrote the
                 // contact: this one's copy of the customer's data is out of date.
-                return Ok(previous.contact_id.clone());
+                return Ok(Upserted::untagged(previous.contact_id.clone()));
             }
         }
         if exclusive_email {
@@ -335,18 +362,24 @@ impl ContactBook {
                     self.save_link_if_unchanged(customer, &newer, revision)
                         .await?;
                 }
-                return Ok(previous.contact_id.clone());
+                return Ok(Upserted::untagged(previous.contact_id.clone()));
             }
         }
-        let contact = match previous
+        let (contact_id, listed) = match previous
             .as_ref()
             .filter(|p| !p.email.eq_ignore_ascii_case(email))
         {
-            Some(previous) => self.change_email(&previous.contact_id, input).await?,
-            None => self.client.sync_contact(input).await?,
+            Some(previous) => (
+                self.change_email(&previous.contact_id, input).await?.id,
+                None,
+            ),
+            None => {
+                let known = previous.as_ref().map(|p| p.contact_id.clone());
+                self.write_contact(input, known, list_id, tags).await?
+            }
         };
         let mut link = ContactLink {
-            contact_id: contact.id.clone(),
+            contact_id: contact_id.clone(),
             email: email.to_string(),
             list_id: previous.as_ref().and_then(|p| p.list_id.clone()),
             synced: Some(digest),
@@ -357,12 +390,13 @@ impl ContactBook {
             ),
         };
         if let Some(list) = list_id {
-            if link.list_id.as_deref() != Some(list)
-                || previous.as_ref().map(|p| &p.contact_id) != Some(&contact.id)
+            if listed.is_none()
+                && (link.list_id.as_deref() != Some(list)
+                    || previous.as_ref().map(|p| &p.contact_id) != Some(&contact_id))
             {
-                self.client.set_list_status(list, &contact.id, 1).await?;
-                link.list_id = Some(list.to_string());
+                self.client.set_list_status(list, &contact_id, 1).await?;
             }
+            link.list_id = Some(list.to_string());
         }
         self.save_link_if_unchanged(customer, &link, revision)
             .await?;
@@ -372,7 +406,40 @@ impl ContactBook {
                 self.release_email(customer, &previous.email).await?;
             }
         }
-        Ok(contact.id)
+        let tagged = listed.is_some() && !tags.is_empty();
+        if tagged {
+            let mut applied = self.applied_tags(&contact_id).await?;
+            let new: Vec<String> = tags
+                .iter()
+                .filter(|t| !applied.contains(t))
+                .cloned()
+                .collect();
+            if !new.is_empty() {
+                applied.extend(new);
+                self.save_applied_tags(&contact_id, &applied).await?;
+            }
+        }
+        Ok(Upserted { contact_id, tagged })
+    }
+
+    /// Writes the contact of this email (an upsert): through the bulk importer when other
+    /// events write contacts at the same time, else with `contact/sync`. Returns its id, and
+    /// whether an import wrote it (with the list and the tags).
+    async fn write_contact(
+        &self,
+        input: ContactInput<'_>,
+        known_id: Option<String>,
+        list: Option<&str>,
+        tags: &[String],
+    ) -> Result<(String, Option<Imported>), DeliveryError> {
+        if let Some(mut contact) = importable(&input, list, tags) {
+            contact.known_id = known_id;
+            let imported = self.bulk.submit((), contact).await?;
+            if let Imported::Contact(id) = &imported {
+                return Ok((id.clone(), Some(imported)));
+            }
+        }
+        Ok((self.client.sync_contact(input).await?.id, None))
     }
 
     /// Writes a customer whose email changed to the contact it already has, so the contact
@@ -500,6 +567,42 @@ impl ContactBook {
             }
         }
     }
+}
+
+/// The contact as the bulk importer takes it (custom fields by numeric id; `None` if one is
+/// not numeric). An emptied field is sent as an empty value, as `contact/sync` takes it: the
+/// spec asks only for a string, and the sandbox's importer empties the field with it, as
+/// `contact/sync` does.
+fn importable(
+    input: &ContactInput<'_>,
+    list: Option<&str>,
+    tags: &[String],
+) -> Option<BulkContact> {
+    let fields = input
+        .field_values
+        .iter()
+        .map(|f| {
+            Some(BulkField {
+                id: f.field.parse().ok()?,
+                value: f.value.clone(),
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(BulkContact {
+        email: input.email.to_string(),
+        first_name: input.first_name.map(str::to_string),
+        last_name: input.last_name.map(str::to_string),
+        phone: input.phone.map(str::to_string),
+        fields,
+        tags: tags.to_vec(),
+        subscribe: list
+            .map(|list| BulkList {
+                listid: list.to_string(),
+            })
+            .into_iter()
+            .collect(),
+        known_id: None,
+    })
 }
 
 /// A digest of the data a `contact/sync` would send.

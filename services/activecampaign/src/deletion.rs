@@ -110,9 +110,11 @@ impl ActiveCampaignDestination {
                             pass,
                             version: None,
                             own_data: true,
+                            tags: &[],
                         },
                     )
-                    .await?;
+                    .await?
+                    .contact_id;
                 if effect.on_customer_deleted == OnCustomerDeleted::Unsubscribe {
                     if let Some(list) = &effect.list_id {
                         self.contacts

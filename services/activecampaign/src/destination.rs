@@ -1,7 +1,8 @@
 //! One ActiveCampaign connection as a billsync destination: what it is made of, and which
 //! flow an event takes (`stripe_flow`, `chargebee_flow`).
 
-use crate::api::ActiveCampaignClient;
+use crate::api::{as_one_event, ActiveCampaignClient};
+use crate::bulk::MAX_BULK;
 use crate::contacts::ContactBook;
 use crate::ecommerce::EcomBook;
 use crate::error::StartError;
@@ -15,8 +16,6 @@ use std::time::Duration;
 
 pub struct ActiveCampaignDestination {
     name: String,
-    /// The account's request rate (`requests_per_second`).
-    requests_per_second: u32,
     pub(crate) contacts: ContactBook,
     /// Deep data: e-commerce connections, customers and orders.
     pub(crate) ecommerce: EcomBook,
@@ -50,7 +49,6 @@ impl ActiveCampaignDestination {
         let records = RecordStore::new(kv, DestinationKind::Activecampaign, &connection.name);
         Ok(Self {
             name: connection.name.clone(),
-            requests_per_second: connection.requests_per_second,
             contacts: ContactBook::new(client, records.clone()),
             ecommerce: EcomBook::new(records.clone()),
             records,
@@ -76,10 +74,13 @@ impl Destination for ActiveCampaignDestination {
         let Some(rules) = self.syncs.get(&event.connection) else {
             return Err(DeliveryError::no_sync(&event.connection, &self.name));
         };
-        match rules.source {
-            SourceKind::Stripe => self.apply_stripe(rules, event, pass).await,
-            SourceKind::Chargebee => self.apply_chargebee(rules, event, pass).await,
-        }
+        as_one_event(async {
+            match rules.source {
+                SourceKind::Stripe => self.apply_stripe(rules, event, pass).await,
+                SourceKind::Chargebee => self.apply_chargebee(rules, event, pass).await,
+            }
+        })
+        .await
     }
 
     async fn deliver_effects(
@@ -89,7 +90,7 @@ impl Destination for ActiveCampaignDestination {
     ) -> Result<Delivered, DeliveryError> {
         match self.syncs.get(&event.connection) {
             Some(rules) if rules.source == SourceKind::Stripe => {
-                self.apply_stripe_effects(rules, event, pass).await
+                as_one_event(self.apply_stripe_effects(rules, event, pass)).await
             }
             // Chargebee's events carry no effects of their own in ActiveCampaign: a
             // customer's contact shows its newest data, and that is all.
@@ -99,11 +100,13 @@ impl Destination for ActiveCampaignDestination {
         }
     }
 
-    /// ActiveCampaign takes 5 requests/s per account and an event costs about four: as
-    /// many events at once as requests in a second keeps each event's calls within a
-    /// few seconds of each other.
+    /// As many events at once as one bulk import takes, whatever the account's 5 requests/s:
+    /// the contacts of events in flight together are written by one bulk import (see
+    /// [`crate::bulk`]), so the more there are, the fewer calls each costs. Of those, only
+    /// as many make single calls at once as the account takes requests in a second
+    /// ([`crate::api::Turns`]).
     fn concurrency(&self) -> usize {
-        self.requests_per_second.max(1) as usize
+        MAX_BULK
     }
 
     async fn healthcheck(&self) -> Result<(), DeliveryError> {

@@ -4,6 +4,7 @@
 //! one service that also serves `/healthz`, `/readyz` and `/metrics`.
 
 pub mod api;
+mod bulk;
 mod chargebee;
 mod chargebee_flow;
 mod contacts;

@@ -58,7 +58,8 @@ impl ActiveCampaignDestination {
             }),
             (None, None) => None,
         };
-        let (contact_id, email) = match (&owner, mapped_email) {
+        let tags = stripe::tags_for(event);
+        let (contact_id, email, tagged) = match (&owner, mapped_email) {
             (Some(owner), Some(email)) => {
                 let contact = self
                     .contacts
@@ -72,18 +73,23 @@ impl ActiveCampaignDestination {
                             pass,
                             version: Some(&event.version),
                             own_data: event.object == ObjectKind::Customer,
+                            tags: &tags,
                         },
                     )
                     .await?;
-                (contact, email)
+                (contact.contact_id, email, contact.tagged)
             }
             _ => {
-                self.linked_contact(event, event.customer_id.as_deref())
-                    .await?
+                let (contact_id, email) = self
+                    .linked_contact(event, event.customer_id.as_deref())
+                    .await?;
+                (contact_id, email, false)
             }
         };
-        self.put_event_tags(event, &contact_id, owner.as_ref(), pass)
-            .await?;
+        if !tagged {
+            self.put_event_tags(event, &contact_id, owner.as_ref(), pass)
+                .await?;
+        }
         // A deleted customer has no email left: its e-commerce customer is not created again.
         if rules.options.deep_data && !sources::stripe::deletes_customer(event) {
             self.apply_deep_data(rules, event, &email, pass).await?;

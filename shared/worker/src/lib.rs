@@ -26,7 +26,7 @@ mod waiting;
 
 pub use batch::{BatchSink, Batcher};
 pub use destination::{
-    Delivered, DeliveryError, Destination, Pass, DEFAULT_CONCURRENCY, MAX_CONCURRENCY,
+    Delivered, DeliveryError, Destination, Pass, DEFAULT_CONCURRENCY, MAX_CALLING, MAX_CONCURRENCY,
     NO_EVENT_EFFECTS,
 };
 pub use health::{ConnectionHealth, PROBE_EVERY};

@@ -15,7 +15,7 @@
 //! non-zero when the state differs or the ratio exceeds `--max-ratio`. Real NATS and Postgres (the e2e harness starts them if needed);
 //! nothing leaves loopback.
 
-use billsync_e2e::workload::{differences, event_for, MinimumWrites};
+use billsync_e2e::workload::{differences, ensure_no_differences, event_for, MinimumWrites};
 use billsync_e2e::{eventually, Stack, StackOptions};
 use clap::Parser;
 use std::time::{Duration, Instant};
@@ -163,15 +163,7 @@ async fn main() -> anyhow::Result<()> {
         args.rate,
         args.max_ratio
     );
-    let differences = differences(&snapshot, args.customers, per_customer);
-    for difference in differences.iter().take(20) {
-        println!("  differs: {difference}");
-    }
-    anyhow::ensure!(
-        differences.is_empty(),
-        "the account differs from the expected state in {} place(s)",
-        differences.len()
-    );
+    ensure_no_differences(&differences(&snapshot, args.customers, per_customer))?;
     println!(
         "state: as expected ({} contacts, {} contact tags, {} e-commerce customers, {} orders)",
         snapshot.contacts.len(),

@@ -60,6 +60,9 @@ pub struct StackOptions {
     pub pipedrive_stripe_sync: Option<String>,
     /// Extra keys of the `[[destinations.pipedrive]]` table (`daily_token_budget`).
     pub pipedrive_extra: String,
+    /// How long the emulated ActiveCampaign importer takes to process a bulk import
+    /// (the sandbox's default when unset).
+    pub ac_bulk_import_delay: Option<std::time::Duration>,
 }
 
 impl Default for StackOptions {
@@ -81,6 +84,7 @@ impl Default for StackOptions {
             pipedrive_chargebee_sync: None,
             pipedrive_stripe_sync: None,
             pipedrive_extra: String::new(),
+            ac_bulk_import_delay: None,
         }
     }
 }
@@ -156,6 +160,9 @@ impl Stack {
         let ac_token = format!("ac-token-{}", uuid::Uuid::new_v4().simple());
         let mut account = AcAccount::new(ac_account.clone(), ac_token.clone());
         account.requests_per_second = options.ac_requests_per_second;
+        if let Some(delay) = options.ac_bulk_import_delay {
+            account.bulk_import_delay = delay;
+        }
         let (ac_track_actid, ac_event_key) =
             (account.event_actid.clone(), account.event_key.clone());
         sandbox.activecampaign.add_account(account);
@@ -743,6 +750,30 @@ destination = "ac-test"
             );
         }
         copied
+    }
+
+    /// Creates a list in the emulated ActiveCampaign account through its API, as a user
+    /// would in the UI; its id.
+    pub async fn create_ac_list(&self, name: &str) -> String {
+        let body: serde_json::Value = self
+            .http
+            .post(format!(
+                "{}/api/3/lists",
+                self.sandbox.activecampaign_base_url(&self.ac_account)
+            ))
+            .header("Api-Token", &self.ac_token)
+            .json(&serde_json::json!({"list": {"name": name, "stringid": name,
+                "sender_url": "https://example.com", "sender_reminder": "You signed up."}}))
+            .send()
+            .await
+            .expect("create a list")
+            .json()
+            .await
+            .expect("the list as JSON");
+        match &body["list"]["id"] {
+            serde_json::Value::String(id) => id.clone(),
+            other => other.to_string(),
+        }
     }
 
     /// Starts `billsync activecampaign` (or `StackOptions::worker_service`) as a child

@@ -237,6 +237,19 @@ impl MinimumWrites {
     }
 }
 
+/// Prints the first 20 of `differences` and fails when there is any.
+pub fn ensure_no_differences(differences: &[String]) -> anyhow::Result<()> {
+    for difference in differences.iter().take(20) {
+        println!("  differs: {difference}");
+    }
+    anyhow::ensure!(
+        differences.is_empty(),
+        "the account differs from the expected state in {} place(s)",
+        differences.len()
+    );
+    Ok(())
+}
+
 /// Everything in the account that is not what the events describe, one line each.
 pub fn differences(snapshot: &AcSnapshot, customers: usize, per_customer: usize) -> Vec<String> {
     let mut found = Vec::new();

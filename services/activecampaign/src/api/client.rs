@@ -1,6 +1,7 @@
 //! A small typed client for ActiveCampaign v3 with one `classify` for every response; the
 //! kit's CRM transport paces, times and reports its requests.
 
+use super::turns::Turns;
 use super::types::*;
 use billsync_crm_http::{Call, CrmTransport, Vendor};
 use billsync_events::FailureClass;
@@ -48,6 +49,8 @@ pub struct ActiveCampaignClient {
     tags: Mutex<HashMap<String, String>>,
     /// Serialises the lookup-or-create of tags missing from the cache.
     tag_creation: tokio::sync::Mutex<()>,
+    /// Events making calls at once (see [`Turns`]).
+    turns: Turns,
 }
 
 impl ActiveCampaignClient {
@@ -59,6 +62,7 @@ impl ActiveCampaignClient {
                 .rate(requests_per_second),
             tags: Mutex::new(HashMap::new()),
             tag_creation: tokio::sync::Mutex::new(()),
+            turns: Turns::new(requests_per_second.min(billsync_worker::MAX_CALLING as u32)),
         }
     }
 
@@ -274,6 +278,33 @@ impl ActiveCampaignClient {
             .contacts
             .into_iter()
             .find(|c| c.email.eq_ignore_ascii_case(email)))
+    }
+
+    /// `POST /import/bulk_import`: queues `contacts` (at most 250) for the asynchronous
+    /// importer and returns the batch id.
+    pub async fn bulk_import(&self, contacts: &[BulkContact]) -> Result<String, DeliveryError> {
+        let queued: BulkImportQueued = self
+            .call(
+                Method::POST,
+                "/import/bulk_import",
+                Some(&BulkImportRequest { contacts }),
+            )
+            .await?;
+        Ok(queued.batch_id)
+    }
+
+    /// `GET /import/info?batchId=`: how far the importer is with a batch.
+    pub async fn import_info(&self, batch_id: &str) -> Result<ImportInfo, DeliveryError> {
+        let path = format!("/import/info?batchId={}", urlencode(batch_id));
+        self.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// `GET /contacts?id_greater=`: up to 100 contacts with a larger id, in id order (how the
+    /// contacts a bulk import created are found without a lookup each).
+    pub async fn contacts_after(&self, id: u64) -> Result<Vec<Contact>, DeliveryError> {
+        let path = format!("/contacts?id_greater={id}&orders%5Bid%5D=ASC&limit=100");
+        let list: ContactList = self.call(Method::GET, &path, None::<&()>).await?;
+        Ok(list.contacts)
     }
 
     /// Deletes a contact; one that is already gone counts as deleted.
@@ -535,6 +566,7 @@ impl ActiveCampaignClient {
         path: &str,
         body: Option<&impl Serialize>,
     ) -> Result<T, DeliveryError> {
+        self.turns.take().await;
         let mut call = Call::new(method, path);
         if let Some(body) = body {
             call = call.json(body);

@@ -349,3 +349,82 @@ mod tests {
         );
     }
 }
+
+/// `POST /import/bulk_import`'s body: up to 250 contacts, written asynchronously.
+#[derive(Debug, Clone, Serialize)]
+pub struct BulkImportRequest<'a> {
+    pub contacts: &'a [BulkContact],
+}
+
+/// One contact of a bulk import, in the importer's own names (`first_name`, custom fields
+/// by numeric id, lists by `listid`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BulkContact {
+    pub email: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<BulkField>,
+    /// Tags put on the contact, created when the account lacks them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub subscribe: Vec<BulkList>,
+    /// The contact's id as billsync last knew it (not sent): the importer lists only the
+    /// contacts it created, so an updated one keeps this id without a lookup.
+    #[serde(skip)]
+    pub known_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BulkField {
+    /// The spec's `integer`: the custom field's id.
+    pub id: u64,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BulkList {
+    pub listid: String,
+}
+
+/// `POST /import/bulk_import`'s 200: the batch to ask `GET /import/info` about.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BulkImportQueued {
+    #[serde(rename = "batchId")]
+    pub batch_id: String,
+}
+
+/// `GET /import/info`: `status` is `false` until the importer sets one, then `active`, then
+/// `completed`; `success` lists the ids of the contacts the batch created, `failure` the
+/// emails of those it could not import.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ImportInfo {
+    #[serde(default)]
+    pub status: serde_json::Value,
+    #[serde(default)]
+    pub success: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub failure: Vec<String>,
+}
+
+impl ImportInfo {
+    pub fn completed(&self) -> bool {
+        self.status.as_str() == Some("completed")
+    }
+
+    /// The created contacts' ids, as numbers (AC lists them as strings).
+    pub fn created_ids(&self) -> Vec<u64> {
+        self.success
+            .iter()
+            .filter_map(|id| match id {
+                serde_json::Value::String(s) => s.trim().parse().ok(),
+                other => other.as_u64(),
+            })
+            .collect()
+    }
+}

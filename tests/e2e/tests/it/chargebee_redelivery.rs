@@ -84,7 +84,7 @@ async fn start(deletion: Deletion) -> Stack {
     })
     .await;
     if deletion.listed() {
-        let list = create_list(&stack, "customers").await;
+        let list = stack.create_ac_list("customers").await;
         assert_eq!(list, LIST, "a fresh account's first list has id 1");
     }
     stack
@@ -632,17 +632,6 @@ fn id_of(value: &Value) -> String {
         .as_str()
         .map(str::to_owned)
         .unwrap_or_else(|| value.to_string())
-}
-
-async fn create_list(stack: &Stack, name: &str) -> String {
-    let body = ac_post(
-        stack,
-        "lists",
-        json!({"list": {"name": name, "stringid": name, "sender_url": "https://example.com",
-            "sender_reminder": "You signed up."}}),
-    )
-    .await;
-    id_of(&body["list"]["id"])
 }
 
 async fn tag_by_hand(stack: &Stack, contact_id: &str, tag: &str) {

@@ -48,23 +48,6 @@ async fn snapshot_when(
     .await
 }
 
-/// Creates a list in the emulated account through its API, as a user would in the UI.
-async fn create_list(stack: &Stack, name: &str) -> String {
-    let response = stack
-        .http
-        .post(format!("{}/api/3/lists", stack.sandbox.activecampaign_base_url(&stack.ac_account)))
-        .header("Api-Token", &stack.ac_token)
-        .json(&serde_json::json!({"list": {"name": name, "stringid": name, "sender_url": "https://example.com", "sender_reminder": "You signed up."}}))
-        .send()
-        .await
-        .expect("create list");
-    let body: serde_json::Value = response.json().await.expect("list json");
-    body["list"]["id"]
-        .as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| body["list"]["id"].to_string())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_customer_and_subscription_fill_the_seed_fields() {
     let stack = start("").await;
@@ -283,7 +266,7 @@ async fn contacts_join_the_list_and_leave_it_when_the_customer_is_deleted() {
     // A fresh emulated account's first list gets id 1; the worker uses the list only when a
     // customer arrives, so creating it after start is what a user does.
     let stack = start("[syncs.options]\nlist_id = 1\non_customer_deleted = \"unsubscribe\"").await;
-    let list = create_list(&stack, "customers").await;
+    let list = stack.create_ac_list("customers").await;
     assert_eq!(list, "1", "a fresh account's first list has id 1");
     let cb = &stack.sandbox.chargebee;
     let site = &stack.chargebee_site;
@@ -634,7 +617,7 @@ async fn a_replay_after_the_delete_option_changed_never_deletes_an_unsubscribed_
         ..Default::default()
     })
     .await;
-    create_list(&stack, "customers").await;
+    stack.create_ac_list("customers").await;
     let cb = &stack.sandbox.chargebee;
     let site = &stack.chargebee_site;
     cb.create_customer(

@@ -4,6 +4,7 @@
 //! that blocks a thread (building or running the `billsync` binary) must not stall the
 //! in-process services it is talking to.
 
+mod activecampaign_bulk;
 mod chargebee_redelivery;
 mod chargebee_runs;
 mod chargebee_to_activecampaign;
