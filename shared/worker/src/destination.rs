@@ -122,7 +122,10 @@ pub trait Destination: Send + Sync + 'static {
     /// How many of this connection's events are worked on at once: about what the CRM's
     /// budget serves in a second or two. A backlog then completes in arrival order, each
     /// event seconds after it starts, instead of all of them advancing together and
-    /// finishing together minutes later; the rest wait, kept alive, in arrival order.
+    /// finishing together minutes later; the rest wait, kept alive, in arrival order. A
+    /// destination whose events share bulk calls goes higher (enough to fill one) and keeps
+    /// the events making single calls at once to about that budget itself (ActiveCampaign's
+    /// turns).
     ///
     /// The runtime caps it at [`MAX_CONCURRENCY`].
     fn concurrency(&self) -> usize {
