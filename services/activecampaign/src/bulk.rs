@@ -3,9 +3,10 @@
 //! fields and list, instead of a `contact/sync` and a `contactLists` call each.
 //!
 //! Every contact write is offered to the kit's batcher, which gathers the writes of the
-//! events in flight for [`BULK_WINDOW`]. A group of at least [`MIN_BULK`] contacts is
-//! imported (a backfill, a "sync all" run, a burst); a smaller one goes back to each event's
-//! own `contact/sync`, as ActiveCampaign advises for fewer than ten contacts. The importer
+//! events in flight for [`BULK_WINDOW`]. A group of at least [`MIN_BULK`] contacts (more on
+//! an account allowed more than 5 requests/s: see [`min_group`]) is imported (a backfill, a
+//! "sync all" run, a burst); a smaller one goes back to each event's own `contact/sync`, as
+//! ActiveCampaign advises for fewer than ten contacts. The importer
 //! works asynchronously: the batch is polled with `GET /import/info` until it completes,
 //! then each event learns its contact's id, so it links the contact exactly as the single
 //! path does. A contact the importer refused is written again alone through
@@ -22,6 +23,10 @@ use std::time::Duration;
 
 /// How long a contact write waits for others to share its import.
 pub const BULK_WINDOW: Duration = Duration::from_secs(1);
+/// About what an import costs in time beyond its calls: the window, the importer's own
+/// processing and the polls. A group is imported only when its single writes would take
+/// longer than this at the account's rate.
+const IMPORT_ROUND_TRIP_SECS: usize = 2;
 /// "Up to 250 contacts may be included in a single request" (the spec).
 pub const MAX_BULK: usize = 250;
 /// "The suggested minimum number of contacts is 10. If less than that, then contact/sync api
@@ -46,12 +51,30 @@ pub enum Imported {
 /// The batcher's sink: imports a group of contacts and answers each one's contact id.
 pub struct ContactImports {
     client: Arc<ActiveCampaignClient>,
+    /// The smallest group worth an import at the account's rate.
+    min_group: usize,
 }
 
 pub type BulkContacts = Batcher<ContactImports>;
 
-pub fn bulk_contacts(client: Arc<ActiveCampaignClient>) -> BulkContacts {
-    Batcher::new(ContactImports { client }, MAX_BULK, BULK_WINDOW)
+pub fn bulk_contacts(client: Arc<ActiveCampaignClient>, requests_per_second: u32) -> BulkContacts {
+    let sink = ContactImports {
+        client,
+        min_group: min_group(requests_per_second),
+    };
+    Batcher::new(sink, MAX_BULK, BULK_WINDOW)
+}
+
+/// The smallest group worth an import: ActiveCampaign's suggested minimum, or as many
+/// contacts as the account writes one by one in an import's round trip, whichever is more.
+/// At 5 requests/s that is 10; an account with a lifted limit writes faster one by one.
+pub fn min_group(requests_per_second: u32) -> usize {
+    MIN_BULK.max(IMPORT_ROUND_TRIP_SECS * requests_per_second as usize)
+}
+
+/// Whether imports can pay at this rate at all: a full one beats single writes.
+pub fn imports_pay(requests_per_second: u32) -> bool {
+    min_group(requests_per_second) <= MAX_BULK
 }
 
 impl BatchSink for ContactImports {
@@ -64,7 +87,7 @@ impl BatchSink for ContactImports {
         _key: &(),
         items: Vec<BulkContact>,
     ) -> Result<Vec<Result<Imported, DeliveryError>>, DeliveryError> {
-        if items.len() < MIN_BULK {
+        if items.len() < self.min_group {
             return Ok(vec![Ok(Imported::Single); items.len()]);
         }
         let mut answers = Vec::with_capacity(items.len());
@@ -221,6 +244,14 @@ fn importer_rate_limited(error: &DeliveryError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn imports_start_at_ten_contacts_at_five_requests_a_second_and_never_when_unthrottled() {
+        assert_eq!(min_group(5), 10);
+        assert_eq!(min_group(50), 100);
+        assert!(imports_pay(5) && imports_pay(100));
+        assert!(!imports_pay(100_000));
+    }
 
     fn contact(email: &str, padding: usize) -> BulkContact {
         BulkContact {

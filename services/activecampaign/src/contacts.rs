@@ -138,10 +138,14 @@ impl<'a> CustomerRef<'a> {
 }
 
 impl ContactBook {
-    pub fn new(client: ActiveCampaignClient, records: RecordStore) -> Self {
+    pub fn new(
+        client: ActiveCampaignClient,
+        records: RecordStore,
+        requests_per_second: u32,
+    ) -> Self {
         let client = Arc::new(client);
         Self {
-            bulk: bulk_contacts(Arc::clone(&client)),
+            bulk: bulk_contacts(Arc::clone(&client), requests_per_second),
             client,
             records,
             fields: Mutex::new(None),

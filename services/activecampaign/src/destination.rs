@@ -2,7 +2,7 @@
 //! flow an event takes (`stripe_flow`, `chargebee_flow`).
 
 use crate::api::{as_one_event, ActiveCampaignClient};
-use crate::bulk::MAX_BULK;
+use crate::bulk::{imports_pay, MAX_BULK};
 use crate::contacts::ContactBook;
 use crate::ecommerce::EcomBook;
 use crate::error::StartError;
@@ -10,12 +10,16 @@ use crate::sync_rules::{sync_rules, SyncRules};
 use async_nats::jetstream::kv;
 use billsync_config::{ActiveCampaignConnection, Config};
 use billsync_events::{BillingEventV1, DestinationKind, SourceKind};
-use billsync_worker::{Delivered, DeliveryError, Destination, Pass, RecordStore, NO_EVENT_EFFECTS};
+use billsync_worker::{
+    Delivered, DeliveryError, Destination, Pass, RecordStore, MAX_CALLING, NO_EVENT_EFFECTS,
+};
 use std::collections::HashMap;
 use std::time::Duration;
 
 pub struct ActiveCampaignDestination {
     name: String,
+    /// The account's request rate (`requests_per_second`).
+    requests_per_second: u32,
     pub(crate) contacts: ContactBook,
     /// Deep data: e-commerce connections, customers and orders.
     pub(crate) ecommerce: EcomBook,
@@ -49,7 +53,8 @@ impl ActiveCampaignDestination {
         let records = RecordStore::new(kv, DestinationKind::Activecampaign, &connection.name);
         Ok(Self {
             name: connection.name.clone(),
-            contacts: ContactBook::new(client, records.clone()),
+            contacts: ContactBook::new(client, records.clone(), connection.requests_per_second),
+            requests_per_second: connection.requests_per_second,
             ecommerce: EcomBook::new(records.clone()),
             records,
             syncs,
@@ -104,9 +109,15 @@ impl Destination for ActiveCampaignDestination {
     /// the contacts of events in flight together are written by one bulk import (see
     /// [`crate::bulk`]), so the more there are, the fewer calls each costs. Of those, only
     /// as many make single calls at once as the account takes requests in a second
-    /// ([`crate::api::Turns`]).
+    /// ([`crate::api::Turns`]). An account whose limit is lifted so far that single writes
+    /// beat an import (see [`crate::bulk::min_group`]) works on as many events at once as
+    /// the kit lets call.
     fn concurrency(&self) -> usize {
-        MAX_BULK
+        if imports_pay(self.requests_per_second) {
+            MAX_BULK
+        } else {
+            MAX_CALLING
+        }
     }
 
     async fn healthcheck(&self) -> Result<(), DeliveryError> {

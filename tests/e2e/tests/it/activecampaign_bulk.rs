@@ -1,6 +1,6 @@
-//! Many new customers at once reach ActiveCampaign through its bulk importer: a refused
-//! contact fails alone, with ActiveCampaign's reason, and a worker killed while its import
-//! runs leaves no contact doubled.
+//! Many new customers at once reach ActiveCampaign (at its 5 requests/s) through its bulk
+//! importer: a refused contact fails alone, with ActiveCampaign's reason, and a worker
+//! killed while its import runs leaves no contact doubled.
 
 use crate::operator_api::{api_get, wait_failure};
 use billsync_e2e::{eventually, Stack, StackOptions};
@@ -53,7 +53,11 @@ fn assert_written(snapshot: &AcSnapshot, emails: &[String]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_contact_in_a_bulk_import_fails_alone_and_the_others_are_written() {
-    let stack = Stack::start(StackOptions::default()).await;
+    let stack = Stack::start(StackOptions {
+        ac_requests_per_second: 5,
+        ..Default::default()
+    })
+    .await;
     let refused = email(7);
     stack.sandbox.activecampaign.set_faults(
         &stack.ac_account,
@@ -107,6 +111,7 @@ async fn a_refused_contact_in_a_bulk_import_fails_alone_and_the_others_are_writt
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_during_a_bulk_import_leaves_every_contact_once() {
     let stack = Stack::start(StackOptions {
+        ac_requests_per_second: 5,
         worker_process: true,
         ac_bulk_import_delay: Some(Duration::from_secs(4)),
         ..Default::default()
