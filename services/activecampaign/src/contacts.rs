@@ -4,7 +4,7 @@
 
 use crate::api::types::{BulkContact, BulkField, BulkList, Contact, ContactInput, FieldValueInput};
 use crate::api::ActiveCampaignClient;
-use crate::bulk::{bulk_contacts, BulkContacts, Imported};
+use crate::bulk::{bulk_contacts, imports_pay, BulkContacts, Imported};
 use billsync_events::{BillingEventV1, FailureClass, RecordVersion};
 use billsync_worker::{DeliveryError, Pass, RecordStore, Versioned};
 use serde::{Deserialize, Serialize};
@@ -105,8 +105,9 @@ pub const UNCHANGED_FOR_SECS: i64 = 3600;
 
 pub struct ContactBook {
     pub client: Arc<ActiveCampaignClient>,
-    /// New and changed contacts of concurrent events, imported together (see [`crate::bulk`]).
-    bulk: BulkContacts,
+    /// New and changed contacts of concurrent events, imported together (see [`crate::bulk`]);
+    /// none when the account's rate makes single writes faster than any import.
+    bulk: Option<BulkContacts>,
     /// Links, email claims and applied tags, under the destination connection.
     records: RecordStore,
     /// Custom field title → id, loaded on first use.
@@ -145,7 +146,8 @@ impl ContactBook {
     ) -> Self {
         let client = Arc::new(client);
         Self {
-            bulk: bulk_contacts(Arc::clone(&client), requests_per_second),
+            bulk: imports_pay(requests_per_second)
+                .then(|| bulk_contacts(Arc::clone(&client), requests_per_second)),
             client,
             records,
             fields: Mutex::new(None),
@@ -436,9 +438,10 @@ impl ContactBook {
         list: Option<&str>,
         tags: &[String],
     ) -> Result<(String, Option<Imported>), DeliveryError> {
-        if let Some(mut contact) = importable(&input, list, tags) {
+        let importable = self.bulk.as_ref().zip(importable(&input, list, tags));
+        if let Some((bulk, mut contact)) = importable {
             contact.known_id = known_id;
-            let imported = self.bulk.submit((), contact).await?;
+            let imported = bulk.submit((), contact).await?;
             if let Imported::Contact(id) = &imported {
                 return Ok((id.clone(), Some(imported)));
             }
