@@ -13,7 +13,8 @@
 //! `E`: its own write means it won; another one means it lost, and it puts the winner's
 //! value back over its own, so that the key shows the winner's again. The bucket must keep
 //! a few revisions of each key ([`CAS_HISTORY`]) so that the winner's write is still there
-//! when a loser looks.
+//! when a loser looks. A bucket with one replica needs none of this: its server checks and
+//! stores each write in turn.
 
 use async_nats::jetstream::kv::{self, Operation, UpdateErrorKind};
 use async_nats::jetstream::message::StreamMessage;
@@ -46,6 +47,11 @@ pub async fn update(
         Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => return Ok(None),
         Err(e) => return Err(CasError(e.to_string())),
     };
+    if kv.stream.cached_info().config.num_replicas <= 1 {
+        // One replica: no proposals, no leader to change; the server checks and stores
+        // each write in turn, so its answer is the whole truth.
+        return Ok(Some(revision));
+    }
     let winner = first_after(kv, key, expected, revision).await?;
     if winner.sequence == revision {
         return Ok(Some(revision));
