@@ -371,13 +371,13 @@ impl ContactBook {
                 return Ok(Upserted::untagged(previous.contact_id.clone()));
             }
         }
-        let (contact_id, listed) = match previous
+        let (contact_id, imported) = match previous
             .as_ref()
             .filter(|p| !p.email.eq_ignore_ascii_case(email))
         {
             Some(previous) => (
                 self.change_email(&previous.contact_id, input).await?.id,
-                None,
+                false,
             ),
             None => {
                 let known = previous.as_ref().map(|p| p.contact_id.clone());
@@ -396,7 +396,7 @@ impl ContactBook {
             ),
         };
         if let Some(list) = list_id {
-            if listed.is_none()
+            if !imported
                 && (link.list_id.as_deref() != Some(list)
                     || previous.as_ref().map(|p| &p.contact_id) != Some(&contact_id))
             {
@@ -412,7 +412,7 @@ impl ContactBook {
                 self.release_email(customer, &previous.email).await?;
             }
         }
-        let tagged = listed.is_some() && !tags.is_empty();
+        let tagged = imported && !tags.is_empty();
         if tagged {
             let mut applied = self.applied_tags(&contact_id).await?;
             let new: Vec<String> = tags
@@ -430,23 +430,22 @@ impl ContactBook {
 
     /// Writes the contact of this email (an upsert): through the bulk importer when other
     /// events write contacts at the same time, else with `contact/sync`. Returns its id, and
-    /// whether an import wrote it (with the list and the tags).
+    /// whether an import wrote it (then with the list and the tags).
     async fn write_contact(
         &self,
         input: ContactInput<'_>,
         known_id: Option<String>,
         list: Option<&str>,
         tags: &[String],
-    ) -> Result<(String, Option<Imported>), DeliveryError> {
+    ) -> Result<(String, bool), DeliveryError> {
         let importable = self.bulk.as_ref().zip(importable(&input, list, tags));
         if let Some((bulk, mut contact)) = importable {
             contact.known_id = known_id;
-            let imported = bulk.submit((), contact).await?;
-            if let Imported::Contact(id) = &imported {
-                return Ok((id.clone(), Some(imported)));
+            if let Imported::Contact(id) = bulk.submit((), contact).await? {
+                return Ok((id, true));
             }
         }
-        Ok((self.client.sync_contact(input).await?.id, None))
+        Ok((self.client.sync_contact(input).await?.id, false))
     }
 
     /// Writes a customer whose email changed to the contact it already has, so the contact
